@@ -1,0 +1,536 @@
+//! [`FrameCodec`]: bytes ↔ [`Frame`]s for any [`HeaderLayout`], as a tokio-util
+//! [`Decoder`] and [`Encoder`].
+//!
+//! The ancestor's layout, `NumMsg(200)`:
+//! ```text
+//! +- length u16 -+- type u8 -+---- body ----+
+//! |    00 07     |    01     |  00 00 00 c8 |  -->  Frame { type 1, body 00 00 00 c8 }
+//! +--------------+-----------+--------------+
+//! ```
+//! OpenFlow 1.3 HELLO with xid 1:
+//! ```text
+//! +- version u8 -+- type u8 -+- length u16 -+--- xid u32 ---+
+//! |      04      |    00     |    00 08     |  00 00 00 01  |  -->  Frame { type 0, version 4, xid 1 }
+//! +--------------+-----------+--------------+---------------+
+//! ```
+
+use std::io;
+
+use bytes::{BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::frame::{Frame, HeaderFields, MessageType};
+use crate::layout::{FieldId, HeaderLayout, Int};
+use crate::protocol::Encode;
+
+/// The default inbound maximum for layouts whose length field can describe more: 8 MiB.
+pub const DEFAULT_MAX_INBOUND: usize = 8 * 1024 * 1024;
+
+/// The most a decoder grows its buffer ahead of the bytes that have arrived, while it waits
+/// for a body: it reserves at most what it already holds, and at least this much.
+const MIN_BODY_RESERVE: usize = 4096;
+
+/// Why a byte stream could not be cut into frames. After any of these but [`Io`](Self::Io),
+/// the stream's framing is lost: close the connection (there is no safe way to resynchronise).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length field declared a whole frame smaller than the header.
+    #[error("length {declared} is smaller than the {header_len}-byte header")]
+    TooShort {
+        /// The length field's value.
+        declared: i128,
+        /// The whole frame it declares, after the layout's adjustment.
+        frame_len: i128,
+        /// The header size.
+        header_len: usize,
+    },
+    /// A signed length field held a negative value.
+    #[error("length {declared} is negative")]
+    NegativeLength {
+        /// The length field's value.
+        declared: i128,
+    },
+    /// The length field declared a whole frame over the inbound maximum; no body byte was
+    /// buffered.
+    #[error("length {declared} exceeds the maximum frame length {max}")]
+    TooLong {
+        /// The length field's value.
+        declared: i128,
+        /// The whole frame it declares, after the layout's adjustment.
+        frame_len: i128,
+        /// The inbound maximum (see [`FrameCodec::max_inbound`]).
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended {missing} bytes short of a complete {}", if *.in_header { "header" } else { "frame" })]
+    Truncated {
+        /// How many more bytes the frame (or, when `in_header`, at least the header) needed.
+        missing: usize,
+        /// How many bytes of it had arrived.
+        received: usize,
+        /// Whether the stream ended before the header was complete (the frame's length unknown).
+        in_header: bool,
+    },
+    /// Reading from the stream failed.
+    #[error("read failed")]
+    Io(#[from] io::Error),
+}
+
+/// Why a frame could not be encoded. Nothing is written to the destination buffer when
+/// encoding fails: a frame is never truncated to fit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The whole frame is longer than the outbound maximum (which is never more than the
+    /// length field can describe).
+    #[error("frame of {length} bytes exceeds the maximum frame length {max}")]
+    TooLarge {
+        /// The whole frame's length.
+        length: usize,
+        /// The outbound maximum (see [`FrameCodec::max_outbound`]).
+        max: usize,
+    },
+    /// The frame's length cannot be expressed in the length field (a layout whose adjustment
+    /// exceeds this small a frame).
+    #[error("frame of {length} bytes gives length field value {raw}, which a {int} cannot hold")]
+    LengthOutOfRange {
+        /// The whole frame's length.
+        length: usize,
+        /// The value the length field would need.
+        raw: i128,
+        /// The length field's kind.
+        int: Int,
+    },
+    /// The message type does not fit the type field.
+    #[error("message type {message_type} does not fit a {int} type field")]
+    TypeOutOfRange {
+        /// The type number.
+        message_type: MessageType,
+        /// The type field's kind.
+        int: Int,
+    },
+    /// An extra header field's value does not fit it.
+    #[error("value {value} does not fit header field `{field}` ({int})")]
+    FieldOutOfRange {
+        /// The field's name.
+        field: String,
+        /// The value.
+        value: i128,
+        /// The field's kind.
+        int: Int,
+    },
+    /// Writing to the stream failed.
+    #[error("write failed")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, Clone)]
+enum DecodeState {
+    /// Waiting for a complete header.
+    Head,
+    /// The header is read and checked; waiting for the rest of a frame of `frame_len` bytes.
+    Body {
+        frame_len: usize,
+        message_type: MessageType,
+        fields: HeaderFields,
+    },
+}
+
+/// Cuts a byte stream into [`Frame`]s and writes frames back, for any [`HeaderLayout`].
+///
+/// - **Decoding** reads the header once, checks `header ≤ whole frame ≤ max_inbound` from the
+///   header alone, then waits for the body without reserving the declared size up front (a
+///   header that declares a huge frame and then trickles costs only what arrives). Bodies are
+///   [`Bytes`](bytes::Bytes) slices of the read buffer: no copy. Any split or coalescing of
+///   the stream gives the same frames.
+/// - **Encoding** writes header and body into the destination in one pass and fills in the
+///   length last; a frame over `max_outbound`, a type or header field out of its field's
+///   range, is refused with an [`EncodeError`] and nothing is written.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use ltprotocol::{Frame, FrameCodec, HeaderLayout, MessageType};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut codec = FrameCodec::new(HeaderLayout::ltprotocol());
+/// let mut wire = BytesMut::new();
+/// codec.encode(Frame::new(MessageType::new(1), Bytes::from_static(&[0, 0, 0, 200])), &mut wire)?;
+/// assert_eq!(&wire[..], b"\x00\x07\x01\x00\x00\x00\xc8");
+///
+/// let frame = codec.decode(&mut wire)?.unwrap();
+/// assert_eq!(frame.message_type, MessageType::new(1));
+/// assert_eq!(&frame.body[..], &[0, 0, 0, 200]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    layout: HeaderLayout,
+    max_inbound: usize,
+    max_outbound: usize,
+    state: DecodeState,
+}
+
+impl FrameCodec {
+    /// A codec for `layout` with the default maxima: inbound, the smaller of what the length
+    /// field can describe and [`DEFAULT_MAX_INBOUND`] (8 MiB), so 65,535 for both presets;
+    /// outbound, what the length field can describe.
+    pub fn new(layout: HeaderLayout) -> Self {
+        let field_max = layout.max_frame_len();
+        Self {
+            max_inbound: field_max.min(DEFAULT_MAX_INBOUND),
+            max_outbound: field_max,
+            layout,
+            state: DecodeState::Head,
+        }
+    }
+
+    /// Sets the largest whole frame (header included) accepted from the peer, checked from the
+    /// header alone before any body byte is buffered. Clamped to what the length field can
+    /// describe and to at least the header size.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use ltprotocol::{FrameCodec, FrameError, HeaderLayout};
+    /// use tokio_util::codec::Decoder;
+    ///
+    /// let mut codec = FrameCodec::new(HeaderLayout::ltprotocol()).max_inbound(1024);
+    /// let mut wire = BytesMut::from(&b"\x07\xd0\x01"[..]); // declares 2000 bytes
+    /// let err = codec.decode(&mut wire).unwrap_err();
+    /// assert!(matches!(err, FrameError::TooLong { declared: 2000, max: 1024, .. }));
+    /// ```
+    pub fn max_inbound(mut self, max: usize) -> Self {
+        self.max_inbound = self.clamp(max);
+        self
+    }
+
+    /// Sets the largest whole frame this codec encodes; larger frames are refused with
+    /// [`EncodeError::TooLarge`]. Clamped to what the length field can describe and to at
+    /// least the header size.
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use ltprotocol::{EncodeError, Frame, FrameCodec, HeaderLayout, MessageType};
+    /// use tokio_util::codec::Encoder;
+    ///
+    /// let mut codec = FrameCodec::new(HeaderLayout::ltprotocol()).max_outbound(10);
+    /// let frame = Frame::new(MessageType::new(1), Bytes::from_static(&[0; 8]));
+    /// let err = codec.encode(frame, &mut BytesMut::new()).unwrap_err();
+    /// assert!(matches!(err, EncodeError::TooLarge { length: 11, max: 10 }));
+    /// ```
+    pub fn max_outbound(mut self, max: usize) -> Self {
+        self.max_outbound = self.clamp(max);
+        self
+    }
+
+    /// Sets both maxima; see [`max_inbound`](Self::max_inbound) and
+    /// [`max_outbound`](Self::max_outbound).
+    pub fn max_frame_len(self, max: usize) -> Self {
+        self.max_inbound(max).max_outbound(max)
+    }
+
+    /// The inbound maximum in force.
+    pub fn inbound_limit(&self) -> usize {
+        self.max_inbound
+    }
+
+    /// The outbound maximum in force.
+    pub fn outbound_limit(&self) -> usize {
+        self.max_outbound
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &HeaderLayout {
+        &self.layout
+    }
+
+    /// Forgets any partly decoded frame, as for a new connection.
+    pub fn reset(&mut self) {
+        self.state = DecodeState::Head;
+    }
+
+    /// Whether the decoder is inside a frame (has read its header but not all of its body).
+    pub fn is_mid_frame(&self) -> bool {
+        matches!(self.state, DecodeState::Body { .. })
+    }
+
+    fn clamp(&self, max: usize) -> usize {
+        max.min(self.layout.max_frame_len())
+            .max(self.layout.header_len())
+    }
+
+    /// Encodes a frame whose body is written by `body` straight into `dst`: no intermediate
+    /// buffer. Used to encode typed messages; [`Encoder<Frame>`] calls it with a copy of the
+    /// frame's body.
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`] when the type or a header field does not fit its field, or the whole
+    /// frame exceeds the outbound maximum; `dst` is then left as it was.
+    ///
+    /// ```
+    /// use bytes::{BufMut, BytesMut};
+    /// use ltprotocol::{FrameCodec, HeaderFields, HeaderLayout, MessageType};
+    ///
+    /// let layout = HeaderLayout::openflow();
+    /// let codec = FrameCodec::new(layout.clone());
+    /// let fields = HeaderFields::new().with(layout.field("xid").unwrap(), 1);
+    /// let mut wire = BytesMut::new();
+    /// codec.encode_with(MessageType::new(0), &fields, &mut wire, |_body| {})?;
+    /// assert_eq!(&wire[..], b"\x04\x00\x00\x08\x00\x00\x00\x01");
+    /// # Ok::<(), ltprotocol::EncodeError>(())
+    /// ```
+    pub fn encode_with(
+        &self,
+        message_type: MessageType,
+        fields: &HeaderFields,
+        dst: &mut BytesMut,
+        body: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), EncodeError> {
+        let layout = &self.layout;
+        let type_int = layout.type_field().int();
+        if !type_int.holds(message_type.value()) {
+            return Err(EncodeError::TypeOutOfRange {
+                message_type,
+                int: type_int,
+            });
+        }
+        let start = dst.len();
+        let header_len = layout.header_len();
+        dst.reserve(header_len);
+        dst.put_bytes(0, header_len);
+        body(dst);
+        let length = dst.len() - start;
+        match self.write_header(message_type, fields, length, dst.get_mut(start..)) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                dst.truncate(start);
+                Err(err)
+            }
+        }
+    }
+
+    /// Encodes a typed message (a [`Message`](crate::Message), a [`Protocol`](crate::Protocol)
+    /// value or an [`Unknown`](crate::Unknown)) with default header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_with`](Self::encode_with).
+    pub fn encode_message<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        self.encode_message_with(msg, &HeaderFields::new(), dst)
+    }
+
+    /// Encodes a typed message with the given extra header fields (OpenFlow's `xid`, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_with`](Self::encode_with).
+    pub fn encode_message_with<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+        dst: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let order = self.layout.byte_order();
+        dst.reserve(self.layout.header_len() + msg.body_size_hint());
+        self.encode_with(msg.message_type(), fields, dst, |buf| {
+            msg.encode_body(buf, order);
+        })
+    }
+
+    fn write_header(
+        &self,
+        message_type: MessageType,
+        fields: &HeaderFields,
+        length: usize,
+        header: Option<&mut [u8]>,
+    ) -> Result<(), EncodeError> {
+        let layout = &self.layout;
+        let order = layout.byte_order();
+        if length > self.max_outbound {
+            return Err(EncodeError::TooLarge {
+                length,
+                max: self.max_outbound,
+            });
+        }
+        let length_field = layout.length_field();
+        let raw = layout.raw_len_of(length);
+        if !length_field.int().holds(raw) {
+            return Err(EncodeError::LengthOutOfRange {
+                length,
+                raw,
+                int: length_field.int(),
+            });
+        }
+        let type_field = layout.type_field();
+        let values = [
+            (length_field.offset(), length_field.int(), raw),
+            (type_field.offset(), type_field.int(), message_type.value()),
+        ];
+        // `encode_with` put `header_len` bytes at `start`, so the slice is at least that long
+        // and every field lies inside it (checked when the layout was built); a `None` here
+        // would be a bug of ours, reported as an I/O error rather than a panic.
+        let missing = || io::Error::other("header slice shorter than the layout's header");
+        let header = header.ok_or_else(missing)?;
+        for (index, spec) in layout.extra_fields().iter().enumerate() {
+            let value = fields.get(FieldId(index)).unwrap_or(spec.default_value());
+            if !spec.int().holds(value) {
+                return Err(EncodeError::FieldOutOfRange {
+                    field: spec.name().to_owned(),
+                    value,
+                    int: spec.int(),
+                });
+            }
+            let out = header.get_mut(spec.offset()..).ok_or_else(missing)?;
+            spec.int().write(value, out, order).ok_or_else(missing)?;
+        }
+        for (offset, int, value) in values {
+            let out = header.get_mut(offset..).ok_or_else(missing)?;
+            int.write(value, out, order).ok_or_else(missing)?;
+        }
+        Ok(())
+    }
+
+    /// Reads and checks a complete header at the front of `src`.
+    fn read_head(&self, src: &[u8]) -> Result<DecodeState, FrameError> {
+        let layout = &self.layout;
+        let order = layout.byte_order();
+        let truncated = || FrameError::Truncated {
+            missing: layout.header_len().saturating_sub(src.len()),
+            received: src.len(),
+            in_header: true,
+        };
+        let length_field = layout.length_field();
+        let declared = src
+            .get(length_field.offset()..)
+            .and_then(|b| length_field.int().read(b, order))
+            .ok_or_else(truncated)?;
+        if declared < 0 {
+            return Err(FrameError::NegativeLength { declared });
+        }
+        let frame_len = layout.frame_len_of(declared);
+        let header_len = layout.header_len();
+        if frame_len < header_len as i128 {
+            return Err(FrameError::TooShort {
+                declared,
+                frame_len,
+                header_len,
+            });
+        }
+        if frame_len > self.max_inbound as i128 {
+            return Err(FrameError::TooLong {
+                declared,
+                frame_len,
+                max: self.max_inbound,
+            });
+        }
+        // Checked against `max_inbound`, a usize, just above.
+        let frame_len = usize::try_from(frame_len).map_err(|_| FrameError::TooLong {
+            declared,
+            frame_len,
+            max: self.max_inbound,
+        })?;
+        let type_field = layout.type_field();
+        let message_type = src
+            .get(type_field.offset()..)
+            .and_then(|b| type_field.int().read(b, order))
+            .ok_or_else(truncated)?;
+        let mut fields = HeaderFields::new();
+        for (index, spec) in layout.extra_fields().iter().enumerate() {
+            let value = src
+                .get(spec.offset()..)
+                .and_then(|b| spec.int().read(b, order))
+                .ok_or_else(truncated)?;
+            fields.set(FieldId(index), value);
+        }
+        Ok(DecodeState::Body {
+            frame_len,
+            message_type: MessageType::new(message_type),
+            fields,
+        })
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if let DecodeState::Head = self.state {
+            if src.len() < self.layout.header_len() {
+                return Ok(None);
+            }
+            self.state = self.read_head(src)?;
+        }
+        let DecodeState::Body { frame_len, .. } = self.state else {
+            return Ok(None);
+        };
+        if src.len() < frame_len {
+            // Grow with what arrives, never by the declared length up front.
+            let missing = frame_len - src.len();
+            src.reserve(missing.min(src.len().max(MIN_BODY_RESERVE)));
+            return Ok(None);
+        }
+        let DecodeState::Body {
+            message_type,
+            fields,
+            ..
+        } = std::mem::replace(&mut self.state, DecodeState::Head)
+        else {
+            return Ok(None);
+        };
+        let mut whole = src.split_to(frame_len);
+        let body = whole.split_off(self.layout.header_len()).freeze();
+        Ok(Some(Frame {
+            message_type,
+            fields,
+            body,
+        }))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if let Some(frame) = self.decode(src)? {
+            return Ok(Some(frame));
+        }
+        if src.is_empty() {
+            return Ok(None);
+        }
+        let received = src.len();
+        let err = match self.state {
+            DecodeState::Head => FrameError::Truncated {
+                missing: self.layout.header_len().saturating_sub(received),
+                received,
+                in_header: true,
+            },
+            DecodeState::Body { frame_len, .. } => FrameError::Truncated {
+                missing: frame_len.saturating_sub(received),
+                received,
+                in_header: false,
+            },
+        };
+        Err(err)
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        Encoder::<&Frame>::encode(self, &frame, dst)
+    }
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        dst.reserve(self.layout.header_len() + frame.body.len());
+        self.encode_with(frame.message_type, &frame.fields, dst, |buf| {
+            buf.put_slice(&frame.body);
+        })
+    }
+}

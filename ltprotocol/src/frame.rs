@@ -1,0 +1,214 @@
+//! [`Frame`]: one message as it crossed the wire, its type number, extra header fields and body.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::layout::{FieldId, HeaderLayout};
+
+/// A message type number, as read from the type field.
+///
+/// Wide enough for every field kind: a signed field's −1 and an unsigned field's 255 stay
+/// distinct. Debug output shows the number in decimal and hex.
+///
+/// ```
+/// use ltprotocol::MessageType;
+/// let hello = MessageType::new(0);
+/// assert_eq!(MessageType::from(2u8).value(), 2);
+/// assert_ne!(MessageType::from(-1i8), MessageType::from(255u8));
+/// assert_eq!(format!("{:?}", MessageType::new(10)), "MessageType(10 = 0xa)");
+/// # let _ = hello;
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MessageType(i128);
+
+impl MessageType {
+    /// A type number.
+    pub const fn new(value: i128) -> Self {
+        Self(value)
+    }
+
+    /// The number.
+    pub const fn value(self) -> i128 {
+        self.0
+    }
+}
+
+impl fmt::Debug for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 < 0 {
+            write!(f, "MessageType({})", self.0)
+        } else {
+            write!(f, "MessageType({} = {:#x})", self.0, self.0)
+        }
+    }
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+macro_rules! message_type_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MessageType {
+            fn from(value: $t) -> Self {
+                Self(i128::from(value))
+            }
+        }
+    )*};
+}
+message_type_from!(u8, i8, u16, i16, u32, i32, u64, i64);
+
+const INLINE_FIELDS: usize = 4;
+
+/// The values of a frame's extra header fields (OpenFlow's `version` and `xid`, say), in the
+/// order the layout declares them.
+///
+/// Up to four fields live inline, so receiving and sending frames with them allocates nothing.
+/// A field the application does not set is sent with the layout's default for it.
+///
+/// ```
+/// use ltprotocol::{HeaderFields, HeaderLayout};
+/// let layout = HeaderLayout::openflow();
+/// let xid = layout.field("xid").unwrap();
+/// let mut fields = HeaderFields::new();
+/// fields.set(xid, 7);
+/// assert_eq!(fields.get(xid), Some(7));
+/// assert_eq!(fields.get(layout.field("version").unwrap()), None);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct HeaderFields {
+    inline: [i128; INLINE_FIELDS],
+    /// Bit `i` says whether `inline[i]` is set.
+    inline_set: u8,
+    spill: Vec<Option<i128>>,
+}
+
+impl HeaderFields {
+    /// No field set.
+    pub const fn new() -> Self {
+        Self {
+            inline: [0; INLINE_FIELDS],
+            inline_set: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    /// The value of a field, if set (every field of a received frame is set).
+    pub fn get(&self, id: FieldId) -> Option<i128> {
+        let index = id.index();
+        match index.checked_sub(INLINE_FIELDS) {
+            None => {
+                let set = self.inline_set & (1 << index) != 0;
+                self.inline.get(index).copied().filter(|_| set)
+            }
+            Some(spilled) => self.spill.get(spilled).copied().flatten(),
+        }
+    }
+
+    /// The value of a field by name, looked up in `layout`.
+    ///
+    /// ```
+    /// use ltprotocol::{HeaderFields, HeaderLayout};
+    /// let layout = HeaderLayout::openflow();
+    /// let fields = HeaderFields::new().with(layout.field("xid").unwrap(), 9);
+    /// assert_eq!(fields.get_named(&layout, "xid"), Some(9));
+    /// assert_eq!(fields.get_named(&layout, "nope"), None);
+    /// ```
+    pub fn get_named(&self, layout: &HeaderLayout, name: &str) -> Option<i128> {
+        self.get(layout.field(name)?)
+    }
+
+    /// Sets a field's value. Whether it fits the field is checked when the frame is encoded.
+    pub fn set(&mut self, id: FieldId, value: i128) {
+        let index = id.index();
+        match index.checked_sub(INLINE_FIELDS) {
+            None => {
+                if let Some(slot) = self.inline.get_mut(index) {
+                    *slot = value;
+                    self.inline_set |= 1 << index;
+                }
+            }
+            Some(spilled) => {
+                if self.spill.len() <= spilled {
+                    self.spill.resize(spilled + 1, None);
+                }
+                if let Some(slot) = self.spill.get_mut(spilled) {
+                    *slot = Some(value);
+                }
+            }
+        }
+    }
+
+    /// Sets a field and returns the set, for chaining.
+    pub fn with(mut self, id: FieldId, value: i128) -> Self {
+        self.set(id, value);
+        self
+    }
+
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.inline_set == 0 && self.spill.iter().all(Option::is_none)
+    }
+
+    /// Every set field as `(id, value)`, in layout order.
+    pub fn iter(&self) -> impl Iterator<Item = (FieldId, i128)> + '_ {
+        let inline = (0..INLINE_FIELDS).filter_map(|i| self.get(FieldId(i)).map(|v| (FieldId(i), v)));
+        let spill = self
+            .spill
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (FieldId(i + INLINE_FIELDS), v)));
+        inline.chain(spill)
+    }
+}
+
+impl fmt::Debug for HeaderFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(id, v)| (id.index(), v)))
+            .finish()
+    }
+}
+
+/// One message as it crosses the wire: its type number, its extra header fields and its body.
+///
+/// The length field is not stored: the codec computes it when it encodes and checks it when it
+/// decodes. A received body is a [`Bytes`] slice of the connection's read buffer, not a copy;
+/// note that holding a small body keeps its whole read block alive, so copy it
+/// (`Bytes::copy_from_slice`) if you keep it for long.
+///
+/// ```
+/// use bytes::Bytes;
+/// use ltprotocol::{Frame, MessageType};
+/// let frame = Frame::new(MessageType::new(1), Bytes::from_static(&[0, 0, 0, 200]));
+/// assert_eq!(frame.body.len(), 4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// The value of the type field.
+    pub message_type: MessageType,
+    /// The extra header fields; empty for layouts that have none.
+    pub fields: HeaderFields,
+    /// Everything after the header.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// A frame with no extra header field set (each is sent with its layout default).
+    pub fn new(message_type: MessageType, body: Bytes) -> Self {
+        Self {
+            message_type,
+            fields: HeaderFields::new(),
+            body,
+        }
+    }
+
+    /// Sets an extra header field and returns the frame, for chaining.
+    pub fn with_field(mut self, id: FieldId, value: i128) -> Self {
+        self.fields.set(id, value);
+        self
+    }
+}

@@ -1,0 +1,154 @@
+//! [`Protocol`]: the set of message types one protocol speaks, decoded by type number, and
+//! [`Encode`], anything that can be sent.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::frame::{Frame, MessageType};
+use crate::layout::ByteOrder;
+use crate::message::{DecodeError, Message};
+
+/// A message whose type no variant of a [`Protocol`] claims: its type number and body, kept
+/// whole (the ancestor delivered `None`).
+///
+/// `Unknown` is itself a `Protocol` that claims nothing, for code that works with raw frames.
+///
+/// ```
+/// use bytes::Bytes;
+/// use ltprotocol::{ByteOrder, MessageType, Protocol, Unknown};
+/// let raw = Unknown::decode(MessageType::new(9), Bytes::from_static(b"hi"), ByteOrder::Big)?;
+/// assert_eq!(raw, Unknown { message_type: MessageType::new(9), body: Bytes::from_static(b"hi") });
+/// # Ok::<(), ltprotocol::DecodeError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Unknown {
+    /// The frame's type number.
+    pub message_type: MessageType,
+    /// The frame's body.
+    pub body: Bytes,
+}
+
+impl From<Frame> for Unknown {
+    fn from(frame: Frame) -> Self {
+        Self {
+            message_type: frame.message_type,
+            body: frame.body,
+        }
+    }
+}
+
+/// Anything that can be sent: a [`Message`], a [`Protocol`] value, or an [`Unknown`].
+///
+/// ```
+/// use ltprotocol::{ByteOrder, Encode};
+/// # #[derive(Debug, ltprotocol::Message)]
+/// # #[ltp(message_type = 2)]
+/// # struct StrMsg { text: String }
+/// let msg = StrMsg { text: "hi".into() };
+/// assert_eq!(msg.message_type().value(), 2);
+/// let mut body = bytes::BytesMut::new();
+/// msg.encode_body(&mut body, ByteOrder::Big);
+/// assert_eq!(&body[..], b"hi");
+/// ```
+pub trait Encode {
+    /// The type number to put in the type field.
+    fn message_type(&self) -> MessageType;
+    /// Appends the body.
+    fn encode_body(&self, buf: &mut BytesMut, order: ByteOrder);
+    /// A guess of the body's size, to reserve; 0 when unknown.
+    fn body_size_hint(&self) -> usize {
+        0
+    }
+}
+
+impl<M: Message> Encode for M {
+    fn message_type(&self) -> MessageType {
+        M::MESSAGE_TYPE
+    }
+
+    fn encode_body(&self, buf: &mut BytesMut, order: ByteOrder) {
+        Message::encode_body(self, buf, order);
+    }
+
+    fn body_size_hint(&self) -> usize {
+        self.size_hint()
+    }
+}
+
+/// The message types of one protocol: decodes each received frame into the variant its type
+/// number names, or into the unknown variant. Derive it on an enum of [`Message`]s with one
+/// `#[ltp(unknown)]` variant holding an [`Unknown`]:
+///
+/// ```
+/// use bytes::Bytes;
+/// use ltprotocol::{ByteOrder, Message, MessageType, Protocol, Unknown};
+///
+/// #[derive(Debug, PartialEq, Message)]
+/// #[ltp(message_type = 1)]
+/// pub struct NumMsg { pub num: u32 }
+///
+/// #[derive(Debug, PartialEq, Message)]
+/// #[ltp(message_type = 2)]
+/// pub struct StrMsg { pub text: String }
+///
+/// #[derive(Debug, PartialEq, Protocol)]
+/// pub enum Demo {
+///     Num(NumMsg),
+///     Str(StrMsg),
+///     #[ltp(unknown)]
+///     Other(Unknown),
+/// }
+///
+/// let got = Demo::decode(MessageType::new(1), Bytes::from_static(&[0, 0, 0, 200]), ByteOrder::Big)?;
+/// assert_eq!(got, Demo::Num(NumMsg { num: 200 }));
+/// let other = Demo::decode(MessageType::new(7), Bytes::new(), ByteOrder::Big)?;
+/// assert!(matches!(other, Demo::Other(Unknown { .. })));
+/// assert_eq!(Demo::from(NumMsg { num: 1 }).name(), "NumMsg");
+/// # Ok::<(), ltprotocol::DecodeError>(())
+/// ```
+pub trait Protocol: Encode + Sized + Send + 'static {
+    /// Decodes a body by its type number. A type no variant claims gives the unknown variant.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] when a variant claims the type but its body does not decode.
+    fn decode(message_type: MessageType, body: Bytes, order: ByteOrder)
+    -> Result<Self, DecodeError>;
+
+    /// The variant's message name (`"NumMsg"`), or `"Unknown"`.
+    fn name(&self) -> &'static str;
+
+    /// Whether `message_type` is claimed by a variant (not the unknown one).
+    fn is_known(message_type: MessageType) -> bool;
+}
+
+impl Encode for Unknown {
+    fn message_type(&self) -> MessageType {
+        self.message_type
+    }
+
+    fn encode_body(&self, buf: &mut BytesMut, _order: ByteOrder) {
+        buf.extend_from_slice(&self.body);
+    }
+
+    fn body_size_hint(&self) -> usize {
+        self.body.len()
+    }
+}
+
+impl Protocol for Unknown {
+    fn decode(
+        message_type: MessageType,
+        body: Bytes,
+        _order: ByteOrder,
+    ) -> Result<Self, DecodeError> {
+        Ok(Self { message_type, body })
+    }
+
+    fn name(&self) -> &'static str {
+        "Unknown"
+    }
+
+    fn is_known(_message_type: MessageType) -> bool {
+        false
+    }
+}
