@@ -56,15 +56,25 @@
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
 // Lets the derives' `::ltprotocol::…` paths resolve inside this crate too.
+#[allow(unused_extern_crates)]
 extern crate self as ltprotocol;
 
+pub mod client;
 pub mod codec;
+pub mod connection;
+#[cfg(feature = "derive")]
+pub mod demo;
+pub mod event;
 pub mod frame;
 pub mod layout;
 pub mod message;
 pub mod protocol;
+pub mod server;
 
+pub use client::{Backoff, ClientBuilder, CloseReport, ReconnectingClient};
 pub use codec::{EncodeError, FrameCodec, FrameError};
+pub use connection::{ConnectionHandle, ConnectionId, DisconnectReason, SendError};
+pub use event::{Event, EventStream, Handler};
 pub use frame::{Frame, HeaderFields, MessageType};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
@@ -74,6 +84,28 @@ pub use message::{
     BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, Message, Wire,
 };
 pub use protocol::{Encode, Protocol, Unknown};
+pub use server::{Server, ServerBuilder, ShutdownReport};
+
+/// Formats an error with its chain of causes, `outer: inner: innermost`, as logs and the CLI
+/// show them (each error's own `Display` speaks for one level only).
+///
+/// ```
+/// use ltprotocol::{error_chain, FrameCodec, HeaderLayout};
+/// use tokio_util::codec::Decoder;
+/// let mut wire = bytes::BytesMut::from(&b"\x00\x00\x01"[..]);
+/// let err = FrameCodec::new(HeaderLayout::ltprotocol()).decode(&mut wire).unwrap_err();
+/// assert_eq!(error_chain(&err), "length 0 is smaller than the 3-byte header");
+/// ```
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
 
 /// `#[derive(Message)]`, `#[derive(Wire)]` and `#[derive(Protocol)]`; see the traits of the
 /// same names.

@@ -121,6 +121,22 @@ pub trait Protocol: Encode + Sized + Send + 'static {
     fn is_known(message_type: MessageType) -> bool;
 }
 
+/// A raw frame's type and body; send it with its own header fields
+/// (`send_with(&frame, &frame.fields)`).
+impl Encode for Frame {
+    fn message_type(&self) -> MessageType {
+        self.message_type
+    }
+
+    fn encode_body(&self, buf: &mut BytesMut, _order: ByteOrder) {
+        buf.extend_from_slice(&self.body);
+    }
+
+    fn body_size_hint(&self) -> usize {
+        self.body.len()
+    }
+}
+
 impl Encode for Unknown {
     fn message_type(&self) -> MessageType {
         self.message_type
@@ -151,4 +167,12 @@ impl Protocol for Unknown {
     fn is_known(_message_type: MessageType) -> bool {
         false
     }
+}
+
+/// What the derives' generated code names; not public API.
+#[doc(hidden)]
+pub mod __private {
+    // `Encode::encode_body` and `Protocol::decode` take `BytesMut` and `Bytes`: the generated
+    // impls name them through here, so a user crate needs no `bytes` dependency of its own.
+    pub use bytes::{Bytes, BytesMut};
 }

@@ -1,0 +1,230 @@
+//! What the application hears about its connections, in two equally supported styles: a
+//! [`Handler`] with async callbacks (the ancestor's `recv_callback`, `new_conn_callback` and
+//! `lost_conn_callback`), or a stream of [`Event`]s.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::connection::{ConnectionHandle, DisconnectReason};
+use crate::frame::HeaderFields;
+use crate::protocol::Protocol;
+
+/// One thing that happened to a server's or client's connections.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<P> {
+    /// A connection was made (accepted by a server, or made by a client).
+    Connected(ConnectionHandle),
+    /// A message arrived.
+    Message {
+        /// The connection it came on.
+        conn: ConnectionHandle,
+        /// The decoded message (a variant of the protocol, or its unknown arm).
+        message: P,
+        /// The frame's extra header fields (empty for layouts without any).
+        fields: HeaderFields,
+    },
+    /// A connection ended.
+    Disconnected {
+        /// The connection.
+        conn: ConnectionHandle,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// A client is about to try to connect.
+    Connecting {
+        /// The attempt's number since the last lasting connection, from 1.
+        attempt: u32,
+    },
+    /// A client's connection attempt failed.
+    ConnectFailed {
+        /// The attempt's number since the last successful connection, from 1.
+        attempt: u32,
+        /// Why.
+        error: Arc<io::Error>,
+        /// When the next attempt is made; `None` when the client gives up.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// Async callbacks for connection events. Only [`message`](Self::message) is required.
+///
+/// Callbacks for one connection run in order, on that connection's task: while `message` is
+/// running, no further frame is read from that peer (back-pressure). A panic in a callback
+/// ends that connection only, with [`DisconnectReason::HandlerPanicked`].
+///
+/// ```
+/// use ltprotocol::{ConnectionHandle, HeaderFields, Handler, Unknown};
+///
+/// struct Echo;
+///
+/// impl Handler<Unknown> for Echo {
+///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
+///         let _ = conn.send(&msg).await;
+///     }
+/// }
+/// ```
+pub trait Handler<P: Protocol>: Send + Sync + 'static {
+    /// A connection was made; the ancestor's `new_conn_callback`.
+    fn connected(&self, conn: &ConnectionHandle) -> impl Future<Output = ()> + Send {
+        let _ = conn;
+        async {}
+    }
+
+    /// A message arrived; the ancestor's `recv_callback`.
+    fn message(
+        &self,
+        conn: &ConnectionHandle,
+        message: P,
+        fields: HeaderFields,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// A connection ended; the ancestor's `lost_conn_callback`, with the reason.
+    fn disconnected(
+        &self,
+        conn: &ConnectionHandle,
+        reason: &DisconnectReason,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (conn, reason);
+        async {}
+    }
+
+    /// A client is about to try to connect (never called on a server).
+    fn connecting(&self, attempt: u32) -> impl Future<Output = ()> + Send {
+        let _ = attempt;
+        async {}
+    }
+
+    /// A client's connection attempt failed (never called on a server).
+    fn connect_failed(
+        &self,
+        attempt: u32,
+        error: &io::Error,
+        retry_in: Option<Duration>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (attempt, error, retry_in);
+        async {}
+    }
+}
+
+/// A shared handler: the application can keep an `Arc` of the state its handler updates.
+impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
+    fn connected(&self, conn: &ConnectionHandle) -> impl Future<Output = ()> + Send {
+        (**self).connected(conn)
+    }
+
+    fn message(
+        &self,
+        conn: &ConnectionHandle,
+        message: P,
+        fields: HeaderFields,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).message(conn, message, fields)
+    }
+
+    fn disconnected(
+        &self,
+        conn: &ConnectionHandle,
+        reason: &DisconnectReason,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).disconnected(conn, reason)
+    }
+
+    fn connecting(&self, attempt: u32) -> impl Future<Output = ()> + Send {
+        (**self).connecting(attempt)
+    }
+
+    fn connect_failed(
+        &self,
+        attempt: u32,
+        error: &io::Error,
+        retry_in: Option<Duration>,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).connect_failed(attempt, error, retry_in)
+    }
+}
+
+/// A stream of [`Event`]s, from [`Server::events`](crate::Server::events) or
+/// [`ReconnectingClient::events`](crate::ReconnectingClient::events).
+///
+/// Bounded: when the application stops taking events, the connections stop reading (and so
+/// their peers are slowed by TCP) instead of memory growing.
+#[derive(Debug)]
+pub struct EventStream<P> {
+    rx: mpsc::Receiver<Event<P>>,
+}
+
+impl<P> EventStream<P> {
+    /// The next event; `None` once the server or client is shut down and every event was
+    /// taken.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no event is lost if the future is dropped.
+    pub async fn next(&mut self) -> Option<Event<P>> {
+        self.rx.recv().await
+    }
+}
+
+impl<P> Stream for EventStream<P> {
+    type Item = Event<P>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event<P>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The handler behind an [`EventStream`]: forwards every callback into a bounded channel.
+#[derive(Debug)]
+pub(crate) struct ChannelHandler<P> {
+    tx: mpsc::Sender<Event<P>>,
+}
+
+pub(crate) fn channel<P>(capacity: usize) -> (ChannelHandler<P>, EventStream<P>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (ChannelHandler { tx }, EventStream { rx })
+}
+
+impl<P: Protocol> Handler<P> for ChannelHandler<P> {
+    async fn connected(&self, conn: &ConnectionHandle) {
+        // A dropped stream means nobody listens: the event has nowhere to go.
+        let _ = self.tx.send(Event::Connected(conn.clone())).await;
+    }
+
+    async fn message(&self, conn: &ConnectionHandle, message: P, fields: HeaderFields) {
+        let event = Event::Message {
+            conn: conn.clone(),
+            message,
+            fields,
+        };
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
+        let event = Event::Disconnected {
+            conn: conn.clone(),
+            reason: reason.clone(),
+        };
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn connecting(&self, attempt: u32) {
+        let _ = self.tx.send(Event::Connecting { attempt }).await;
+    }
+
+    async fn connect_failed(&self, attempt: u32, error: &io::Error, retry_in: Option<Duration>) {
+        let event = Event::ConnectFailed {
+            attempt,
+            error: Arc::new(io::Error::new(error.kind(), error.to_string())),
+            retry_in,
+        };
+        let _ = self.tx.send(event).await;
+    }
+}

@@ -1,0 +1,633 @@
+//! [`Server`]: accepts any number of clients, one task each; broadcast, send to one, the
+//! list of live connections, a connection limit and graceful shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::codec::{EncodeError, FrameCodec};
+use crate::connection::{
+    self, ConnectionHandle, ConnectionId, DisconnectReason, LinkConfig, SendError,
+};
+use crate::event::{self, EventStream, Handler};
+use crate::frame::HeaderFields;
+use crate::layout::HeaderLayout;
+use crate::protocol::{Encode, Protocol};
+
+/// Default [`ServerBuilder::outbox_capacity`]: 1 MiB, four 256 KiB write batches.
+pub const DEFAULT_OUTBOX_BYTES: usize = 1024 * 1024;
+/// Default [`ServerBuilder::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Default [`ServerBuilder::event_capacity`].
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// Default [`ServerBuilder::linger`].
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+
+/// Configures and binds a [`Server`]. Every limit has a documented default.
+///
+/// ```
+/// # use ltprotocol::{HeaderLayout, Server, Unknown};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
+///     .max_connections(1_000)
+///     .outbox_capacity(256 * 1024)
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// assert_ne!(server.local_addr().port(), 0);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerBuilder<P> {
+    layout: HeaderLayout,
+    max_connections: usize,
+    outbox_bytes: usize,
+    max_inbound: Option<usize>,
+    max_outbound: Option<usize>,
+    event_capacity: usize,
+    linger: Duration,
+    _protocol: PhantomData<fn() -> P>,
+}
+
+impl<P: Protocol> ServerBuilder<P> {
+    fn new(layout: HeaderLayout) -> Self {
+        Self {
+            layout,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            outbox_bytes: DEFAULT_OUTBOX_BYTES,
+            max_inbound: None,
+            max_outbound: None,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            linger: DEFAULT_LINGER,
+            _protocol: PhantomData,
+        }
+    }
+
+    /// The most connections open at once; one more is accepted and closed at once, and the
+    /// refusal logged and counted ([`Server::refused`]). Default: 100,000 (the process's file
+    /// descriptor limit is usually lower, and accepting backs off when it is reached).
+    pub fn max_connections(&mut self, max: usize) -> &mut Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// The bytes of encoded frames each connection may have queued for writing. `send` waits
+    /// for room; a broadcast that finds a connection's outbox full disconnects that connection
+    /// with [`DisconnectReason::SlowReader`] rather than waiting or dropping the frame. A frame
+    /// larger than the whole outbox is still accepted when the outbox is empty. Default: 1 MiB.
+    pub fn outbox_capacity(&mut self, bytes: usize) -> &mut Self {
+        self.outbox_bytes = bytes;
+        self
+    }
+
+    /// The largest whole frame accepted from clients, checked from the header alone before
+    /// any body byte is buffered. Default: what the length field can describe, at most 8 MiB
+    /// (65,535 for both presets).
+    pub fn max_inbound(&mut self, max: usize) -> &mut Self {
+        self.max_inbound = Some(max);
+        self
+    }
+
+    /// The largest whole frame sent; larger ones are refused with
+    /// [`EncodeError::TooLarge`]. Default: what the length field can describe.
+    pub fn max_outbound(&mut self, max: usize) -> &mut Self {
+        self.max_outbound = Some(max);
+        self
+    }
+
+    /// How many events [`Server::events`] buffers before connections stop reading until the
+    /// application catches up. Default: 1,024.
+    pub fn event_capacity(&mut self, capacity: usize) -> &mut Self {
+        self.event_capacity = capacity;
+        self
+    }
+
+    /// After a graceful close has flushed our side, how long to wait for the peer to close
+    /// its side (reading and delivering what it still sends). Default: 5 s.
+    pub fn linger(&mut self, linger: Duration) -> &mut Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Binds the listening socket (IPv4 or IPv6; port 0 picks a free port, see
+    /// [`Server::local_addr`]). Nothing is accepted until [`Server::serve`] or
+    /// [`Server::events`].
+    ///
+    /// # Errors
+    ///
+    /// The I/O error from resolving or binding the address.
+    pub async fn bind(&self, addr: impl ToSocketAddrs) -> io::Result<Server<P>> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let mut codec = FrameCodec::new(self.layout.clone());
+        if let Some(max) = self.max_inbound {
+            codec = codec.max_inbound(max);
+        }
+        if let Some(max) = self.max_outbound {
+            codec = codec.max_outbound(max);
+        }
+        info!(%local_addr, "listening");
+        Ok(Server {
+            inner: Arc::new(ServerInner {
+                local_addr,
+                listener: Mutex::new(Some(listener)),
+                registry: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                link: LinkConfig {
+                    codec,
+                    linger: self.linger,
+                },
+                outbox_bytes: self.outbox_bytes,
+                max_connections: self.max_connections,
+                limit: Arc::new(Semaphore::new(
+                    self.max_connections.min(Semaphore::MAX_PERMITS),
+                )),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                refused: AtomicU64::new(0),
+                unsent: AtomicUsize::new(0),
+                event_capacity: self.event_capacity,
+            }),
+            _protocol: PhantomData,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ServerInner {
+    local_addr: SocketAddr,
+    listener: Mutex<Option<TcpListener>>,
+    registry: Mutex<HashMap<ConnectionId, ConnectionHandle>>,
+    next_id: AtomicU64,
+    link: LinkConfig,
+    outbox_bytes: usize,
+    max_connections: usize,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    refused: AtomicU64,
+    unsent: AtomicUsize,
+    event_capacity: usize,
+}
+
+impl ServerInner {
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, ConnectionHandle>> {
+        // The map stays consistent even if a holder panicked: every critical section is a
+        // single insert, remove or read.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What [`Server::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections open when shutdown began.
+    pub connections: usize,
+    /// Connections still open at the deadline, then closed without finishing their writes.
+    pub forced: usize,
+    /// Frames accepted by `send` or `broadcast` that were never written to a socket (the peer
+    /// vanished, or the deadline passed). Frames handed to the kernel count as written.
+    pub unsent_frames: usize,
+}
+
+/// A server for one protocol `P`: accepts clients, runs each connection on its own task, and
+/// tells the application about them through a [`Handler`] ([`serve`](Self::serve)) or a
+/// stream ([`events`](Self::events)).
+///
+/// Cheap to clone; every clone is the same server.
+///
+/// The ancestor's `LTTwistedServer`, mapped:
+///
+/// | ltprotocol 0.2.1 | here |
+/// |---|---|
+/// | `LTTwistedServer(proto, recv_cb, new_cb, lost_cb).listen(port)` | `Server::builder(layout).bind(addr)` + `serve(handler)` |
+/// | `server.send(msg)` (broadcast) | [`broadcast`](Self::broadcast) |
+/// | `send_msg_to_client(conn, msg)` | [`send_to`](Self::send_to) or [`ConnectionHandle::send`] |
+/// | `connections`, `numProtocols` | [`connections`](Self::connections), [`len`](Self::len) |
+///
+/// ```
+/// use ltprotocol::{Event, HeaderLayout, Message, Protocol, Server, Unknown};
+///
+/// #[derive(Debug, Message)]
+/// #[ltp(message_type = 1)]
+/// struct NumMsg { num: u32 }
+///
+/// #[derive(Debug, Protocol)]
+/// enum Demo { Num(NumMsg), #[ltp(unknown)] Other(Unknown) }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::<Demo>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+/// let mut events = server.events();
+///
+/// let mut client = tokio::net::TcpStream::connect(server.local_addr()).await?;
+/// tokio::io::AsyncWriteExt::write_all(&mut client, b"\x00\x07\x01\x00\x00\x00\xc8").await?;
+///
+/// let Some(Event::Connected(conn)) = events.next().await else { panic!() };
+/// let Some(Event::Message { message: Demo::Num(num), .. }) = events.next().await else { panic!() };
+/// assert_eq!(num.num, 200);
+/// assert_eq!(server.broadcast(&NumMsg { num: 7 })?, 1);
+/// assert_eq!(server.len(), 1);
+/// # let _ = conn;
+/// server.shutdown(std::time::Duration::from_secs(5)).await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server<P> {
+    inner: Arc<ServerInner>,
+    _protocol: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for Server<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            _protocol: PhantomData,
+        }
+    }
+}
+
+impl<P: Protocol> Server<P> {
+    /// A builder for a server speaking `layout`; see [`ServerBuilder`] for the limits.
+    pub fn builder(layout: HeaderLayout) -> ServerBuilder<P> {
+        ServerBuilder::new(layout)
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// The layout, and the frame limits in force.
+    pub fn codec(&self) -> &FrameCodec {
+        &self.inner.link.codec
+    }
+
+    /// Accepts clients until [`shutdown`](Self::shutdown), running `handler`'s callbacks for
+    /// each connection. Returns once accepting has stopped; connections may still be closing
+    /// (`shutdown` waits for them).
+    ///
+    /// Accept errors such as running out of file descriptors (`EMFILE`) are logged and
+    /// retried after a pause that grows to one second, rather than spinning.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`io::ErrorKind::AlreadyExists`] if the server is already serving
+    /// (through `serve` or `events`).
+    pub async fn serve<H: Handler<P>>(&self, handler: H) -> io::Result<()> {
+        let listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::AlreadyExists, "the server is already serving")
+            })?;
+        let handler = Arc::new(handler);
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                () = self.inner.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    pause = Duration::from_millis(10);
+                    let Ok(permit) = self.inner.limit.clone().try_acquire_owned() else {
+                        self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            %peer,
+                            max = self.inner.max_connections,
+                            "refusing connection: connection limit reached"
+                        );
+                        drop(stream);
+                        continue;
+                    };
+                    let inner = self.inner.clone();
+                    let handler = handler.clone();
+                    self.inner
+                        .tracker
+                        .spawn(run_connection::<P, H>(inner, stream, peer, permit, handler));
+                }
+                Err(err) if is_per_connection(&err) => {
+                    debug!(error = %err, "accept: connection failed before it was accepted");
+                }
+                Err(err) => {
+                    warn!(error = %err, pause_ms = pause.as_millis() as u64, "accept failed; pausing");
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        info!(local_addr = %self.inner.local_addr, "stopped accepting");
+        Ok(())
+    }
+
+    /// Starts serving (on a spawned task) and returns the stream of events: the stream style,
+    /// equal to [`serve`](Self::serve) with a handler. The stream ends after shutdown.
+    ///
+    /// Must be called within a tokio runtime. Calling it twice, or after `serve`, gives a
+    /// stream that ends at once (the listener is already taken); the error is logged.
+    pub fn events(&self) -> EventStream<P> {
+        let (handler, stream) = event::channel(self.inner.event_capacity);
+        let server = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = server.serve(handler).await {
+                warn!(error = %err, "events(): cannot serve");
+            }
+        });
+        stream
+    }
+
+    /// Sends `msg` to every live connection: encoded once, then queued to each without
+    /// waiting. A connection whose outbox is full is disconnected with
+    /// [`DisconnectReason::SlowReader`] (and a log line) instead of stalling the others or
+    /// losing the frame. Returns how many connections it was queued for.
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`] when the message cannot be framed; nothing is sent.
+    pub fn broadcast<M: Encode + ?Sized>(&self, msg: &M) -> Result<usize, EncodeError> {
+        self.broadcast_with(msg, &HeaderFields::new())
+    }
+
+    /// Like [`broadcast`](Self::broadcast), with extra header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Self::broadcast).
+    pub fn broadcast_with<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<usize, EncodeError> {
+        self.broadcast_filtered(msg, fields, |_| true)
+    }
+
+    fn broadcast_filtered<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+        include: impl Fn(ConnectionId) -> bool,
+    ) -> Result<usize, EncodeError> {
+        let mut buf = bytes::BytesMut::new();
+        self.inner
+            .link
+            .codec
+            .encode_message_with(msg, fields, &mut buf)?;
+        let frame = buf.freeze();
+        let mut reached = 0;
+        let mut slow = Vec::new();
+        {
+            let registry = self.inner.registry();
+            for handle in registry.values().filter(|h| include(h.id())) {
+                match handle.try_send_encoded(frame.clone()) {
+                    Ok(()) => reached += 1,
+                    Err(SendError::QueueFull { .. }) => slow.push(handle.clone()),
+                    Err(_) => {}
+                }
+            }
+        }
+        for handle in slow {
+            warn!(
+                conn = %handle.id(),
+                peer = %handle.peer(),
+                capacity = handle.outbox_capacity(),
+                "disconnecting slow reader: outbox full during broadcast"
+            );
+            handle.abort_with(DisconnectReason::SlowReader {
+                capacity: handle.outbox_capacity(),
+            });
+        }
+        Ok(reached)
+    }
+
+    /// Like [`broadcast`](Self::broadcast), to every live connection but `except` (a chat
+    /// relay's "everyone else").
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Self::broadcast).
+    pub fn broadcast_except<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        except: ConnectionId,
+    ) -> Result<usize, EncodeError> {
+        self.broadcast_except_with(msg, &HeaderFields::new(), except)
+    }
+
+    /// Like [`broadcast_except`](Self::broadcast_except), with extra header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`broadcast`](Self::broadcast).
+    pub fn broadcast_except_with<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+        except: ConnectionId,
+    ) -> Result<usize, EncodeError> {
+        self.broadcast_filtered(msg, fields, |id| id != except)
+    }
+
+    /// Sends `msg` to one connection, waiting while its outbox is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] when no live connection has this id, and as
+    /// [`ConnectionHandle::send`].
+    pub async fn send_to<M: Encode + ?Sized>(
+        &self,
+        id: ConnectionId,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        let handle = self.connection(id).ok_or(SendError::Closed { id })?;
+        handle.send(msg).await
+    }
+
+    /// The live connection with this id.
+    pub fn connection(&self, id: ConnectionId) -> Option<ConnectionHandle> {
+        self.inner.registry().get(&id).cloned()
+    }
+
+    /// Every live connection, by id.
+    pub fn connections(&self) -> Vec<ConnectionHandle> {
+        let mut all: Vec<_> = self.inner.registry().values().cloned().collect();
+        all.sort_by_key(ConnectionHandle::id);
+        all
+    }
+
+    /// How many connections are live.
+    pub fn len(&self) -> usize {
+        self.inner.registry().len()
+    }
+
+    /// Whether no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many connections were refused because of [`ServerBuilder::max_connections`].
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Shuts down gracefully: stops accepting, lets every connection write what it has
+    /// queued, closes our side of each, waits for the peers to close theirs (up to the
+    /// linger), and returns when all are done, or at `deadline`, when what is left is closed
+    /// at once. Calling it again waits again and reports on the connections left.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let handles = self.connections();
+        info!(connections = handles.len(), "shutting down");
+        for handle in &handles {
+            handle.close_with(DisconnectReason::Shutdown);
+        }
+        self.inner.shutdown.cancel();
+        // If nobody is serving, the listener is still here: close it now.
+        drop(
+            self.inner
+                .listener
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        self.inner.tracker.close();
+        let mut forced = 0;
+        if tokio::time::timeout(deadline, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            let left = self.connections();
+            forced = left.len();
+            warn!(forced, "shutdown deadline passed: closing the rest at once");
+            for handle in left {
+                handle.abort_with(DisconnectReason::Shutdown);
+            }
+            self.inner.tracker.wait().await;
+        }
+        let report = ShutdownReport {
+            connections: handles.len(),
+            forced,
+            unsent_frames: self.inner.unsent.load(Ordering::Relaxed),
+        };
+        info!(?report, "shut down");
+        report
+    }
+}
+
+/// Accept errors that concern one incoming connection only; anything else (`EMFILE`,
+/// `ENFILE`, `ENOBUFS`, `ENOMEM`) means the process is out of a resource.
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Removes a connection from the registry when its task ends, however it ends.
+struct Unregister {
+    inner: Arc<ServerInner>,
+    id: ConnectionId,
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.inner.registry().remove(&self.id);
+    }
+}
+
+async fn run_connection<P: Protocol, H: Handler<P>>(
+    inner: Arc<ServerInner>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    handler: Arc<H>,
+) {
+    let _permit = permit;
+    // Small frames must not wait for Nagle; our writer batches instead.
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+    }
+    let local = stream.local_addr().unwrap_or(inner.local_addr);
+    let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
+    let (outbox, mut queue) = connection::outbox(inner.outbox_bytes);
+    let handle = ConnectionHandle::new(
+        id,
+        peer,
+        local,
+        outbox,
+        inner.link.codec.clone(),
+        inner.shutdown.child_token(),
+    );
+    inner.registry().insert(id, handle.clone());
+    let unregister = Unregister {
+        inner: inner.clone(),
+        id,
+    };
+    info!(conn = %id, %peer, "connected");
+
+    let reason = if AssertUnwindSafe(handler.connected(&handle))
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        DisconnectReason::HandlerPanicked
+    } else {
+        let (reader, writer) = stream.into_split();
+        connection::drive::<_, _, P, H>(reader, writer, &handle, &mut queue, &*handler, &inner.link)
+            .await
+    };
+    handle.mark_disconnected();
+    queue.close();
+    let unsent = queue.unsent();
+    inner.unsent.fetch_add(unsent, Ordering::Relaxed);
+    drop(unregister);
+    log_disconnect(&handle, &reason, unsent);
+    if AssertUnwindSafe(handler.disconnected(&handle, &reason))
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        warn!(conn = %id, %peer, "disconnected handler panicked");
+    }
+}
+
+pub(crate) fn log_disconnect(handle: &ConnectionHandle, reason: &DisconnectReason, unsent: usize) {
+    let id = handle.id();
+    let peer = handle.peer();
+    let detail = crate::error_chain(reason);
+    match reason {
+        DisconnectReason::PeerClosed
+        | DisconnectReason::Closed
+        | DisconnectReason::Shutdown => {
+            info!(conn = %id, %peer, reason = %detail, unsent, "disconnected");
+        }
+        _ => warn!(conn = %id, %peer, reason = %detail, unsent, "disconnected"),
+    }
+}
