@@ -359,7 +359,9 @@ impl FrameCodec {
         }
         let length_field = layout.length_field();
         let raw = layout.raw_len_of(length);
-        if !length_field.int().holds(raw) {
+        // A negative raw length is refused even where a signed field holds it: every decoder
+        // refuses it (`FrameError::NegativeLength`).
+        if raw < 0 || !length_field.int().holds(raw) {
             return Err(EncodeError::LengthOutOfRange {
                 length,
                 raw,

@@ -10,18 +10,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::any::Any;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{EncodeError, FrameCodec, FrameError};
 use crate::event::Handler;
+use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
+use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
 use crate::frame::{Frame, HeaderFields};
 use crate::message::DecodeError;
 use crate::protocol::{Encode, Protocol};
@@ -86,6 +90,79 @@ pub enum DisconnectReason {
     /// The application's handler panicked while handling this connection.
     #[error("handler panicked")]
     HandlerPanicked,
+    /// The handshake failed.
+    #[error("handshake failed")]
+    Handshake(#[source] Arc<HandshakeError>),
+    /// A timeout expired.
+    #[error("{kind} timeout after {after:?}")]
+    TimedOut {
+        /// Which timeout.
+        kind: TimeoutKind,
+        /// Its setting.
+        after: Duration,
+    },
+}
+
+/// Which of the [`Timeouts`] expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// A frame's header had started but the frame was not complete in time.
+    FrameRead,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// A write made no progress: the peer stopped reading.
+    Write,
+    /// The handshake did not finish in time.
+    Handshake,
+    /// A keepalive probe went unanswered: nothing arrived for the keepalive's idle time plus
+    /// its timeout.
+    Keepalive,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FrameRead => "frame read",
+            Self::Idle => "idle",
+            Self::Write => "write",
+            Self::Handshake => "handshake",
+            Self::Keepalive => "keepalive",
+        })
+    }
+}
+
+/// The per-connection timeouts of a server or client. Each closes only the offending
+/// connection, with [`DisconnectReason::TimedOut`].
+///
+/// ```
+/// use std::time::Duration;
+/// use ltprotocol::Timeouts;
+/// let strict = Timeouts { idle: Some(Duration::from_secs(60)), ..Timeouts::default() };
+/// assert_eq!(strict.frame_read, Some(Duration::from_secs(30)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Once the first byte of a frame has arrived, the whole frame must arrive within this:
+    /// a peer trickling a byte a second cannot hold a connection. Default: 30 s.
+    pub frame_read: Option<Duration>,
+    /// Close a connection on which nothing arrives for this long. Default: `None` (off),
+    /// since listen-only peers such as the ancestor's demo client never send; set it, or use
+    /// a keepalive, to shed vanished peers.
+    pub idle: Option<Duration>,
+    /// A write that makes no progress for this long (the peer stopped reading and the
+    /// kernel's buffers are full) closes the connection. Default: 30 s.
+    pub write: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            frame_read: Some(Duration::from_secs(30)),
+            idle: None,
+            write: Some(Duration::from_secs(30)),
+        }
+    }
 }
 
 /// Why a message could not be queued for sending.
@@ -223,13 +300,164 @@ impl OutboxReceiver {
     }
 }
 
-/// Sizes and limits of a connection's buffers.
-#[derive(Debug, Clone)]
+/// Everything a connection runs with: limits, timeouts, request matching, handshake.
+#[derive(Clone)]
 pub(crate) struct LinkConfig {
     /// The codec, with the inbound and outbound maxima.
     pub(crate) codec: FrameCodec,
     /// How long a gracefully closing connection waits for the peer's end of stream.
     pub(crate) linger: Duration,
+    /// Read, idle and write timeouts.
+    pub(crate) timeouts: Timeouts,
+    /// Request/reply matching.
+    pub(crate) correlation: Option<Correlation>,
+    /// Run on every new connection before anything else.
+    pub(crate) handshake: Option<SharedHandshake>,
+    /// Bounds the handshake.
+    pub(crate) handshake_timeout: Duration,
+    /// Probes a quiet peer.
+    pub(crate) keepalive: Option<Keepalive>,
+    /// Answers some frames at once (OpenFlow's ECHO_REQUEST).
+    pub(crate) auto_reply: Option<AutoReply>,
+}
+
+impl fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("codec", &self.codec)
+            .field("linger", &self.linger)
+            .field("timeouts", &self.timeouts)
+            .field("correlation", &self.correlation)
+            .field("handshake", &self.handshake.is_some())
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("auto_reply", &self.auto_reply.is_some())
+            .finish()
+    }
+}
+
+impl LinkConfig {
+    pub(crate) fn new(codec: FrameCodec) -> Self {
+        Self {
+            codec,
+            linger: DEFAULT_LINGER,
+            timeouts: Timeouts::default(),
+            correlation: None,
+            handshake: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keepalive: None,
+            auto_reply: None,
+        }
+    }
+}
+
+/// The connection settings shared by [`ServerBuilder`](crate::ServerBuilder) and
+/// [`ClientBuilder`](crate::ClientBuilder): frame limits, timeouts, request matching,
+/// handshake, keepalive. Expands to setters on `self.link: LinkConfig`.
+macro_rules! link_setters {
+    () => {
+        /// The largest whole frame accepted from the peer, checked from the header alone
+        /// before any body byte is buffered. Default: what the length field can describe, at
+        /// most 8 MiB (65,535 for both presets).
+        pub fn max_inbound(&mut self, max: usize) -> &mut Self {
+            self.link.codec = self.link.codec.clone().max_inbound(max);
+            self
+        }
+
+        /// The largest whole frame sent; larger ones are refused with
+        /// [`EncodeError::TooLarge`](crate::EncodeError::TooLarge). Default: what the length
+        /// field can describe.
+        pub fn max_outbound(&mut self, max: usize) -> &mut Self {
+            self.link.codec = self.link.codec.clone().max_outbound(max);
+            self
+        }
+
+        /// After a graceful close has flushed our side, how long to wait for the peer to
+        /// close its side (reading and delivering what it still sends). Default: 5 s.
+        pub fn linger(&mut self, linger: std::time::Duration) -> &mut Self {
+            self.link.linger = linger;
+            self
+        }
+
+        /// The frame read, idle and write timeouts of every connection; see
+        /// [`Timeouts`](crate::Timeouts) for their defaults.
+        pub fn timeouts(&mut self, timeouts: crate::Timeouts) -> &mut Self {
+            self.link.timeouts = timeouts;
+            self
+        }
+
+        /// Enables [`request`](crate::ConnectionHandle::request): replies are matched to
+        /// requests on this header field. Default: off.
+        pub fn correlation(&mut self, correlation: crate::Correlation) -> &mut Self {
+            self.link.correlation = Some(correlation);
+            self
+        }
+
+        /// Runs `handshake` on every new connection before anything queued is sent or any
+        /// event delivered; its output is kept on the
+        /// [`ConnectionHandle`](crate::ConnectionHandle). Default: none.
+        pub fn handshake<H: crate::Handshake>(&mut self, handshake: H) -> &mut Self {
+            self.link.handshake = Some(std::sync::Arc::new(handshake));
+            self
+        }
+
+        /// Bounds the handshake; past it the connection closes with
+        /// [`TimeoutKind::Handshake`](crate::TimeoutKind::Handshake). Default: 10 s.
+        pub fn handshake_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+            self.link.handshake_timeout = timeout;
+            self
+        }
+
+        /// Probes quiet connections; see [`Keepalive`](crate::Keepalive). Default: off.
+        pub fn keepalive(&mut self, keepalive: crate::Keepalive) -> &mut Self {
+            self.link.keepalive = Some(keepalive);
+            self
+        }
+
+        /// Answers frames for which `rule` returns a reply at once, without delivering them
+        /// (OpenFlow's ECHO_REQUEST → ECHO_REPLY). Default: none.
+        pub fn auto_reply(
+            &mut self,
+            rule: impl Fn(&crate::Frame) -> Option<crate::Frame> + Send + Sync + 'static,
+        ) -> &mut Self {
+            self.link.auto_reply = Some(std::sync::Arc::new(rule));
+            self
+        }
+    };
+}
+pub(crate) use link_setters;
+
+/// Default linger of a graceful close: 5 s.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+/// Default handshake timeout: 10 s (never below 1 s: Open vSwitch answers 0.3–0.5 s late
+/// after a timer-driven reconnect).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A rule that answers some received frames at once, before they reach the application
+/// (which then does not see them): OpenFlow's ECHO_REQUEST → ECHO_REPLY, say.
+pub type AutoReply = Arc<dyn Fn(&Frame) -> Option<Frame> + Send + Sync>;
+
+/// Keeps a quiet connection honest: after `idle` without anything arriving, send `probe`;
+/// if still nothing arrives within `timeout`, close with [`TimeoutKind::Keepalive`].
+///
+/// ```
+/// use std::time::Duration;
+/// use ltprotocol::{Frame, Keepalive, MessageType};
+/// let echo = Keepalive {
+///     idle: Duration::from_secs(5),
+///     timeout: Duration::from_secs(5),
+///     probe: Frame::new(MessageType::new(2), bytes::Bytes::new()),
+/// };
+/// # let _ = echo;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Quiet time before a probe.
+    pub idle: Duration,
+    /// How long to wait for anything after the probe.
+    pub timeout: Duration,
+    /// The frame sent as a probe (with its header fields).
+    pub probe: Frame,
 }
 
 /// Frames at least this large are written straight from their `Bytes`, not copied into the
@@ -255,6 +483,8 @@ struct HandleInner {
     abort: CancellationToken,
     connected: AtomicBool,
     received: AtomicU64,
+    requests: Option<Arc<RequestTable>>,
+    handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
     reason: Mutex<Option<DisconnectReason>>,
 }
 
@@ -290,6 +520,7 @@ impl ConnectionHandle {
         outbox: Outbox,
         codec: FrameCodec,
         close: CancellationToken,
+        correlation: Option<&Correlation>,
     ) -> Self {
         Self {
             inner: Arc::new(HandleInner {
@@ -302,6 +533,8 @@ impl ConnectionHandle {
                 close,
                 connected: AtomicBool::new(true),
                 received: AtomicU64::new(0),
+                requests: correlation.map(|c| RequestTable::new(c.clone())),
+                handshake: OnceLock::new(),
                 reason: Mutex::new(None),
             }),
         }
@@ -450,6 +683,99 @@ impl ConnectionHandle {
 
     pub(crate) fn mark_disconnected(&self) {
         self.inner.connected.store(false, Ordering::Release);
+        if let Some(table) = &self.inner.requests {
+            table.clear();
+        }
+    }
+
+    pub(crate) fn request_table(&self) -> Option<&Arc<RequestTable>> {
+        self.inner.requests.as_ref()
+    }
+
+    /// What the handshake returned, if a handshake of output type `T` ran on this connection.
+    ///
+    /// ```
+    /// # fn check(conn: &ltprotocol::ConnectionHandle) {
+    /// if let Some(greeting) = conn.handshake_output::<bytes::Bytes>() {
+    ///     println!("peer greeted us with {greeting:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn handshake_output<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.inner.handshake.get()?.downcast_ref()
+    }
+
+    /// Sends `msg` with a fresh correlation id and waits for the frame carrying the same id
+    /// (or an error message carrying it: it resolves the request as well). Frames that match
+    /// no pending request go to the handler or event stream as usual.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::NoCorrelation`] when the server or client has no correlation field;
+    /// [`RequestError::TimedOut`] after the correlation's timeout;
+    /// [`RequestError::Disconnected`] if the connection ends first; [`RequestError::Send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future forgets the request; a late reply then goes the ordinary way.
+    pub async fn request<M: Encode + ?Sized>(&self, msg: &M) -> Result<Frame, RequestError> {
+        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
+        let timeout = table.config.timeout;
+        self.request_timeout(msg, timeout).await
+    }
+
+    /// Like [`request`](Self::request), with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request).
+    pub async fn request_timeout<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        timeout: Duration,
+    ) -> Result<Frame, RequestError> {
+        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
+        let id = table.next_id()?;
+        let (rx, pending) = table.register_one(id);
+        let fields = HeaderFields::new().with(table.config.field, id);
+        self.send_with(msg, &fields).await?;
+        let conn = self.id();
+        let reply = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(frame)) => Ok(frame),
+            Ok(Err(_)) => Err(RequestError::Disconnected { conn, id }),
+            Err(_) => Err(RequestError::TimedOut {
+                conn,
+                id,
+                after: timeout,
+            }),
+        };
+        drop(pending);
+        reply
+    }
+
+    /// Sends `msg` with a fresh correlation id and returns every frame carrying that id, until
+    /// `is_last` says a frame was the last (OpenFlow multipart replies without the MORE flag).
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request), for sending.
+    pub async fn request_stream<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        is_last: fn(&Frame) -> bool,
+    ) -> Result<ReplyStream, RequestError> {
+        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
+        let id = table.next_id()?;
+        let (rx, pending) = table.register_many(id);
+        let fields = HeaderFields::new().with(table.config.field, id);
+        self.send_with(msg, &fields).await?;
+        Ok(ReplyStream {
+            rx,
+            pending: Some(pending),
+            conn: self.id(),
+            timeout: table.config.timeout,
+            is_last,
+        })
     }
 }
 
@@ -459,8 +785,9 @@ impl fmt::Display for ConnectionHandle {
     }
 }
 
-/// Runs one connection until it ends: reads and delivers frames, writes queued frames, and
-/// returns why it ended. Catches a panicking handler.
+/// Runs one connection until it ends: the handshake (if any), the `connected` callback, then
+/// reads and delivers frames and writes queued frames; returns why it ended. Catches a
+/// panicking handler. `on_ready` runs once the handshake has succeeded.
 pub(crate) async fn drive<R, W, P, H>(
     mut reader: R,
     mut writer: W,
@@ -468,6 +795,7 @@ pub(crate) async fn drive<R, W, P, H>(
     queue: &mut OutboxReceiver,
     handler: &H,
     config: &LinkConfig,
+    on_ready: impl FnOnce(),
 ) -> DisconnectReason
 where
     R: AsyncRead + Unpin + Send,
@@ -478,10 +806,62 @@ where
     let mut codec = config.codec.clone();
     codec.reset();
     let abort = handle.inner.abort.clone();
-    let read = AssertUnwindSafe(read_loop::<R, P, H>(&mut reader, &mut codec, handle, handler))
-        .catch_unwind();
+    let mut buf = BytesMut::new();
+    let mut deferred = VecDeque::new();
+    let setup = async {
+        if let Some(handshake) = &config.handshake {
+            let mut ctx = HandshakeContext {
+                reader: &mut reader,
+                writer: &mut writer,
+                codec: &mut codec,
+                buf: &mut buf,
+                deferred: &mut deferred,
+                handle,
+            };
+            let ran = tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
+            match ran.await {
+                Ok(Ok(output)) => {
+                    let _ = handle.inner.handshake.set(output);
+                }
+                Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
+                Err(_) => {
+                    return Err(DisconnectReason::TimedOut {
+                        kind: TimeoutKind::Handshake,
+                        after: config.handshake_timeout,
+                    });
+                }
+            }
+        }
+        if AssertUnwindSafe(handler.connected(handle))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            return Err(DisconnectReason::HandlerPanicked);
+        }
+        Ok(())
+    };
+    let ready = tokio::select! {
+        () = abort.cancelled() => Err(DisconnectReason::Closed),
+        ready = setup => ready,
+    };
+    if let Err(reason) = ready {
+        return finish(handle, Some(reason));
+    }
+    on_ready();
+
+    let read = AssertUnwindSafe(read_loop::<R, P, H>(
+        &mut reader,
+        &mut codec,
+        buf,
+        deferred,
+        handle,
+        handler,
+        config,
+    ))
+    .catch_unwind();
     tokio::pin!(read);
-    let write = write_loop(&mut writer, queue, &handle.inner.close);
+    let write = write_loop(&mut writer, queue, &handle.inner.close, config.timeouts.write);
     tokio::pin!(write);
 
     let reason = tokio::select! {
@@ -491,6 +871,12 @@ where
             Err(_) => DisconnectReason::HandlerPanicked,
         }),
         write_result = &mut write => match write_result {
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                Some(DisconnectReason::TimedOut {
+                    kind: TimeoutKind::Write,
+                    after: config.timeouts.write.unwrap_or_default(),
+                })
+            }
             Err(err) => Some(DisconnectReason::Io(Arc::new(err))),
             // Our side is closed and flushed: keep reading (and delivering) until the peer
             // closes too, so nothing it sent is lost, but not for longer than the linger.
@@ -503,6 +889,10 @@ where
             }
         },
     };
+    finish(handle, reason)
+}
+
+fn finish(handle: &ConnectionHandle, reason: Option<DisconnectReason>) -> DisconnectReason {
     handle.mark_disconnected();
     let requested = handle.take_reason();
     match (requested, reason) {
@@ -513,45 +903,153 @@ where
     }
 }
 
+/// Takes one received frame the whole way: a pending request it answers, the auto-reply
+/// rule, then typed decoding and the handler.
+async fn dispatch<P, H>(
+    frame: Frame,
+    handle: &ConnectionHandle,
+    handler: &H,
+    config: &LinkConfig,
+) -> Result<(), DisconnectReason>
+where
+    P: Protocol,
+    H: Handler<P>,
+{
+    handle.inner.received.fetch_add(1, Ordering::Relaxed);
+    let frame = match &handle.inner.requests {
+        Some(table) => match table.route(frame).await {
+            Some(frame) => frame,
+            None => return Ok(()),
+        },
+        None => frame,
+    };
+    if let Some(rule) = &config.auto_reply {
+        if let Some(reply) = rule(&frame) {
+            // Fails only when the connection is closing: no one to answer.
+            let _ = handle.send_frame(&reply).await;
+            return Ok(());
+        }
+    }
+    let order = config.codec.layout().byte_order();
+    let message =
+        P::decode(frame.message_type, frame.body, order).map_err(DisconnectReason::Decode)?;
+    handler.message(handle, message, frame.fields).await;
+    Ok(())
+}
+
+/// What the read loop waits for besides bytes.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Expire(TimeoutKind, Duration),
+    Probe,
+}
+
 async fn read_loop<R, P, H>(
     reader: &mut R,
     codec: &mut FrameCodec,
+    mut buf: BytesMut,
+    deferred: VecDeque<Frame>,
     handle: &ConnectionHandle,
     handler: &H,
+    config: &LinkConfig,
 ) -> DisconnectReason
 where
     R: AsyncRead + Unpin + Send,
     P: Protocol,
     H: Handler<P>,
 {
-    let order = codec.layout().byte_order();
-    let mut buf = BytesMut::new();
+    for frame in deferred {
+        if let Err(reason) = dispatch::<P, H>(frame, handle, handler, config).await {
+            return reason;
+        }
+    }
+    let timeouts = config.timeouts;
     let mut read_size = INITIAL_READ;
+    let mut last_arrival = Instant::now();
+    // When the first byte of the frame now being assembled arrived.
+    let mut partial_since: Option<Instant> = None;
+    // When the keepalive probe was sent, if one is unanswered.
+    let mut probe_sent: Option<Instant> = None;
     loop {
+        let mut decoded_any = false;
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    handle.inner.received.fetch_add(1, Ordering::Relaxed);
-                    let message = match P::decode(frame.message_type, frame.body, order) {
-                        Ok(message) => message,
-                        Err(err) => return DisconnectReason::Decode(err),
-                    };
-                    handler.message(handle, message, frame.fields).await;
+                    decoded_any = true;
+                    if let Err(reason) = dispatch::<P, H>(frame, handle, handler, config).await {
+                        return reason;
+                    }
                 }
                 Ok(None) => break,
                 Err(err) => return DisconnectReason::Protocol(Arc::new(err)),
             }
         }
-        if buf.is_empty() && buf.capacity() > 0 && !codec.is_mid_frame() {
-            // Idle between frames: give the buffer back, so an idle connection costs little.
-            buf = BytesMut::new();
-            read_size = INITIAL_READ;
+        if decoded_any {
+            partial_since = None;
+        }
+        if buf.is_empty() && !codec.is_mid_frame() {
+            partial_since = None;
+            if buf.capacity() > 0 {
+                // Idle between frames: give the buffer back, so an idle connection costs little.
+                buf = BytesMut::new();
+                read_size = INITIAL_READ;
+            }
+        } else if partial_since.is_none() {
+            partial_since = Some(last_arrival);
         }
         if buf.capacity() - buf.len() < read_size / 2 {
             buf.reserve(read_size);
         }
         let spare = buf.capacity() - buf.len();
-        match reader.read_buf(&mut buf).await {
+        let mut deadline: Option<(Instant, Deadline)> = None;
+        let mut consider = |at: Instant, what: Deadline| {
+            if deadline.is_none_or(|(current, _)| at < current) {
+                deadline = Some((at, what));
+            }
+        };
+        match partial_since {
+            Some(since) => {
+                if let Some(limit) = timeouts.frame_read {
+                    consider(since + limit, Deadline::Expire(TimeoutKind::FrameRead, limit));
+                }
+            }
+            None => {
+                if let Some(limit) = timeouts.idle {
+                    consider(last_arrival + limit, Deadline::Expire(TimeoutKind::Idle, limit));
+                }
+            }
+        }
+        if let Some(keepalive) = &config.keepalive {
+            match probe_sent {
+                None => consider(last_arrival + keepalive.idle, Deadline::Probe),
+                Some(sent) => consider(
+                    sent + keepalive.timeout,
+                    Deadline::Expire(TimeoutKind::Keepalive, keepalive.idle + keepalive.timeout),
+                ),
+            }
+        }
+        let read = match deadline {
+            Some((at, what)) => match tokio::time::timeout_at(at, reader.read_buf(&mut buf)).await {
+                Ok(read) => read,
+                Err(_) => match what {
+                    Deadline::Expire(kind, after) => {
+                        return DisconnectReason::TimedOut { kind, after };
+                    }
+                    Deadline::Probe => {
+                        probe_sent = Some(Instant::now());
+                        if let Some(keepalive) = &config.keepalive {
+                            // A full outbox means traffic is flowing our way anyway.
+                            if let Ok(frame) = handle.encode(&keepalive.probe, &keepalive.probe.fields) {
+                                let _ = handle.try_send_encoded(frame);
+                            }
+                        }
+                        continue;
+                    }
+                },
+            },
+            None => reader.read_buf(&mut buf).await,
+        };
+        match read {
             Ok(0) => {
                 // Every complete frame was decoded above, so what is left is a cut frame.
                 return match codec.decode_eof(&mut buf) {
@@ -560,6 +1058,8 @@ where
                 };
             }
             Ok(n) => {
+                last_arrival = Instant::now();
+                probe_sent = None;
                 if n == spare {
                     read_size = (read_size * 2).min(MAX_READ);
                 }
@@ -569,12 +1069,39 @@ where
     }
 }
 
+/// Writes all of `bytes`, failing with [`io::ErrorKind::TimedOut`] if it takes longer than
+/// `limit`.
+async fn write_timed<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, writer.write_all(bytes))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, WRITE_TIMED_OUT))?,
+        None => writer.write_all(bytes).await,
+    }
+}
+
+async fn flush_timed<W: AsyncWrite + Unpin>(writer: &mut W, limit: Option<Duration>) -> io::Result<()> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, writer.flush())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, WRITE_TIMED_OUT))?,
+        None => writer.flush().await,
+    }
+}
+
+const WRITE_TIMED_OUT: &str = "write made no progress within the write timeout";
+
 /// Writes queued frames in batches until the connection is closed gracefully (`close`), then
 /// drains the queue, flushes and shuts our write side. Returns `Ok` after that shutdown.
 async fn write_loop<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
     close: &CancellationToken,
+    limit: Option<Duration>,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin + Send,
@@ -585,9 +1112,9 @@ where
     if !queue.inflight.is_empty() {
         let retry: Vec<Bytes> = queue.inflight.iter().cloned().collect();
         for frame in &retry {
-            writer.write_all(frame).await?;
+            write_timed(writer, frame, limit).await?;
         }
-        writer.flush().await?;
+        flush_timed(writer, limit).await?;
         queue.confirm();
     }
     loop {
@@ -620,25 +1147,25 @@ where
         for frame in &queue.inflight {
             if frame.len() >= DIRECT_WRITE {
                 if !batch.is_empty() {
-                    writer.write_all(&batch).await?;
+                    write_timed(writer, &batch, limit).await?;
                     batch.clear();
                 }
-                writer.write_all(frame).await?;
+                write_timed(writer, frame, limit).await?;
             } else {
                 batch.extend_from_slice(frame);
             }
         }
         if !batch.is_empty() {
-            writer.write_all(&batch).await?;
+            write_timed(writer, &batch, limit).await?;
             batch.clear();
         }
         if queue.rx.is_empty() {
-            writer.flush().await?;
+            flush_timed(writer, limit).await?;
             // Going idle: release the batch buffer.
             batch = BytesMut::new();
         }
         queue.confirm();
     }
-    writer.flush().await?;
+    flush_timed(writer, limit).await?;
     writer.shutdown().await
 }

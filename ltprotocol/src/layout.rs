@@ -151,7 +151,7 @@ impl Int {
                 }
             }
         }
-        Some(self.from_bits(value))
+        Some(self.extend_bits(value))
     }
 
     /// Writes `value` in this kind's width into the first bytes of `out`.
@@ -174,7 +174,7 @@ impl Int {
     }
 
     /// Interprets the low `width` bytes of `bits`, sign-extending for signed kinds.
-    const fn from_bits(self, bits: u64) -> i128 {
+    const fn extend_bits(self, bits: u64) -> i128 {
         match self {
             Self::I8 => bits as u8 as i8 as i128,
             Self::U8 => bits as u8 as i128,

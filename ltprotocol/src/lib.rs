@@ -66,14 +66,21 @@ pub mod connection;
 pub mod demo;
 pub mod event;
 pub mod frame;
+pub mod handshake;
 pub mod layout;
 pub mod message;
 pub mod protocol;
+pub mod request;
 pub mod server;
 
 pub use client::{Backoff, ClientBuilder, CloseReport, ReconnectingClient};
 pub use codec::{EncodeError, FrameCodec, FrameError};
-pub use connection::{ConnectionHandle, ConnectionId, DisconnectReason, SendError};
+pub use connection::{
+    AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError,
+    TimeoutKind, Timeouts,
+};
+pub use handshake::{Handshake, HandshakeContext, HandshakeError};
+pub use request::{Correlation, ReplyStream, RequestError};
 pub use event::{Event, EventStream, Handler};
 pub use frame::{Frame, HeaderFields, MessageType};
 pub use layout::{

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,8 +32,7 @@ pub const DEFAULT_OUTBOX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 /// Default [`ServerBuilder::event_capacity`].
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
-/// Default [`ServerBuilder::linger`].
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+pub use crate::connection::DEFAULT_LINGER;
 
 /// Configures and binds a [`Server`]. Every limit has a documented default.
 ///
@@ -52,35 +51,40 @@ pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerBuilder<P> {
-    layout: HeaderLayout,
     max_connections: usize,
+    max_per_ip: Option<usize>,
     outbox_bytes: usize,
-    max_inbound: Option<usize>,
-    max_outbound: Option<usize>,
     event_capacity: usize,
-    linger: Duration,
+    link: LinkConfig,
     _protocol: PhantomData<fn() -> P>,
 }
 
 impl<P: Protocol> ServerBuilder<P> {
     fn new(layout: HeaderLayout) -> Self {
         Self {
-            layout,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: None,
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
-            max_inbound: None,
-            max_outbound: None,
             event_capacity: DEFAULT_EVENT_CAPACITY,
-            linger: DEFAULT_LINGER,
+            link: LinkConfig::new(FrameCodec::new(layout)),
             _protocol: PhantomData,
         }
     }
+
+    connection::link_setters!();
 
     /// The most connections open at once; one more is accepted and closed at once, and the
     /// refusal logged and counted ([`Server::refused`]). Default: 100,000 (the process's file
     /// descriptor limit is usually lower, and accepting backs off when it is reached).
     pub fn max_connections(&mut self, max: usize) -> &mut Self {
         self.max_connections = max;
+        self
+    }
+
+    /// The most connections open at once from one IP address; more are refused like those
+    /// over [`max_connections`](Self::max_connections). Default: `None` (no per-address limit).
+    pub fn max_connections_per_ip(&mut self, max: usize) -> &mut Self {
+        self.max_per_ip = Some(max);
         self
     }
 
@@ -93,32 +97,10 @@ impl<P: Protocol> ServerBuilder<P> {
         self
     }
 
-    /// The largest whole frame accepted from clients, checked from the header alone before
-    /// any body byte is buffered. Default: what the length field can describe, at most 8 MiB
-    /// (65,535 for both presets).
-    pub fn max_inbound(&mut self, max: usize) -> &mut Self {
-        self.max_inbound = Some(max);
-        self
-    }
-
-    /// The largest whole frame sent; larger ones are refused with
-    /// [`EncodeError::TooLarge`]. Default: what the length field can describe.
-    pub fn max_outbound(&mut self, max: usize) -> &mut Self {
-        self.max_outbound = Some(max);
-        self
-    }
-
     /// How many events [`Server::events`] buffers before connections stop reading until the
     /// application catches up. Default: 1,024.
     pub fn event_capacity(&mut self, capacity: usize) -> &mut Self {
         self.event_capacity = capacity;
-        self
-    }
-
-    /// After a graceful close has flushed our side, how long to wait for the peer to close
-    /// its side (reading and delivering what it still sends). Default: 5 s.
-    pub fn linger(&mut self, linger: Duration) -> &mut Self {
-        self.linger = linger;
         self
     }
 
@@ -132,13 +114,6 @@ impl<P: Protocol> ServerBuilder<P> {
     pub async fn bind(&self, addr: impl ToSocketAddrs) -> io::Result<Server<P>> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let mut codec = FrameCodec::new(self.layout.clone());
-        if let Some(max) = self.max_inbound {
-            codec = codec.max_inbound(max);
-        }
-        if let Some(max) = self.max_outbound {
-            codec = codec.max_outbound(max);
-        }
         info!(%local_addr, "listening");
         Ok(Server {
             inner: Arc::new(ServerInner {
@@ -146,12 +121,11 @@ impl<P: Protocol> ServerBuilder<P> {
                 listener: Mutex::new(Some(listener)),
                 registry: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
-                link: LinkConfig {
-                    codec,
-                    linger: self.linger,
-                },
+                link: self.link.clone(),
                 outbox_bytes: self.outbox_bytes,
                 max_connections: self.max_connections,
+                max_per_ip: self.max_per_ip,
+                per_ip: Mutex::new(HashMap::new()),
                 limit: Arc::new(Semaphore::new(
                     self.max_connections.min(Semaphore::MAX_PERMITS),
                 )),
@@ -175,6 +149,8 @@ struct ServerInner {
     link: LinkConfig,
     outbox_bytes: usize,
     max_connections: usize,
+    max_per_ip: Option<usize>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -184,6 +160,33 @@ struct ServerInner {
 }
 
 impl ServerInner {
+    /// Counts a connection from `ip` against the per-address limit; `false` if over it.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let Some(max) = self.max_per_ip else {
+            return true;
+        };
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        if self.max_per_ip.is_none() {
+            return;
+        }
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, ConnectionHandle>> {
         // The map stays consistent even if a holder panicked: every critical section is a
         // single insert, remove or read.
@@ -319,6 +322,16 @@ impl<P: Protocol> Server<P> {
                         drop(stream);
                         continue;
                     };
+                    if !self.inner.admit(peer.ip()) {
+                        self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            %peer,
+                            max = self.inner.max_per_ip,
+                            "refusing connection: per-address limit reached"
+                        );
+                        drop(stream);
+                        continue;
+                    }
                     let inner = self.inner.clone();
                     let handler = handler.clone();
                     self.inner
@@ -554,11 +567,13 @@ fn is_per_connection(err: &io::Error) -> bool {
 struct Unregister {
     inner: Arc<ServerInner>,
     id: ConnectionId,
+    ip: IpAddr,
 }
 
 impl Drop for Unregister {
     fn drop(&mut self) {
         self.inner.registry().remove(&self.id);
+        self.inner.release(self.ip);
     }
 }
 
@@ -584,25 +599,27 @@ async fn run_connection<P: Protocol, H: Handler<P>>(
         outbox,
         inner.link.codec.clone(),
         inner.shutdown.child_token(),
+        inner.link.correlation.as_ref(),
     );
     inner.registry().insert(id, handle.clone());
     let unregister = Unregister {
         inner: inner.clone(),
         id,
+        ip: peer.ip(),
     };
     info!(conn = %id, %peer, "connected");
 
-    let reason = if AssertUnwindSafe(handler.connected(&handle))
-        .catch_unwind()
-        .await
-        .is_err()
-    {
-        DisconnectReason::HandlerPanicked
-    } else {
-        let (reader, writer) = stream.into_split();
-        connection::drive::<_, _, P, H>(reader, writer, &handle, &mut queue, &*handler, &inner.link)
-            .await
-    };
+    let (reader, writer) = stream.into_split();
+    let reason = connection::drive::<_, _, P, H>(
+        reader,
+        writer,
+        &handle,
+        &mut queue,
+        &*handler,
+        &inner.link,
+        || {},
+    )
+    .await;
     handle.mark_disconnected();
     queue.close();
     let unsent = queue.unsent();

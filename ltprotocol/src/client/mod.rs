@@ -56,31 +56,27 @@ const CLIENT_ID: ConnectionId = ConnectionId::new(0);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientBuilder<P> {
-    layout: HeaderLayout,
     backoff: Backoff,
     queue_bytes: usize,
     connect_timeout: Duration,
-    max_inbound: Option<usize>,
-    max_outbound: Option<usize>,
     event_capacity: usize,
-    linger: Duration,
+    link: LinkConfig,
     _protocol: PhantomData<fn() -> P>,
 }
 
 impl<P: Protocol> ClientBuilder<P> {
     fn new(layout: HeaderLayout) -> Self {
         Self {
-            layout,
             backoff: Backoff::default(),
             queue_bytes: DEFAULT_QUEUE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_inbound: None,
-            max_outbound: None,
             event_capacity: crate::server::DEFAULT_EVENT_CAPACITY,
-            linger: crate::server::DEFAULT_LINGER,
+            link: LinkConfig::new(FrameCodec::new(layout)),
             _protocol: PhantomData,
         }
     }
+
+    connection::link_setters!();
 
     /// The reconnect policy. Default: [`Backoff::default`].
     pub fn backoff(&mut self, backoff: Backoff) -> &mut Self {
@@ -102,30 +98,10 @@ impl<P: Protocol> ClientBuilder<P> {
         self
     }
 
-    /// The largest whole frame accepted from the server, checked from the header alone.
-    /// Default: what the length field can describe, at most 8 MiB.
-    pub fn max_inbound(&mut self, max: usize) -> &mut Self {
-        self.max_inbound = Some(max);
-        self
-    }
-
-    /// The largest whole frame sent. Default: what the length field can describe.
-    pub fn max_outbound(&mut self, max: usize) -> &mut Self {
-        self.max_outbound = Some(max);
-        self
-    }
-
     /// How many events the stream from [`connect`](Self::connect) buffers before the
     /// connection stops reading. Default: 1,024.
     pub fn event_capacity(&mut self, capacity: usize) -> &mut Self {
         self.event_capacity = capacity;
-        self
-    }
-
-    /// After [`ReconnectingClient::close`] has flushed our side, how long to wait for the
-    /// server to close its side. Default: 5 s.
-    pub fn linger(&mut self, linger: Duration) -> &mut Self {
-        self.linger = linger;
         self
     }
 
@@ -147,18 +123,12 @@ impl<P: Protocol> ClientBuilder<P> {
         addr: impl Into<String>,
         handler: H,
     ) -> ReconnectingClient<P> {
-        let mut codec = FrameCodec::new(self.layout.clone());
-        if let Some(max) = self.max_inbound {
-            codec = codec.max_inbound(max);
-        }
-        if let Some(max) = self.max_outbound {
-            codec = codec.max_outbound(max);
-        }
+        let codec = self.link.codec.clone();
         let (outbox, queue) = connection::outbox(self.queue_bytes);
         let (connected_tx, connected_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
             outbox: outbox.clone(),
-            codec: codec.clone(),
+            codec,
             close: CancellationToken::new(),
             abort: CancellationToken::new(),
             connected: connected_rx,
@@ -169,10 +139,7 @@ impl<P: Protocol> ClientBuilder<P> {
             backoff: self.backoff.clone(),
             jitter: Jitter::from_clock(),
             connect_timeout: self.connect_timeout,
-            link: LinkConfig {
-                codec,
-                linger: self.linger,
-            },
+            link: self.link.clone(),
             outbox,
             queue,
             close: shared.close.clone(),
@@ -514,34 +481,44 @@ impl Actor {
             self.outbox.clone(),
             self.link.codec.clone(),
             close,
+            self.link.correlation.as_ref(),
         );
         info!(conn = %id, %peer, "connected");
         let started = Instant::now();
-        let reason = if call(handler.connected(&handle)).await.is_err() {
-            DisconnectReason::HandlerPanicked
-        } else {
-            self.connected.send_replace(Some(handle.clone()));
-            let (reader, writer) = stream.into_split();
-            let drive = connection::drive::<_, _, P, H>(
-                reader,
-                writer,
-                &handle,
-                &mut self.queue,
-                handler,
-                &self.link,
-            );
-            tokio::select! {
-                reason = drive => reason,
-                () = abort.cancelled() => DisconnectReason::Shutdown,
-            }
+        let (reader, writer) = stream.into_split();
+        let connected = &self.connected;
+        let drive = connection::drive::<_, _, P, H>(
+            reader,
+            writer,
+            &handle,
+            &mut self.queue,
+            handler,
+            &self.link,
+            || {
+                connected.send_replace(Some(handle.clone()));
+            },
+        );
+        let reason = tokio::select! {
+            reason = drive => reason,
+            () = abort.cancelled() => DisconnectReason::Shutdown,
         };
+        let handshake_failed = matches!(
+            reason,
+            DisconnectReason::Handshake(_)
+                | DisconnectReason::TimedOut {
+                    kind: crate::TimeoutKind::Handshake,
+                    ..
+                }
+        );
         handle.mark_disconnected();
         self.connected.send_replace(None);
         crate::server::log_disconnect(&handle, &reason, self.queue.unsent());
         if call(handler.disconnected(&handle, &reason)).await.is_err() {
             warn!(conn = %id, %peer, "disconnected handler panicked");
         }
-        let lasted = started.elapsed() >= self.backoff.reset_after || handle.received() > 0;
+        // A failed handshake is a failed attempt, however long it took.
+        let lasted = !handshake_failed
+            && (started.elapsed() >= self.backoff.reset_after || handle.received() > 0);
         (lasted, reason)
     }
 }

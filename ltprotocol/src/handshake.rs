@@ -1,0 +1,225 @@
+//! The handshake hook: an async exchange run on every new connection (and every client
+//! reconnect) before anything queued is sent or any event delivered; e.g. OpenFlow's HELLO and
+//! FEATURES_REQUEST.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use crate::codec::{EncodeError, FrameCodec, FrameError};
+use crate::connection::ConnectionHandle;
+use crate::frame::{Frame, HeaderFields};
+use crate::layout::HeaderLayout;
+use crate::message::DecodeError;
+use crate::protocol::Encode;
+
+/// Why a handshake failed. The connection is closed with
+/// [`DisconnectReason::Handshake`](crate::DisconnectReason::Handshake); a client counts it as
+/// a failed attempt and backs off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The peer closed the connection during the handshake.
+    #[error("peer closed the connection during the handshake")]
+    Closed,
+    /// Reading or writing failed.
+    #[error("i/o error during the handshake")]
+    Io(#[from] io::Error),
+    /// The peer broke the framing rules.
+    #[error("protocol error during the handshake")]
+    Frame(#[from] FrameError),
+    /// A handshake message could not be encoded.
+    #[error("cannot encode a handshake message")]
+    Encode(#[from] EncodeError),
+    /// A message from the peer did not decode.
+    #[error("cannot decode a handshake message")]
+    Decode(#[from] DecodeError),
+    /// The layout has no correlation field, so [`HandshakeContext::request`] cannot work.
+    #[error("no correlation field is configured for requests")]
+    NoCorrelation,
+    /// The handshake refused the peer (say, no common protocol version).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// An async handshake. Implement it for a type holding its settings; the value it returns is
+/// kept on the connection ([`ConnectionHandle::handshake_output`]).
+///
+/// ```
+/// use ltprotocol::{HandshakeContext, HandshakeError, Handshake, Unknown, MessageType};
+///
+/// /// Sends a greeting (type 9) and waits for the peer's, whose body it returns.
+/// struct Greeting;
+///
+/// impl Handshake for Greeting {
+///     type Output = bytes::Bytes;
+///
+///     async fn run(&self, ctx: &mut HandshakeContext<'_>) -> Result<bytes::Bytes, HandshakeError> {
+///         ctx.send(&Unknown { message_type: MessageType::new(9), body: "hi".into() }).await?;
+///         let reply = ctx.recv().await?;
+///         if reply.message_type != MessageType::new(9) {
+///             return Err(HandshakeError::Rejected(format!("expected a greeting, got type {}", reply.message_type)));
+///         }
+///         Ok(reply.body)
+///     }
+/// }
+/// ```
+pub trait Handshake: Send + Sync + 'static {
+    /// What the handshake learnt (a negotiated version, a datapath id).
+    type Output: Any + Send + Sync;
+
+    /// Runs the exchange.
+    fn run(
+        &self,
+        ctx: &mut HandshakeContext<'_>,
+    ) -> impl Future<Output = Result<Self::Output, HandshakeError>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A [`Handshake`] with its output type erased, so servers and clients can hold any.
+pub(crate) trait ErasedHandshake: Send + Sync + 'static {
+    fn run_erased<'a>(
+        &'a self,
+        ctx: &'a mut HandshakeContext<'_>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Any + Send + Sync>, HandshakeError>>;
+}
+
+impl<H: Handshake> ErasedHandshake for H {
+    fn run_erased<'a>(
+        &'a self,
+        ctx: &'a mut HandshakeContext<'_>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Any + Send + Sync>, HandshakeError>> {
+        Box::pin(async move {
+            let output = self.run(ctx).await?;
+            Ok(Arc::new(output) as Arc<dyn Any + Send + Sync>)
+        })
+    }
+}
+
+/// A shareable handshake, as servers and clients store it.
+pub(crate) type SharedHandshake = Arc<dyn ErasedHandshake>;
+
+/// What a [`Handshake`] works with: the new connection's socket, before the read and write
+/// loops start. Frames that arrive during the handshake and that it does not take
+/// ([`request`](Self::request) skips them) are delivered to the application afterwards, in
+/// order.
+pub struct HandshakeContext<'a> {
+    pub(crate) reader: &'a mut (dyn AsyncRead + Unpin + Send),
+    pub(crate) writer: &'a mut (dyn AsyncWrite + Unpin + Send),
+    pub(crate) codec: &'a mut FrameCodec,
+    pub(crate) buf: &'a mut BytesMut,
+    pub(crate) deferred: &'a mut VecDeque<Frame>,
+    pub(crate) handle: &'a ConnectionHandle,
+}
+
+impl std::fmt::Debug for HandshakeContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeContext")
+            .field("connection", self.handle)
+            .field("deferred", &self.deferred.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandshakeContext<'_> {
+    /// The connection being set up.
+    pub fn connection(&self) -> &ConnectionHandle {
+        self.handle
+    }
+
+    /// The connection's layout.
+    pub fn layout(&self) -> &HeaderLayout {
+        self.codec.layout()
+    }
+
+    /// Sends a message at once (ahead of anything queued) and flushes it.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::Encode`] or [`HandshakeError::Io`].
+    pub async fn send<M: Encode + ?Sized>(&mut self, msg: &M) -> Result<(), HandshakeError> {
+        self.send_with(msg, &HeaderFields::new()).await
+    }
+
+    /// Like [`send`](Self::send), with extra header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_with<M: Encode + ?Sized>(
+        &mut self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<(), HandshakeError> {
+        let mut out = BytesMut::new();
+        self.codec.encode_message_with(msg, fields, &mut out)?;
+        self.writer.write_all(&out).await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The next frame from the peer (frames set aside by [`request`](Self::request) first).
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::Closed`] at the end of the stream, [`HandshakeError::Frame`] for a
+    /// framing error, [`HandshakeError::Io`].
+    pub async fn recv(&mut self) -> Result<Frame, HandshakeError> {
+        if let Some(frame) = self.deferred.pop_front() {
+            return Ok(frame);
+        }
+        self.read_frame().await
+    }
+
+    async fn read_frame(&mut self) -> Result<Frame, HandshakeError> {
+        loop {
+            if let Some(frame) = self.codec.decode(self.buf)? {
+                return Ok(frame);
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
+            if self.reader.read_buf(self.buf).await? == 0 {
+                self.codec.decode_eof(self.buf)?;
+                return Err(HandshakeError::Closed);
+            }
+        }
+    }
+
+    /// Sends `msg` with a fresh correlation id and returns the frame that carries the same
+    /// id. Other frames that arrive meanwhile are delivered to the application after the
+    /// handshake. The handshake's own timeout bounds the wait.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::NoCorrelation`] without a correlation field, and as
+    /// [`send`](Self::send) and [`recv`](Self::recv).
+    pub async fn request<M: Encode + ?Sized>(&mut self, msg: &M) -> Result<Frame, HandshakeError> {
+        let table = self
+            .handle
+            .request_table()
+            .ok_or(HandshakeError::NoCorrelation)?
+            .clone();
+        let field = table.config.field;
+        let id = table
+            .next_id()
+            .map_err(|_| HandshakeError::Rejected("no free request id".into()))?;
+        self.send_with(msg, &HeaderFields::new().with(field, id))
+            .await?;
+        loop {
+            let frame = self.read_frame().await?;
+            if frame.fields.get(field) == Some(id) {
+                return Ok(frame);
+            }
+            self.deferred.push_back(frame);
+        }
+    }
+}
