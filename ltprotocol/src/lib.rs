@@ -69,6 +69,8 @@ pub mod frame;
 pub mod handshake;
 pub mod layout;
 pub mod message;
+#[cfg(feature = "openflow")]
+pub mod openflow;
 pub mod protocol;
 pub mod request;
 pub mod server;
