@@ -23,10 +23,18 @@ impl Handler<Demo> for DemoClient {
     }
 
     async fn disconnected(&self, _conn: &ConnectionHandle, reason: &DisconnectReason) {
-        println!("client: disconnected ({}); reconnecting", ltprotocol::error_chain(reason));
+        println!(
+            "client: disconnected ({}); reconnecting",
+            ltprotocol::error_chain(reason)
+        );
     }
 
-    async fn connect_failed(&self, attempt: u32, error: &std::io::Error, retry_in: Option<Duration>) {
+    async fn connect_failed(
+        &self,
+        attempt: u32,
+        error: &std::io::Error,
+        retry_in: Option<Duration>,
+    ) {
         println!("client: attempt {attempt} failed ({error}); next in {retry_in:?}");
     }
 }
@@ -37,9 +45,11 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".into());
-    let client =
-        ReconnectingClient::<Demo>::builder(HeaderLayout::ltprotocol()).connect_with_handler(addr, DemoClient);
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".into());
+    let client = ReconnectingClient::<Demo>::builder(HeaderLayout::ltprotocol())
+        .connect_with_handler(addr, DemoClient);
     let _ = tokio::signal::ctrl_c().await;
     client.close(Duration::from_secs(2)).await;
 }

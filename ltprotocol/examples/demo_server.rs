@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use ltprotocol::demo::{Demo, NumMsg, StrMsg};
-use ltprotocol::{
-    ConnectionHandle, DisconnectReason, Handler, HeaderFields, HeaderLayout, Server,
-};
+use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, HeaderLayout, Server};
 
 struct DemoServer;
 
@@ -23,7 +21,10 @@ impl Handler<Demo> for DemoServer {
                 tick.tick().await;
                 let sent = async {
                     conn.send(&NumMsg { num: 200 }).await?;
-                    conn.send(&StrMsg { str: "hello world!".into() }).await?;
+                    conn.send(&StrMsg {
+                        str: "hello world!".into(),
+                    })
+                    .await?;
                     conn.send(&NumMsg { num: 7 }).await
                 };
                 if sent.await.is_err() {
@@ -38,7 +39,10 @@ impl Handler<Demo> for DemoServer {
     }
 
     async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
-        println!("server: {conn} disconnected ({})", ltprotocol::error_chain(reason));
+        println!(
+            "server: {conn} disconnected ({})",
+            ltprotocol::error_chain(reason)
+        );
     }
 }
 
@@ -48,8 +52,12 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".into());
-    let server = Server::<Demo>::builder(HeaderLayout::ltprotocol()).bind(&addr).await?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".into());
+    let server = Server::<Demo>::builder(HeaderLayout::ltprotocol())
+        .bind(&addr)
+        .await?;
     println!("server: listening on {}", server.local_addr());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(DemoServer).await });

@@ -22,8 +22,12 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".into());
-    let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind(&addr).await?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".into());
+    let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
+        .bind(&addr)
+        .await?;
     println!("echo: listening on {}", server.local_addr());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(Echo).await });

@@ -65,8 +65,12 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:6653".into());
-    let server = openflow::controller::<Server<OpenFlow13>>().bind(&addr).await?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:6653".into());
+    let server = openflow::controller::<Server<OpenFlow13>>()
+        .bind(&addr)
+        .await?;
     println!("controller listening on {}", server.local_addr());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(Controller).await });

@@ -37,10 +37,16 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".into());
-    let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind(&addr).await?;
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".into());
+    let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
+        .bind(&addr)
+        .await?;
     println!("relay: listening on {}", server.local_addr());
-    let relay = Relay { server: server.clone() };
+    let relay = Relay {
+        server: server.clone(),
+    };
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(relay).await });
     tokio::signal::ctrl_c().await?;

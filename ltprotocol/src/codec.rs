@@ -269,7 +269,7 @@ impl FrameCodec {
     /// frame exceeds the outbound maximum; `dst` is then left as it was.
     ///
     /// ```
-    /// use bytes::{BufMut, BytesMut};
+    /// use bytes::BytesMut;
     /// use ltprotocol::{FrameCodec, HeaderFields, HeaderLayout, MessageType};
     ///
     /// let layout = HeaderLayout::openflow();

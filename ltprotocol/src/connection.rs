@@ -4,13 +4,13 @@
 //! Servers and clients both run connections through this module; the application only ever
 //! sees [`ConnectionHandle`]s and [`DisconnectReason`]s.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::any::Any;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{EncodeError, FrameCodec, FrameError};
 use crate::event::Handler;
-use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
-use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
 use crate::frame::{Frame, HeaderFields};
+use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
 use crate::message::DecodeError;
 use crate::protocol::{Encode, Protocol};
+use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
 
 /// A connection's number: unique for the life of its server or client, never reused.
 ///
@@ -93,6 +93,12 @@ pub enum DisconnectReason {
     /// The handshake failed.
     #[error("handshake failed")]
     Handshake(#[source] Arc<HandshakeError>),
+    /// TLS failed: the handshake (a certificate rejected by us or by the peer, plain TCP on a
+    /// TLS port, a timeout), or the TLS layer of an established connection. Which, is in the
+    /// [`TlsError`](crate::tls::TlsError). Feature `tls`.
+    #[cfg(feature = "tls")]
+    #[error("TLS failed")]
+    Tls(#[source] Arc<crate::tls::TlsError>),
     /// A timeout expired.
     #[error("{kind} timeout after {after:?}")]
     TimedOut {
@@ -291,12 +297,15 @@ impl OutboxReceiver {
         self.budget.close();
     }
 
-    fn confirm(&mut self) {
+    /// Confirms the first `count` frames in flight: written whole.
+    fn confirm_front(&mut self, count: usize) {
         let mut released = 0usize;
-        for frame in self.inflight.drain(..) {
+        for frame in self.inflight.drain(..count.min(self.inflight.len())) {
             released += permits_for(frame.len(), self.capacity) as usize;
         }
-        self.budget.add_permits(released);
+        if released > 0 {
+            self.budget.add_permits(released);
+        }
     }
 }
 
@@ -486,6 +495,9 @@ struct HandleInner {
     requests: Option<Arc<RequestTable>>,
     handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
     reason: Mutex<Option<DisconnectReason>>,
+    /// Set once a TLS handshake succeeded: the peer's verified certificate, if it sent one.
+    #[cfg(feature = "tls")]
+    tls: OnceLock<Option<crate::tls::PeerIdentity>>,
 }
 
 /// The application's handle on one connection: cheap to clone, usable from any task.
@@ -536,6 +548,8 @@ impl ConnectionHandle {
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
                 handshake: OnceLock::new(),
                 reason: Mutex::new(None),
+                #[cfg(feature = "tls")]
+                tls: OnceLock::new(),
             }),
         }
     }
@@ -658,7 +672,9 @@ impl ConnectionHandle {
         fields: &HeaderFields,
     ) -> Result<Bytes, EncodeError> {
         let mut buf = BytesMut::new();
-        self.inner.codec.encode_message_with(msg, fields, &mut buf)?;
+        self.inner
+            .codec
+            .encode_message_with(msg, fields, &mut buf)?;
         Ok(buf.freeze())
     }
 
@@ -694,15 +710,52 @@ impl ConnectionHandle {
 
     /// What the handshake returned, if a handshake of output type `T` ran on this connection.
     ///
+    /// See [`Handshake`](crate::Handshake) for a whole example.
+    ///
     /// ```
-    /// # fn check(conn: &ltprotocol::ConnectionHandle) {
-    /// if let Some(greeting) = conn.handshake_output::<bytes::Bytes>() {
-    ///     println!("peer greeted us with {greeting:?}");
+    /// fn greeting(conn: &ltprotocol::ConnectionHandle) -> Option<&bytes::Bytes> {
+    ///     conn.handshake_output::<bytes::Bytes>()
     /// }
-    /// # }
+    /// # let _ = greeting;
     /// ```
     pub fn handshake_output<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.inner.handshake.get()?.downcast_ref()
+    }
+
+    /// Whether this connection runs over TLS. Feature `tls`.
+    ///
+    /// ```
+    /// # fn check(conn: &ltprotocol::ConnectionHandle) {
+    /// if !conn.is_tls() {
+    ///     println!("{conn}: plain TCP");
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls.get().is_some()
+    }
+
+    /// Who the peer's verified certificate names: on a server with client authentication,
+    /// the client; on a TLS client, the server. `None` on plain TCP, and on a server whose
+    /// client sent no certificate ([`ClientAuth::Optional`](crate::tls::ClientAuth)). Known
+    /// before `connected` runs. Feature `tls`.
+    ///
+    /// ```
+    /// # fn check(conn: &ltprotocol::ConnectionHandle) {
+    /// if let Some(peer) = conn.peer_identity() {
+    ///     println!("{conn} is {} (DNS names {:?})", peer.subject, peer.dns_names);
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn peer_identity(&self) -> Option<&crate::tls::PeerIdentity> {
+        self.inner.tls.get()?.as_ref()
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&self, identity: Option<crate::tls::PeerIdentity>) {
+        let _ = self.inner.tls.set(identity);
     }
 
     /// Sends `msg` with a fresh correlation id and waits for the frame carrying the same id
@@ -818,7 +871,8 @@ where
                 deferred: &mut deferred,
                 handle,
             };
-            let ran = tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
+            let ran =
+                tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
             match ran.await {
                 Ok(Ok(output)) => {
                     let _ = handle.inner.handshake.set(output);
@@ -861,15 +915,34 @@ where
     ))
     .catch_unwind();
     tokio::pin!(read);
-    let write = write_loop(&mut writer, queue, &handle.inner.close, config.timeouts.write);
+    let write = write_loop(
+        &mut writer,
+        queue,
+        &handle.inner.close,
+        config.timeouts.write,
+    );
     tokio::pin!(write);
 
     let reason = tokio::select! {
         () = abort.cancelled() => None,
-        read_result = &mut read => Some(match read_result {
-            Ok(reason) => reason,
-            Err(_) => DisconnectReason::HandlerPanicked,
-        }),
+        read_result = &mut read => {
+            let reason = match read_result {
+                Ok(reason) => reason,
+                Err(_) => DisconnectReason::HandlerPanicked,
+            };
+            // Reading is over, but what was accepted for sending still goes out (a reply to
+            // the last good frame before a bad one, say), within the linger. Only a broken
+            // socket cannot take it.
+            if !matches!(reason, DisconnectReason::Io(_)) {
+                handle.inner.close.cancel();
+                tokio::select! {
+                    () = abort.cancelled() => {}
+                    _ = &mut write => {}
+                    () = tokio::time::sleep(config.linger) => {}
+                }
+            }
+            Some(reason)
+        }
         write_result = &mut write => match write_result {
             Err(err) if err.kind() == io::ErrorKind::TimedOut => {
                 Some(DisconnectReason::TimedOut {
@@ -1010,12 +1083,18 @@ where
         match partial_since {
             Some(since) => {
                 if let Some(limit) = timeouts.frame_read {
-                    consider(since + limit, Deadline::Expire(TimeoutKind::FrameRead, limit));
+                    consider(
+                        since + limit,
+                        Deadline::Expire(TimeoutKind::FrameRead, limit),
+                    );
                 }
             }
             None => {
                 if let Some(limit) = timeouts.idle {
-                    consider(last_arrival + limit, Deadline::Expire(TimeoutKind::Idle, limit));
+                    consider(
+                        last_arrival + limit,
+                        Deadline::Expire(TimeoutKind::Idle, limit),
+                    );
                 }
             }
         }
@@ -1029,24 +1108,28 @@ where
             }
         }
         let read = match deadline {
-            Some((at, what)) => match tokio::time::timeout_at(at, reader.read_buf(&mut buf)).await {
-                Ok(read) => read,
-                Err(_) => match what {
-                    Deadline::Expire(kind, after) => {
-                        return DisconnectReason::TimedOut { kind, after };
-                    }
-                    Deadline::Probe => {
-                        probe_sent = Some(Instant::now());
-                        if let Some(keepalive) = &config.keepalive {
-                            // A full outbox means traffic is flowing our way anyway.
-                            if let Ok(frame) = handle.encode(&keepalive.probe, &keepalive.probe.fields) {
-                                let _ = handle.try_send_encoded(frame);
-                            }
+            Some((at, what)) => {
+                match tokio::time::timeout_at(at, reader.read_buf(&mut buf)).await {
+                    Ok(read) => read,
+                    Err(_) => match what {
+                        Deadline::Expire(kind, after) => {
+                            return DisconnectReason::TimedOut { kind, after };
                         }
-                        continue;
-                    }
-                },
-            },
+                        Deadline::Probe => {
+                            probe_sent = Some(Instant::now());
+                            if let Some(keepalive) = &config.keepalive {
+                                // A full outbox means traffic is flowing our way anyway.
+                                if let Ok(frame) =
+                                    handle.encode(&keepalive.probe, &keepalive.probe.fields)
+                                {
+                                    let _ = handle.try_send_encoded(frame);
+                                }
+                            }
+                            continue;
+                        }
+                    },
+                }
+            }
             None => reader.read_buf(&mut buf).await,
         };
         match read {
@@ -1084,7 +1167,10 @@ async fn write_timed<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn flush_timed<W: AsyncWrite + Unpin>(writer: &mut W, limit: Option<Duration>) -> io::Result<()> {
+async fn flush_timed<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    limit: Option<Duration>,
+) -> io::Result<()> {
     match limit {
         Some(limit) => tokio::time::timeout(limit, writer.flush())
             .await
@@ -1096,7 +1182,12 @@ async fn flush_timed<W: AsyncWrite + Unpin>(writer: &mut W, limit: Option<Durati
 const WRITE_TIMED_OUT: &str = "write made no progress within the write timeout";
 
 /// Writes queued frames in batches until the connection is closed gracefully (`close`), then
-/// drains the queue, flushes and shuts our write side. Returns `Ok` after that shutdown.
+/// writes what is still queued, flushes and shuts our write side. Returns `Ok` after that.
+///
+/// A frame is confirmed (taken off `inflight`, its room given back) once every byte of it was
+/// accepted by the socket. Frames not confirmed when a connection breaks stay in `inflight`
+/// and a client writes them whole, first, on its next connection: a frame cut on the old
+/// connection is discarded there as truncated, so it is neither lost nor duplicated.
 async fn write_loop<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
@@ -1108,33 +1199,27 @@ where
 {
     let mut batch = BytesMut::new();
     let mut closing = false;
-    // Frames left unconfirmed by an earlier connection (a client's) go first.
-    if !queue.inflight.is_empty() {
-        let retry: Vec<Bytes> = queue.inflight.iter().cloned().collect();
-        for frame in &retry {
-            write_timed(writer, frame, limit).await?;
-        }
-        flush_timed(writer, limit).await?;
-        queue.confirm();
-    }
     loop {
-        let next = if closing {
-            // Closing: write what is queued now, then stop. Handles refuse new frames once
-            // the close token is cancelled.
-            queue.rx.try_recv().ok()
-        } else {
-            tokio::select! {
-                biased;
-                frame = queue.rx.recv() => frame,
-                () = close.cancelled() => {
-                    closing = true;
-                    continue;
+        // Frames left unconfirmed by an earlier connection (a client's) go first.
+        if queue.inflight.is_empty() {
+            let next = if closing {
+                // Closing: write what is queued now, then stop. Handles refuse new frames
+                // once the close token is cancelled.
+                queue.rx.try_recv().ok()
+            } else {
+                tokio::select! {
+                    biased;
+                    frame = queue.rx.recv() => frame,
+                    () = close.cancelled() => {
+                        closing = true;
+                        continue;
+                    }
                 }
-            }
-        };
-        let Some(first) = next else { break };
-        let mut total = first.len();
-        queue.inflight.push_back(first);
+            };
+            let Some(first) = next else { break };
+            queue.inflight.push_back(first);
+        }
+        let mut total: usize = queue.inflight.iter().map(Bytes::len).sum();
         while total < BATCH_BYTES {
             match queue.rx.try_recv() {
                 Ok(frame) => {
@@ -1144,28 +1229,84 @@ where
                 Err(_) => break,
             }
         }
-        for frame in &queue.inflight {
-            if frame.len() >= DIRECT_WRITE {
-                if !batch.is_empty() {
-                    write_timed(writer, &batch, limit).await?;
-                    batch.clear();
-                }
-                write_timed(writer, frame, limit).await?;
-            } else {
-                batch.extend_from_slice(frame);
-            }
-        }
-        if !batch.is_empty() {
-            write_timed(writer, &batch, limit).await?;
-            batch.clear();
-        }
+        write_inflight(writer, queue, &mut batch, limit).await?;
         if queue.rx.is_empty() {
             flush_timed(writer, limit).await?;
             // Going idle: release the batch buffer.
             batch = BytesMut::new();
         }
-        queue.confirm();
     }
     flush_timed(writer, limit).await?;
     writer.shutdown().await
+}
+
+/// Writes every frame of `queue.inflight`, confirming each as soon as the socket has taken
+/// all of it. Small frames are copied into one batch; large ones are written from their own
+/// `Bytes`.
+async fn write_inflight<W>(
+    writer: &mut W,
+    queue: &mut OutboxReceiver,
+    batch: &mut BytesMut,
+    limit: Option<Duration>,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + Send,
+{
+    while let Some(front) = queue.inflight.front() {
+        if front.len() >= DIRECT_WRITE {
+            let frame = front.clone();
+            write_timed(writer, &frame, limit).await?;
+            queue.confirm_front(1);
+            continue;
+        }
+        // Gather the run of small frames at the front into one batch.
+        batch.clear();
+        let mut count = 0;
+        for frame in queue.inflight.iter() {
+            if frame.len() >= DIRECT_WRITE || (count > 0 && batch.len() + frame.len() > BATCH_BYTES)
+            {
+                break;
+            }
+            batch.extend_from_slice(frame);
+            count += 1;
+        }
+        let mut written = 0;
+        let mut confirmed_bytes = 0;
+        while written < batch.len() {
+            let chunk = batch.get(written..).unwrap_or_default();
+            let n = write_some(writer, chunk, limit).await?;
+            written += n;
+            // Confirm the frames the socket has now taken whole.
+            let mut whole = 0;
+            for frame in queue.inflight.iter().take(count) {
+                if confirmed_bytes + frame.len() > written {
+                    break;
+                }
+                confirmed_bytes += frame.len();
+                whole += 1;
+            }
+            queue.confirm_front(whole);
+            count -= whole;
+        }
+    }
+    Ok(())
+}
+
+/// One `write`, failing with [`io::ErrorKind::TimedOut`] if it makes no progress within
+/// `limit` and with [`io::ErrorKind::WriteZero`] if the socket takes nothing.
+async fn write_some<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limit: Option<Duration>,
+) -> io::Result<usize> {
+    let n = match limit {
+        Some(limit) => tokio::time::timeout(limit, writer.write(bytes))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, WRITE_TIMED_OUT))??,
+        None => writer.write(bytes).await?,
+    };
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(n)
 }

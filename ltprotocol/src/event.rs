@@ -61,7 +61,8 @@ pub enum Event<P> {
 /// ends that connection only, with [`DisconnectReason::HandlerPanicked`].
 ///
 /// ```
-/// use ltprotocol::{ConnectionHandle, HeaderFields, Handler, Unknown};
+/// use ltprotocol::{ConnectionHandle, HeaderFields, Handler, HeaderLayout, Server, Unknown};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 ///
 /// struct Echo;
 ///
@@ -70,6 +71,20 @@ pub enum Event<P> {
 ///         let _ = conn.send(&msg).await;
 ///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+/// let serving = server.clone();
+/// tokio::spawn(async move { serving.serve(Echo).await });
+///
+/// let mut peer = tokio::net::TcpStream::connect(server.local_addr()).await?;
+/// peer.write_all(b"\x00\x05\x09hi").await?;
+/// let mut echoed = [0u8; 5];
+/// peer.read_exact(&mut echoed).await?;
+/// assert_eq!(&echoed, b"\x00\x05\x09hi");
+/// # Ok(())
+/// # }
 /// ```
 pub trait Handler<P: Protocol>: Send + Sync + 'static {
     /// A connection was made; the ancestor's `new_conn_callback`.

@@ -155,7 +155,8 @@ impl HeaderFields {
 
     /// Every set field as `(id, value)`, in layout order.
     pub fn iter(&self) -> impl Iterator<Item = (FieldId, i128)> + '_ {
-        let inline = (0..INLINE_FIELDS).filter_map(|i| self.get(FieldId(i)).map(|v| (FieldId(i), v)));
+        let inline =
+            (0..INLINE_FIELDS).filter_map(|i| self.get(FieldId(i)).map(|v| (FieldId(i), v)));
         let spill = self
             .spill
             .iter()

@@ -53,7 +53,10 @@ pub enum HandshakeError {
 /// kept on the connection ([`ConnectionHandle::handshake_output`]).
 ///
 /// ```
-/// use ltprotocol::{HandshakeContext, HandshakeError, Handshake, Unknown, MessageType};
+/// use ltprotocol::{
+///     Event, HandshakeContext, HandshakeError, Handshake, HeaderLayout, MessageType,
+///     ReconnectingClient, Server, Unknown,
+/// };
 ///
 /// /// Sends a greeting (type 9) and waits for the peer's, whose body it returns.
 /// struct Greeting;
@@ -70,6 +73,27 @@ pub enum HandshakeError {
 ///         Ok(reply.body)
 ///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Both ends greet: the server per accepted connection, the client on every (re)connect.
+/// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
+///     .handshake(Greeting)
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// let mut server_events = server.events();
+/// let (client, _events) = ReconnectingClient::<Unknown>::builder(HeaderLayout::ltprotocol())
+///     .handshake(Greeting)
+///     .connect(server.local_addr().to_string());
+///
+/// let conn = client.wait_connected().await.unwrap();
+/// assert_eq!(conn.handshake_output::<bytes::Bytes>().unwrap(), "hi");
+/// let Some(Event::Connected(accepted)) = server_events.next().await else { panic!() };
+/// assert_eq!(accepted.handshake_output::<bytes::Bytes>().unwrap(), "hi");
+/// client.close(std::time::Duration::from_secs(5)).await;
+/// server.shutdown(std::time::Duration::from_secs(5)).await;
+/// # Ok(())
+/// # }
 /// ```
 pub trait Handshake: Send + Sync + 'static {
     /// What the handshake learnt (a negotiated version, a datapath id).

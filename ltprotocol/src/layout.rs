@@ -293,7 +293,9 @@ impl FieldId {
 #[non_exhaustive]
 pub enum LayoutError {
     /// Two fields share at least one byte.
-    #[error("field `{first}` (bytes {first_start}..{first_end}) overlaps field `{second}` (bytes {second_start}..{second_end})")]
+    #[error(
+        "field `{first}` (bytes {first_start}..{first_end}) overlaps field `{second}` (bytes {second_start}..{second_end})"
+    )]
     Overlap {
         /// The field declared first.
         first: String,
@@ -549,7 +551,10 @@ impl fmt::Debug for HeaderLayout {
         }
         s.field("header_len", &inner.header_len)
             .field("length", &(inner.length.offset, inner.length.int))
-            .field("message_type", &(inner.message_type.offset, inner.message_type.int))
+            .field(
+                "message_type",
+                &(inner.message_type.offset, inner.message_type.int),
+            )
             .field("byte_order", &inner.byte_order)
             .field("adjustment", &inner.adjustment);
         for extra in &inner.extra {
@@ -794,7 +799,11 @@ mod tests {
                 for order in [ByteOrder::Big, ByteOrder::Little] {
                     let mut buf = [0u8; 8];
                     assert_eq!(int.write(value, &mut buf, order), Some(()));
-                    assert_eq!(int.read(&buf, order), Some(value), "{int} {value} {order:?}");
+                    assert_eq!(
+                        int.read(&buf, order),
+                        Some(value),
+                        "{int} {value} {order:?}"
+                    );
                 }
             }
         }
@@ -804,7 +813,10 @@ mod tests {
     fn negative_values_read_back_negative() {
         assert_eq!(Int::I16.read(&[0xff, 0xfd], ByteOrder::Big), Some(-3));
         assert_eq!(Int::U16.read(&[0xff, 0xfd], ByteOrder::Big), Some(65_533));
-        assert_eq!(Int::I32.read(&[0xfd, 0xff, 0xff, 0xff], ByteOrder::Little), Some(-3));
+        assert_eq!(
+            Int::I32.read(&[0xfd, 0xff, 0xff, 0xff], ByteOrder::Little),
+            Some(-3)
+        );
     }
 
     #[test]
@@ -824,11 +836,18 @@ mod tests {
         let overlap = HeaderLayout::builder().message_type(1, Int::U8).build();
         assert!(matches!(overlap, Err(LayoutError::Overlap { .. })));
         let width = HeaderLayout::builder().length_width(0, 3, false).build();
-        assert!(matches!(width, Err(LayoutError::InvalidWidth { width: 3, .. })));
+        assert!(matches!(
+            width,
+            Err(LayoutError::InvalidWidth { width: 3, .. })
+        ));
         let short = HeaderLayout::builder().header_len(2).build();
         assert!(matches!(
             short,
-            Err(LayoutError::FieldPastHeader { end: 3, header_len: 2, .. })
+            Err(LayoutError::FieldPastHeader {
+                end: 3,
+                header_len: 2,
+                ..
+            })
         ));
         let dup = HeaderLayout::builder()
             .field("seq", 3, Int::U8)
@@ -838,7 +857,10 @@ mod tests {
         let default = HeaderLayout::builder()
             .field_with_default("v", 3, Int::U8, 256)
             .build();
-        assert!(matches!(default, Err(LayoutError::DefaultOutOfRange { value: 256, .. })));
+        assert!(matches!(
+            default,
+            Err(LayoutError::DefaultOutOfRange { value: 256, .. })
+        ));
         let none = HeaderLayout::builder()
             .length(0, Int::U8)
             .message_type(1, Int::U8)

@@ -16,6 +16,8 @@
 //!   with limits checked from the header alone and typed errors.
 //! * [`message`] and [`protocol`]: [`Message`] (a type number and a body, usually derived)
 //!   and [`Protocol`] (an enum of messages decoded by type number, with an [`Unknown`] arm).
+//! * `tls` (feature `tls`, on by default): TLS and mutual TLS for the same servers and
+//!   clients, through tokio-rustls.
 //!
 //! # Quick start: the ancestor's example protocol
 //!
@@ -66,6 +68,8 @@ pub mod connection;
 pub mod demo;
 pub mod event;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod layout;
 pub mod message;
@@ -74,25 +78,26 @@ pub mod openflow;
 pub mod protocol;
 pub mod request;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 
 pub use client::{Backoff, ClientBuilder, CloseReport, ReconnectingClient};
 pub use codec::{EncodeError, FrameCodec, FrameError};
 pub use connection::{
-    AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError,
-    TimeoutKind, Timeouts,
+    AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError, TimeoutKind,
+    Timeouts,
 };
-pub use handshake::{Handshake, HandshakeContext, HandshakeError};
-pub use request::{Correlation, ReplyStream, RequestError};
 pub use event::{Event, EventStream, Handler};
 pub use frame::{Frame, HeaderFields, MessageType};
+pub use handshake::{Handshake, HandshakeContext, HandshakeError};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
     LengthCounts,
 };
-pub use message::{
-    BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, Message, Wire,
-};
+pub use message::{BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, Message, Wire};
 pub use protocol::{Encode, Protocol, Unknown};
+pub use request::{Correlation, ReplyStream, RequestError};
 pub use server::{Server, ServerBuilder, ShutdownReport};
 
 /// Formats an error with its chain of causes, `outer: inner: innermost`, as logs and the CLI

@@ -250,7 +250,8 @@ impl std::error::Error for BodyError {}
 /// # #[derive(Debug, ltprotocol::Message)]
 /// # #[ltp(message_type = 1)]
 /// # struct NumMsg { num: u32 }
-/// let err = NumMsg::decode_body(Bytes::from_static(&[0, 1]), ByteOrder::Big).unwrap_err();
+/// let err: DecodeError =
+///     NumMsg::decode_body(Bytes::from_static(&[0, 1]), ByteOrder::Big).unwrap_err();
 /// assert_eq!(err.message_type.value(), 1);
 /// assert_eq!(err.to_string(), "cannot decode NumMsg (type 1)");
 /// // The cause sits in `source()`, as for every error of this crate:
@@ -273,7 +274,7 @@ pub struct DecodeError {
 /// the rest of the body.
 ///
 /// ```
-/// use bytes::{Bytes, BytesMut};
+/// use bytes::BytesMut;
 /// use ltprotocol::{BodyReader, BodyWriter, ByteOrder, Wire};
 /// let mut buf = BytesMut::new();
 /// (-2i16).write(&mut BodyWriter::new(&mut buf, ByteOrder::Little));

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use ltprotocol::openflow::{self, OpenFlow13, SwitchInfo};
-//! use ltprotocol::{Event, Server};
+//! use ltprotocol::{Event, Message, Server};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,10 +32,10 @@ use crate::connection::Keepalive;
 use crate::frame::{Frame, HeaderFields, MessageType};
 use crate::handshake::{Handshake, HandshakeContext, HandshakeError};
 use crate::layout::HeaderLayout;
-use crate::{Message, Protocol};
 use crate::protocol::Unknown;
 use crate::request::Correlation;
 use crate::server::{Server, ServerBuilder};
+use crate::{Message, Protocol};
 
 /// The version number of OpenFlow 1.3 in the header's `version` field.
 pub const OFP13_VERSION: u8 = 0x04;
@@ -411,9 +411,8 @@ pub fn keepalive() -> Keepalive {
 /// Correlation on `xid`, skipping 0 (Open vSwitch sends asynchronous messages with xid 0).
 pub fn xid() -> Correlation {
     // The openflow preset has an `xid` field by construction.
-    Correlation::new(&HeaderLayout::openflow(), "xid").unwrap_or_else(|| {
-        unreachable!("HeaderLayout::openflow() declares xid")
-    })
+    Correlation::new(&HeaderLayout::openflow(), "xid")
+        .unwrap_or_else(|| unreachable!("HeaderLayout::openflow() declares xid"))
 }
 
 /// A builder already configured as an OpenFlow 1.3 controller or agent: the layout,

@@ -111,8 +111,11 @@ pub trait Protocol: Encode + Sized + Send + 'static {
     /// # Errors
     ///
     /// A [`DecodeError`] when a variant claims the type but its body does not decode.
-    fn decode(message_type: MessageType, body: Bytes, order: ByteOrder)
-    -> Result<Self, DecodeError>;
+    fn decode(
+        message_type: MessageType,
+        body: Bytes,
+        order: ByteOrder,
+    ) -> Result<Self, DecodeError>;
 
     /// The variant's message name (`"NumMsg"`), or `"Unknown"`.
     fn name(&self) -> &'static str;

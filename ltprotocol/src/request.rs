@@ -156,13 +156,25 @@ impl RequestTable {
     pub(crate) fn register_one(self: &Arc<Self>, id: i128) -> (oneshot::Receiver<Frame>, Pending) {
         let (tx, rx) = oneshot::channel();
         self.insert(id, Waiter::One(tx));
-        (rx, Pending { table: self.clone(), id })
+        (
+            rx,
+            Pending {
+                table: self.clone(),
+                id,
+            },
+        )
     }
 
     pub(crate) fn register_many(self: &Arc<Self>, id: i128) -> (mpsc::Receiver<Frame>, Pending) {
         let (tx, rx) = mpsc::channel(64);
         self.insert(id, Waiter::Many(tx));
-        (rx, Pending { table: self.clone(), id })
+        (
+            rx,
+            Pending {
+                table: self.clone(),
+                id,
+            },
+        )
     }
 
     fn insert(&self, id: i128, waiter: Waiter) {

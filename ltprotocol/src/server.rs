@@ -25,6 +25,8 @@ use crate::event::{self, EventStream, Handler};
 use crate::frame::HeaderFields;
 use crate::layout::HeaderLayout;
 use crate::protocol::{Encode, Protocol};
+#[cfg(not(feature = "tls"))]
+use crate::transport::Transport;
 
 /// Default [`ServerBuilder::outbox_capacity`]: 1 MiB, four 256 KiB write batches.
 pub const DEFAULT_OUTBOX_BYTES: usize = 1024 * 1024;
@@ -56,6 +58,10 @@ pub struct ServerBuilder<P> {
     outbox_bytes: usize,
     event_capacity: usize,
     link: LinkConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
+    #[cfg(feature = "tls")]
+    tls_timeout: Duration,
     _protocol: PhantomData<fn() -> P>,
 }
 
@@ -67,11 +73,44 @@ impl<P: Protocol> ServerBuilder<P> {
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             link: LinkConfig::new(FrameCodec::new(layout)),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_timeout: crate::tls::DEFAULT_TLS_TIMEOUT,
             _protocol: PhantomData,
         }
     }
 
     connection::link_setters!();
+
+    /// Serves TLS (with client authentication if `tls` asks for it) instead of plain TCP.
+    /// Default: plain TCP. Feature `tls`.
+    ///
+    /// Each accepted connection runs the TLS handshake on its own task, after the connection
+    /// limits and before the [`handshake`](Self::handshake) hook, bounded by
+    /// [`tls_timeout`](Self::tls_timeout). A connection that fails it is not registered and
+    /// never reported `connected`; it is logged, and `disconnected` (or
+    /// [`Event::Disconnected`](crate::Event::Disconnected)) reports
+    /// [`DisconnectReason::Tls`] saying why. See [`tls`](crate::tls) for an example.
+    #[cfg(feature = "tls")]
+    pub fn tls(&mut self, tls: crate::tls::ServerTls) -> &mut Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Bounds each TLS handshake; past it the connection closes with
+    /// [`TlsError::TimedOut`](crate::tls::TlsError::TimedOut). Default: 10 s. Feature `tls`.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, Server, Unknown};
+    /// let mut builder = Server::<Unknown>::builder(HeaderLayout::ltprotocol());
+    /// builder.tls_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.tls_timeout = timeout;
+        self
+    }
 
     /// The most connections open at once; one more is accepted and closed at once, and the
     /// refusal logged and counted ([`Server::refused`]). Default: 100,000 (the process's file
@@ -134,6 +173,11 @@ impl<P: Protocol> ServerBuilder<P> {
                 refused: AtomicU64::new(0),
                 unsent: AtomicUsize::new(0),
                 event_capacity: self.event_capacity,
+                #[cfg(feature = "tls")]
+                tls: self
+                    .tls
+                    .as_ref()
+                    .map(|tls| crate::tls::Acceptor::new(tls, self.tls_timeout)),
             }),
             _protocol: PhantomData,
         })
@@ -157,6 +201,8 @@ struct ServerInner {
     refused: AtomicU64,
     unsent: AtomicUsize,
     event_capacity: usize,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Acceptor>,
 }
 
 impl ServerInner {
@@ -300,7 +346,10 @@ impl<P: Protocol> Server<P> {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::AlreadyExists, "the server is already serving")
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the server is already serving",
+                )
             })?;
         let handler = Arc::new(handler);
         let mut pause = Duration::from_millis(10);
@@ -601,25 +650,27 @@ async fn run_connection<P: Protocol, H: Handler<P>>(
         inner.shutdown.child_token(),
         inner.link.correlation.as_ref(),
     );
-    inner.registry().insert(id, handle.clone());
     let unregister = Unregister {
         inner: inner.clone(),
         id,
         ip: peer.ip(),
     };
-    info!(conn = %id, %peer, "connected");
-
-    let (reader, writer) = stream.into_split();
-    let reason = connection::drive::<_, _, P, H>(
-        reader,
-        writer,
-        &handle,
-        &mut queue,
-        &*handler,
-        &inner.link,
-        || {},
-    )
-    .await;
+    // TLS first: a connection that fails it is never registered nor reported connected,
+    // only disconnected, with the reason.
+    #[cfg(feature = "tls")]
+    let opened = crate::tls::accept(stream, inner.tls.as_ref(), &handle, &inner.shutdown).await;
+    #[cfg(not(feature = "tls"))]
+    let opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
+    let reason = match opened {
+        Ok(transport) => {
+            inner.registry().insert(id, handle.clone());
+            info!(conn = %id, %peer, "connected");
+            transport
+                .drive::<P, H>(&handle, &mut queue, &*handler, &inner.link, || {})
+                .await
+        }
+        Err(reason) => reason,
+    };
     handle.mark_disconnected();
     queue.close();
     let unsent = queue.unsent();
@@ -640,9 +691,7 @@ pub(crate) fn log_disconnect(handle: &ConnectionHandle, reason: &DisconnectReaso
     let peer = handle.peer();
     let detail = crate::error_chain(reason);
     match reason {
-        DisconnectReason::PeerClosed
-        | DisconnectReason::Closed
-        | DisconnectReason::Shutdown => {
+        DisconnectReason::PeerClosed | DisconnectReason::Closed | DisconnectReason::Shutdown => {
             info!(conn = %id, %peer, reason = %detail, unsent, "disconnected");
         }
         _ => warn!(conn = %id, %peer, reason = %detail, unsent, "disconnected"),

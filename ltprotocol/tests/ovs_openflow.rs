@@ -12,7 +12,9 @@ use std::time::Duration;
 use ltprotocol::openflow::{
     self, BarrierReply, BarrierRequest, MultipartReply, MultipartRequest, OpenFlow13, SwitchInfo,
 };
-use ltprotocol::{ConnectionHandle, Event, EventStream, Message, Protocol, ReconnectingClient, Server};
+use ltprotocol::{
+    ConnectionHandle, Event, EventStream, Message, Protocol, ReconnectingClient, Server,
+};
 
 /// Fails a test that hangs instead of letting it run forever.
 async fn within<T>(what: &str, secs: u64, fut: impl std::future::Future<Output = T>) -> T {
@@ -46,7 +48,10 @@ impl Ovs {
         std::fs::create_dir_all(&dir).unwrap();
         let ovs = Self { dir };
         let db = ovs.path("conf.db");
-        ovs.run("ovsdb-tool", &["create", &db, "/usr/share/openvswitch/vswitch.ovsschema"]);
+        ovs.run(
+            "ovsdb-tool",
+            &["create", &db, "/usr/share/openvswitch/vswitch.ovsschema"],
+        );
         ovs.run(
             "ovsdb-server",
             &[
@@ -117,11 +122,20 @@ impl Ovs {
         args.extend_from_slice(targets);
         self.run("ovs-vsctl", &args);
         // OVS's defaults, made explicit: reconnect backoff capped at 8 s, probe after 5 s.
-        let uuids = self.run("ovs-vsctl", &["--bare", "--columns=_uuid", "list", "controller"]);
+        let uuids = self.run(
+            "ovs-vsctl",
+            &["--bare", "--columns=_uuid", "list", "controller"],
+        );
         for uuid in uuids.split_whitespace() {
             self.run(
                 "ovs-vsctl",
-                &["set", "controller", uuid, "max_backoff=8000", "inactivity_probe=5000"],
+                &[
+                    "set",
+                    "controller",
+                    uuid,
+                    "max_backoff=8000",
+                    "inactivity_probe=5000",
+                ],
             );
         }
     }
@@ -196,13 +210,17 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
 
     // The handshake ran before `Connected`: HELLO both ways, then FEATURES.
     let switch = within("OVS to connect", 30, next_connected(&mut events)).await;
-    let info = switch.handshake_output::<SwitchInfo>().expect("handshake output");
+    let info = switch
+        .handshake_output::<SwitchInfo>()
+        .expect("handshake output");
     assert_eq!(info.version, 4);
     assert_eq!(info.datapath_id, Some(0xa1));
     assert_eq!(info.n_tables, Some(254));
 
     // Request/reply on xid.
-    let reply = within("BARRIER_REPLY", 20, switch.request(&BarrierRequest)).await.unwrap();
+    let reply = within("BARRIER_REPLY", 20, switch.request(&BarrierRequest))
+        .await
+        .unwrap();
     assert_eq!(reply.message_type, BarrierReply::MESSAGE_TYPE);
 
     // A multipart request: DESC, answered by one MULTIPART_REPLY without the MORE flag.
@@ -210,19 +228,41 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
         .request_stream(&MultipartRequest::new(0), openflow::is_last_part)
         .await
         .unwrap();
-    let part = within("MULTIPART_REPLY", 20, parts.next()).await.unwrap().unwrap();
-    let desc = OpenFlow13::decode(part.message_type, part.body, ltprotocol::ByteOrder::Big).unwrap();
-    let OpenFlow13::MultipartReply(MultipartReply { mp_type: 0, body, .. }) = desc else {
+    let part = within("MULTIPART_REPLY", 20, parts.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let desc =
+        OpenFlow13::decode(part.message_type, part.body, ltprotocol::ByteOrder::Big).unwrap();
+    let OpenFlow13::MultipartReply(MultipartReply {
+        mp_type: 0, body, ..
+    }) = desc
+    else {
         panic!("expected a DESC reply, got {desc:?}");
     };
     assert!(body.starts_with(b"Nicira, Inc."), "{body:?}");
     assert!(within("end of parts", 5, parts.next()).await.is_none());
 
     // An asynchronous message (xid 0) arrives as an ordinary message while requests work.
-    ovs.run("ovs-vsctl", &["add-port", "br0", "p1", "--", "set", "interface", "p1", "type=dummy"]);
+    ovs.run(
+        "ovs-vsctl",
+        &[
+            "add-port",
+            "br0",
+            "p1",
+            "--",
+            "set",
+            "interface",
+            "p1",
+            "type=dummy",
+        ],
+    );
     loop {
         match within("PORT_STATUS", 20, events.next()).await {
-            Some(Event::Message { message: OpenFlow13::PortStatus(status), .. }) => {
+            Some(Event::Message {
+                message: OpenFlow13::PortStatus(status),
+                ..
+            }) => {
                 assert_eq!(status.reason, 0, "OFPPR_ADD");
                 break;
             }
@@ -237,11 +277,16 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
     // and no disconnect was reported before that answer.
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(switch.is_connected());
-    let reply = within("BARRIER_REPLY after idle", 20, switch.request(&BarrierRequest))
-        .await
-        .unwrap();
+    let reply = within(
+        "BARRIER_REPLY after idle",
+        20,
+        switch.request(&BarrierRequest),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.message_type, BarrierReply::MESSAGE_TYPE);
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(10), events.next()).await {
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(10), events.next()).await
+    {
         assert!(!matches!(event, Event::Disconnected { .. }), "{event:?}");
     }
 
@@ -259,12 +304,18 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
     let mut events = server.events();
     let again = within("OVS to reconnect", 40, next_connected(&mut events)).await;
     assert_eq!(
-        again.handshake_output::<SwitchInfo>().and_then(|i| i.datapath_id),
+        again
+            .handshake_output::<SwitchInfo>()
+            .and_then(|i| i.datapath_id),
         Some(0xa1)
     );
-    let reply = within("BARRIER_REPLY after reconnect", 20, again.request(&BarrierRequest))
-        .await
-        .unwrap();
+    let reply = within(
+        "BARRIER_REPLY after reconnect",
+        20,
+        again.request(&BarrierRequest),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.message_type, BarrierReply::MESSAGE_TYPE);
     server.shutdown(Duration::from_secs(5)).await;
 }
@@ -288,12 +339,16 @@ async fn reconnecting_client_handshakes_with_ovs_passive_listener() {
     let (client, mut events) = builder.connect(format!("127.0.0.1:{port}"));
     let conn = within("the handshake with OVS", 30, next_connected(&mut events)).await;
     assert_eq!(
-        conn.handshake_output::<SwitchInfo>().and_then(|i| i.datapath_id),
+        conn.handshake_output::<SwitchInfo>()
+            .and_then(|i| i.datapath_id),
         Some(0xa1)
     );
-    let reply = within("BARRIER_REPLY", 20, conn.request(&BarrierRequest)).await.unwrap();
+    let reply = within("BARRIER_REPLY", 20, conn.request(&BarrierRequest))
+        .await
+        .unwrap();
     assert_eq!(reply.message_type, BarrierReply::MESSAGE_TYPE);
-    let typed = OpenFlow13::decode(reply.message_type, reply.body, ltprotocol::ByteOrder::Big).unwrap();
+    let typed =
+        OpenFlow13::decode(reply.message_type, reply.body, ltprotocol::ByteOrder::Big).unwrap();
     assert_eq!(typed.name(), "OFPT_BARRIER_REPLY");
     let report = client.close(Duration::from_secs(5)).await;
     assert_eq!(report.unsent_frames, 0);

@@ -165,7 +165,10 @@ mod tests {
                 .delay(failures, jitter.next_unit())
                 .unwrap_or_default()
                 .as_secs_f64();
-            assert!(got >= base * 0.8 - 1e-9 && got <= base * 1.2 + 1e-9, "{failures}: {got}");
+            assert!(
+                got >= base * 0.8 - 1e-9 && got <= base * 1.2 + 1e-9,
+                "{failures}: {got}"
+            );
             assert!(got <= 30.0);
         }
     }

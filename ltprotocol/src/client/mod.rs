@@ -34,6 +34,8 @@ use crate::event::{self, EventStream, Handler};
 use crate::frame::{Frame, HeaderFields};
 use crate::layout::HeaderLayout;
 use crate::protocol::{Encode, Protocol};
+#[cfg(not(feature = "tls"))]
+use crate::transport::Transport;
 
 /// Default [`ClientBuilder::queue_capacity`]: 1 MiB of encoded frames.
 pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
@@ -61,6 +63,10 @@ pub struct ClientBuilder<P> {
     connect_timeout: Duration,
     event_capacity: usize,
     link: LinkConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ClientTls>,
+    #[cfg(feature = "tls")]
+    tls_timeout: Duration,
     _protocol: PhantomData<fn() -> P>,
 }
 
@@ -72,11 +78,44 @@ impl<P: Protocol> ClientBuilder<P> {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             event_capacity: crate::server::DEFAULT_EVENT_CAPACITY,
             link: LinkConfig::new(FrameCodec::new(layout)),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_timeout: crate::tls::DEFAULT_TLS_TIMEOUT,
             _protocol: PhantomData,
         }
     }
 
     connection::link_setters!();
+
+    /// Speaks TLS (presenting a client certificate if `tls` has one) instead of plain TCP.
+    /// Default: plain TCP. Feature `tls`.
+    ///
+    /// Every attempt, the first and each reconnect, runs a fresh TLS handshake after the TCP
+    /// connect and before the [`handshake`](Self::handshake) hook, bounded by
+    /// [`tls_timeout`](Self::tls_timeout). A failure is a failed attempt: reported through
+    /// `connect_failed` (or [`Event::ConnectFailed`](crate::Event::ConnectFailed)) with the
+    /// reason ([`TlsError`](crate::tls::TlsError)), never as `connected`, and retried after
+    /// the backoff. See [`tls`](crate::tls) for an example.
+    #[cfg(feature = "tls")]
+    pub fn tls(&mut self, tls: crate::tls::ClientTls) -> &mut Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Bounds each TLS handshake; past it the attempt fails with
+    /// [`TlsError::TimedOut`](crate::tls::TlsError::TimedOut). Default: 10 s. Feature `tls`.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, ReconnectingClient, Unknown};
+    /// let mut builder = ReconnectingClient::<Unknown>::builder(HeaderLayout::ltprotocol());
+    /// builder.tls_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.tls_timeout = timeout;
+        self
+    }
 
     /// The reconnect policy. Default: [`Backoff::default`].
     pub fn backoff(&mut self, backoff: Backoff) -> &mut Self {
@@ -140,6 +179,11 @@ impl<P: Protocol> ClientBuilder<P> {
             jitter: Jitter::from_clock(),
             connect_timeout: self.connect_timeout,
             link: self.link.clone(),
+            #[cfg(feature = "tls")]
+            tls: self
+                .tls
+                .as_ref()
+                .map(|tls| crate::tls::Connector::new(tls, self.tls_timeout)),
             outbox,
             queue,
             close: shared.close.clone(),
@@ -383,6 +427,8 @@ struct Actor {
     jitter: Jitter,
     connect_timeout: Duration,
     link: LinkConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::Connector>,
     outbox: Outbox,
     queue: OutboxReceiver,
     close: CancellationToken,
@@ -483,21 +529,22 @@ impl Actor {
             close,
             self.link.correlation.as_ref(),
         );
+        // A failed TLS handshake is a failed attempt, like a refused connect: no events.
+        #[cfg(feature = "tls")]
+        let transport =
+            match crate::tls::connect(stream, self.tls.as_ref(), &self.addr, &handle, &abort).await
+            {
+                Ok(transport) => transport,
+                Err(reason) => return (false, reason),
+            };
+        #[cfg(not(feature = "tls"))]
+        let transport = Transport::Plain(stream);
         info!(conn = %id, %peer, "connected");
         let started = Instant::now();
-        let (reader, writer) = stream.into_split();
         let connected = &self.connected;
-        let drive = connection::drive::<_, _, P, H>(
-            reader,
-            writer,
-            &handle,
-            &mut self.queue,
-            handler,
-            &self.link,
-            || {
-                connected.send_replace(Some(handle.clone()));
-            },
-        );
+        let drive = transport.drive::<P, H>(&handle, &mut self.queue, handler, &self.link, || {
+            connected.send_replace(Some(handle.clone()));
+        });
         let reason = tokio::select! {
             reason = drive => reason,
             () = abort.cancelled() => DisconnectReason::Shutdown,

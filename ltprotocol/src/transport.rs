@@ -1,0 +1,72 @@
+//! The byte stream under a connection: plain TCP, or TLS over TCP (feature `tls`). Both run
+//! the same [`connection::drive`]; plain TCP keeps its cheap owned halves.
+
+use tokio::net::TcpStream;
+
+use crate::connection::{self, ConnectionHandle, DisconnectReason, LinkConfig, OutboxReceiver};
+use crate::event::Handler;
+use crate::protocol::Protocol;
+
+/// An accepted or connected stream, ready for [`Transport::drive`].
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP, its handshake done.
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    /// Runs the connection over this stream; see [`connection::drive`].
+    pub(crate) async fn drive<P, H>(
+        self,
+        handle: &ConnectionHandle,
+        queue: &mut OutboxReceiver,
+        handler: &H,
+        config: &LinkConfig,
+        on_ready: impl FnOnce(),
+    ) -> DisconnectReason
+    where
+        P: Protocol,
+        H: Handler<P>,
+    {
+        match self {
+            Self::Plain(stream) => {
+                let (reader, writer) = stream.into_split();
+                #[cfg(feature = "tls")]
+                {
+                    let mut reader = crate::tls::Sniff::new(reader);
+                    let reason = connection::drive::<_, _, P, H>(
+                        &mut reader,
+                        writer,
+                        handle,
+                        queue,
+                        handler,
+                        config,
+                        on_ready,
+                    )
+                    .await;
+                    crate::tls::plain_reason(reason, &reader, handle)
+                }
+                #[cfg(not(feature = "tls"))]
+                {
+                    connection::drive::<_, _, P, H>(
+                        reader, writer, handle, queue, handler, config, on_ready,
+                    )
+                    .await
+                }
+            }
+            #[cfg(feature = "tls")]
+            Self::Tls(stream) => {
+                let (reader, writer) = tokio::io::split(*stream);
+                let reader = crate::tls::EofAsClose(reader);
+                let reason = connection::drive::<_, _, P, H>(
+                    reader, writer, handle, queue, handler, config, on_ready,
+                )
+                .await;
+                crate::tls::established_reason(reason)
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Both application styles, a `Handler` and an event stream, hear each connection's
+//! `connected`, messages and `disconnected` in order; a panicking handler ends its own
+//! connection only.
+
+mod common;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{
+    Demo, NumMsg, PANIC_NUM, Recorder, Seen, connect, demo_client, demo_server, disconnect_of,
+    expect_closed, hang_up_on_eof, next_seen, num_bytes, read_num, start_event_server,
+    start_server, within, write_raw,
+};
+use ltprotocol::{
+    Backoff, ConnectionHandle, DisconnectReason, Event, Handler, HeaderFields, MessageType, Unknown,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+async fn exchange(stream: &mut TcpStream, num: u32) {
+    write_raw(stream, &num_bytes(num)).await;
+    assert_eq!(read_num(stream).await, num);
+}
+
+#[tokio::test]
+async fn panicking_handler_ends_only_its_connection() {
+    let (handler, mut seen) = Recorder::echo();
+    let server = start_server(&demo_server(), handler).await;
+    let mut doomed = connect(server.local_addr()).await;
+    let mut other = connect(server.local_addr()).await;
+    exchange(&mut doomed, 1).await;
+    exchange(&mut other, 2).await;
+
+    write_raw(&mut doomed, &num_bytes(PANIC_NUM)).await;
+    let reason = disconnect_of(&mut seen, doomed.local_addr().unwrap()).await;
+    assert!(
+        matches!(reason, DisconnectReason::HandlerPanicked),
+        "{reason:?}"
+    );
+    expect_closed(&mut doomed).await;
+
+    exchange(&mut other, 3).await;
+    let mut late = connect(server.local_addr()).await;
+    exchange(&mut late, 4).await;
+    exchange(&mut other, 5).await;
+    assert_eq!(server.len(), 2);
+    hang_up_on_eof(other);
+    hang_up_on_eof(late);
+    let report = server.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((report.connections, report.forced), (2, 0));
+}
+
+/// Echoes, but panics in `connected` for the first connection.
+struct PanicOnFirstConnect {
+    panicked: AtomicBool,
+    disconnects: mpsc::UnboundedSender<DisconnectReason>,
+}
+
+impl Handler<Demo> for PanicOnFirstConnect {
+    async fn connected(&self, _conn: &ConnectionHandle) {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("test handler panics on its first connection, as asked");
+        }
+    }
+
+    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+        let _ = conn.send(&message).await;
+    }
+
+    async fn disconnected(&self, _conn: &ConnectionHandle, reason: &DisconnectReason) {
+        let _ = self.disconnects.send(reason.clone());
+    }
+}
+
+#[tokio::test]
+async fn panic_in_connected_ends_that_connection_only() {
+    let (tx, mut disconnects) = mpsc::unbounded_channel();
+    let handler = PanicOnFirstConnect {
+        panicked: AtomicBool::new(false),
+        disconnects: tx,
+    };
+    let server = start_server(&demo_server(), handler).await;
+    let mut first = connect(server.local_addr()).await;
+    let reason = within(disconnects.recv()).await.unwrap();
+    assert!(
+        matches!(reason, DisconnectReason::HandlerPanicked),
+        "{reason:?}"
+    );
+    expect_closed(&mut first).await;
+
+    let mut second = connect(server.local_addr()).await;
+    exchange(&mut second, 1).await;
+    hang_up_on_eof(second);
+    server.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn handler_hears_connected_messages_then_disconnected_in_order() {
+    let (handler, mut seen) = Recorder::silent();
+    let server = start_server(&demo_server(), handler).await;
+    let mut client = connect(server.local_addr()).await;
+    let me = client.local_addr().unwrap();
+    let mut wire = num_bytes(1);
+    wire.extend_from_slice(&num_bytes(2));
+    wire.extend_from_slice(&common::frame_bytes(2, b"hello world!"));
+    wire.extend_from_slice(&common::frame_bytes(9, b"?"));
+    write_raw(&mut client, &wire).await;
+    within(client.shutdown()).await.unwrap();
+
+    let Seen::Connected(conn) = next_seen(&mut seen).await else {
+        panic!("expected connected first");
+    };
+    assert_eq!(conn.peer(), me);
+    assert_eq!(conn.to_string(), me.to_string());
+    assert_eq!(conn.local_addr(), server.local_addr());
+    let expected = [
+        Demo::Num(NumMsg { num: 1 }),
+        Demo::Num(NumMsg { num: 2 }),
+        Demo::Str(common::StrMsg {
+            text: "hello world!".into(),
+        }),
+        Demo::Other(Unknown {
+            message_type: MessageType::new(9),
+            body: "?".into(),
+        }),
+    ];
+    for want in expected {
+        match next_seen(&mut seen).await {
+            Seen::Message(on, got) => {
+                assert_eq!(on.id(), conn.id());
+                assert_eq!(got, want);
+            }
+            other => panic!("expected {want:?}, got {other:?}"),
+        }
+    }
+    match next_seen(&mut seen).await {
+        Seen::Disconnected(on, reason) => {
+            assert_eq!(on.id(), conn.id());
+            assert!(matches!(reason, DisconnectReason::PeerClosed), "{reason:?}");
+        }
+        other => panic!("expected disconnected, got {other:?}"),
+    }
+    assert!(!conn.is_connected());
+    assert_eq!(conn.received(), 4);
+    expect_closed(&mut client).await;
+    server.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn stream_hears_connected_messages_then_disconnected_in_order() {
+    let (server, mut events) = start_event_server(&demo_server()).await;
+    let mut client = connect(server.local_addr()).await;
+    let me = client.local_addr().unwrap();
+    let mut wire = num_bytes(1);
+    wire.extend_from_slice(&num_bytes(2));
+    wire.extend_from_slice(&num_bytes(3));
+    write_raw(&mut client, &wire).await;
+
+    let Some(Event::Connected(conn)) = within(events.next()).await else {
+        panic!("expected connected first");
+    };
+    assert_eq!(conn.to_string(), me.to_string());
+    assert!(conn.is_connected());
+    for num in 1..=3 {
+        match within(events.next()).await {
+            Some(Event::Message {
+                conn: on,
+                message,
+                fields,
+            }) => {
+                assert_eq!(on.id(), conn.id());
+                assert_eq!(message, Demo::Num(NumMsg { num }));
+                assert!(fields.is_empty());
+            }
+            other => panic!("expected NumMsg {num}, got {other:?}"),
+        }
+    }
+    // The handle answers, as in the handler style.
+    conn.send(&NumMsg { num: 4 }).await.unwrap();
+    assert_eq!(read_num(&mut client).await, 4);
+
+    drop(client);
+    match within(events.next()).await {
+        Some(Event::Disconnected { conn: on, reason }) => {
+            assert_eq!(on.id(), conn.id());
+            assert!(
+                matches!(
+                    reason,
+                    DisconnectReason::PeerClosed | DisconnectReason::Io(_)
+                ),
+                "{reason:?}"
+            );
+        }
+        other => panic!("expected disconnected, got {other:?}"),
+    }
+    assert!(!conn.is_connected());
+    assert!(matches!(
+        conn.send(&NumMsg { num: 5 }).await,
+        Err(ltprotocol::SendError::Closed { .. })
+    ));
+    server.shutdown(Duration::from_secs(10)).await;
+    // The stream ends after shutdown.
+    assert!(within(events.next()).await.is_none());
+}
+
+/// What a client handler heard, in order.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Connecting(u32),
+    Connected,
+    Message(Demo),
+    Disconnected(String),
+    ConnectFailed(u32, Option<Duration>),
+}
+
+struct ClientRecorder(mpsc::UnboundedSender<Heard>);
+
+impl Handler<Demo> for ClientRecorder {
+    async fn connecting(&self, attempt: u32) {
+        let _ = self.0.send(Heard::Connecting(attempt));
+    }
+
+    async fn connected(&self, _conn: &ConnectionHandle) {
+        let _ = self.0.send(Heard::Connected);
+    }
+
+    async fn message(&self, _conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+        let _ = self.0.send(Heard::Message(message));
+    }
+
+    async fn disconnected(&self, _conn: &ConnectionHandle, reason: &DisconnectReason) {
+        let _ = self.0.send(Heard::Disconnected(reason.to_string()));
+    }
+
+    async fn connect_failed(&self, attempt: u32, _error: &io::Error, retry_in: Option<Duration>) {
+        let _ = self.0.send(Heard::ConnectFailed(attempt, retry_in));
+    }
+}
+
+#[tokio::test]
+async fn client_handler_hears_its_connection_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, mut heard) = mpsc::unbounded_channel();
+    let initial = Duration::from_millis(50);
+    let client = demo_client()
+        .backoff(Backoff {
+            initial,
+            jitter: 0.0,
+            ..Backoff::default()
+        })
+        .connect_with_handler(
+            listener.local_addr().unwrap().to_string(),
+            ClientRecorder(tx),
+        );
+    let (mut server_side, _) = within(listener.accept()).await.unwrap();
+    drop(listener);
+    write_raw(&mut server_side, &num_bytes(5)).await;
+    within(server_side.shutdown()).await.unwrap();
+
+    assert_eq!(within(heard.recv()).await, Some(Heard::Connecting(1)));
+    assert_eq!(within(heard.recv()).await, Some(Heard::Connected));
+    assert_eq!(
+        within(heard.recv()).await,
+        Some(Heard::Message(Demo::Num(NumMsg { num: 5 })))
+    );
+    assert_eq!(
+        within(heard.recv()).await,
+        Some(Heard::Disconnected("closed by peer".into()))
+    );
+    // The connection delivered a message: reconnect at once, back off from the start.
+    assert_eq!(within(heard.recv()).await, Some(Heard::Connecting(1)));
+    assert_eq!(
+        within(heard.recv()).await,
+        Some(Heard::ConnectFailed(1, Some(initial)))
+    );
+    drop(server_side);
+    let report = within(client.close(Duration::from_secs(10))).await;
+    assert_eq!(report.unsent_frames, 0);
+}

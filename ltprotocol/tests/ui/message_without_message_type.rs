@@ -1,0 +1,9 @@
+use ltprotocol::Message;
+
+#[derive(Message)]
+#[ltp(name = "NUM")]
+struct NumMsg {
+    num: u32,
+}
+
+fn main() {}
