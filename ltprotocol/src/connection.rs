@@ -725,10 +725,18 @@ impl ConnectionHandle {
     /// Whether this connection runs over TLS. Feature `tls`.
     ///
     /// ```
-    /// # fn check(conn: &ltprotocol::ConnectionHandle) {
-    /// if !conn.is_tls() {
-    ///     println!("{conn}: plain TCP");
+    /// # use ltprotocol::{HeaderLayout, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _plain = tokio::net::TcpStream::connect(server.local_addr()).await?;
+    /// if let Some(ltprotocol::Event::Connected(conn)) = events.next().await {
+    ///     assert!(!conn.is_tls());
+    ///     assert!(conn.peer_identity().is_none());
     /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
     /// # }
     /// ```
     #[cfg(feature = "tls")]
@@ -739,13 +747,22 @@ impl ConnectionHandle {
     /// Who the peer's verified certificate names: on a server with client authentication,
     /// the client; on a TLS client, the server. `None` on plain TCP, and on a server whose
     /// client sent no certificate ([`ClientAuth::Optional`](crate::tls::ClientAuth)). Known
-    /// before `connected` runs. Feature `tls`.
+    /// before `connected` runs. Feature `tls`. The [`tls`](crate::tls) module's example
+    /// shows a client's identity over mutual TLS; on plain TCP there is none:
     ///
     /// ```
-    /// # fn check(conn: &ltprotocol::ConnectionHandle) {
-    /// if let Some(peer) = conn.peer_identity() {
-    ///     println!("{conn} is {} (DNS names {:?})", peer.subject, peer.dns_names);
+    /// # use ltprotocol::{HeaderLayout, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _plain = tokio::net::TcpStream::connect(server.local_addr()).await?;
+    /// if let Some(ltprotocol::Event::Connected(conn)) = events.next().await {
+    ///     assert!(!conn.is_tls());
+    ///     assert!(conn.peer_identity().is_none());
     /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
     /// # }
     /// ```
     #[cfg(feature = "tls")]

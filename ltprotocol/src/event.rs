@@ -167,7 +167,7 @@ impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
 }
 
 /// A stream of [`Event`]s, from [`Server::events`](crate::Server::events) or
-/// [`ReconnectingClient::events`](crate::ReconnectingClient::events).
+/// [`ClientBuilder::connect`](crate::ClientBuilder::connect).
 ///
 /// Bounded: when the application stops taking events, the connections stop reading (and so
 /// their peers are slowed by TCP) instead of memory growing.

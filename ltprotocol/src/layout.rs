@@ -328,6 +328,14 @@ pub enum LayoutError {
         /// The width that was asked for.
         width: usize,
     },
+    /// A field's offset so large that the field would end past the largest `usize`.
+    #[error("field `{field}` at offset {offset} ends beyond any possible header")]
+    OffsetOverflow {
+        /// The field.
+        field: String,
+        /// Its offset.
+        offset: usize,
+    },
     /// Two extra fields with one name.
     #[error("two header fields are named `{name}`")]
     DuplicateName {
@@ -679,9 +687,10 @@ impl HeaderLayoutBuilder {
     ///
     /// # Errors
     ///
-    /// A [`LayoutError`] when a width is not 1, 2, 4 or 8, two fields overlap or share a
-    /// name, a field ends past an explicit header size, a default does not fit its field, or
-    /// the adjustment leaves no legal length.
+    /// A [`LayoutError`] when a width is not 1, 2, 4 or 8, an offset is too large for the
+    /// field to end within `usize`, two fields overlap or share a name, a field ends past an
+    /// explicit header size, a default does not fit its field, or the adjustment leaves no
+    /// legal length.
     pub fn build(&self) -> Result<HeaderLayout, LayoutError> {
         if let Some((field, width)) = &self.bad_width {
             return Err(LayoutError::InvalidWidth {
@@ -706,6 +715,16 @@ impl HeaderLayoutBuilder {
                 });
             }
             all.push(extra);
+        }
+        // Every `end()` below is then free of overflow.
+        if let Some(far) = all
+            .iter()
+            .find(|f| f.offset.checked_add(f.int.width()).is_none())
+        {
+            return Err(LayoutError::OffsetOverflow {
+                field: far.name().to_owned(),
+                offset: far.offset,
+            });
         }
         for (i, a) in all.iter().enumerate() {
             for b in all.iter().skip(i + 1) {
@@ -867,6 +886,22 @@ mod tests {
             .length_counts(LengthCounts::Adjusted(-300))
             .build();
         assert!(matches!(none, Err(LayoutError::NoValidLength { .. })));
+    }
+
+    #[test]
+    fn builder_rejects_offsets_whose_end_overflows() {
+        // Found by the `decode_stream` fuzz target: this used to overflow in `FieldSpec::end`.
+        let far = HeaderLayout::builder()
+            .length(usize::MAX - 1, Int::U16)
+            .build();
+        assert!(matches!(
+            far,
+            Err(LayoutError::OffsetOverflow { offset, .. }) if offset == usize::MAX - 1
+        ));
+        let extra = HeaderLayout::builder()
+            .field("seq", usize::MAX - 3, Int::U64)
+            .build();
+        assert!(matches!(extra, Err(LayoutError::OffsetOverflow { .. })));
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl<P: Protocol> ServerBuilder<P> {
                     self.max_connections.min(Semaphore::MAX_PERMITS),
                 )),
                 shutdown: CancellationToken::new(),
+                force: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 refused: AtomicU64::new(0),
                 unsent: AtomicUsize::new(0),
@@ -197,6 +198,8 @@ struct ServerInner {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// Cancelled when the shutdown deadline passes: callbacks still running are abandoned.
+    force: CancellationToken,
     tracker: TaskTracker,
     refused: AtomicU64,
     unsent: AtomicUsize,
@@ -586,6 +589,7 @@ impl<P: Protocol> Server<P> {
             let left = self.connections();
             forced = left.len();
             warn!(forced, "shutdown deadline passed: closing the rest at once");
+            self.inner.force.cancel();
             for handle in left {
                 handle.abort_with(DisconnectReason::Shutdown);
             }
@@ -677,12 +681,17 @@ async fn run_connection<P: Protocol, H: Handler<P>>(
     inner.unsent.fetch_add(unsent, Ordering::Relaxed);
     drop(unregister);
     log_disconnect(&handle, &reason, unsent);
-    if AssertUnwindSafe(handler.disconnected(&handle, &reason))
-        .catch_unwind()
-        .await
-        .is_err()
-    {
-        warn!(conn = %id, %peer, "disconnected handler panicked");
+    // An application that stopped reading its event stream must not hold the shutdown past
+    // its deadline: the callback is abandoned when the deadline forces the end.
+    tokio::select! {
+        called = AssertUnwindSafe(handler.disconnected(&handle, &reason)).catch_unwind() => {
+            if called.is_err() {
+                warn!(conn = %id, %peer, "disconnected handler panicked");
+            }
+        }
+        () = inner.force.cancelled() => {
+            debug!(conn = %id, %peer, "disconnected callback abandoned at the shutdown deadline");
+        }
     }
 }
 

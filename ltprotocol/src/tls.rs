@@ -78,7 +78,7 @@
 //! #     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
 //! #     ca.distinguished_name.push(DnType::CommonName, "test CA");
 //! #     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-//! #     let mut issue = |name: &str, sans: Vec<String>, eku| -> Result<_, Box<dyn std::error::Error>> {
+//! #     let issue = |name: &str, sans: Vec<String>, eku| -> Result<_, Box<dyn std::error::Error>> {
 //! #         let mut params = CertificateParams::new(sans)?;
 //! #         params.distinguished_name.push(DnType::CommonName, name);
 //! #         params.extended_key_usages = vec![eku];
@@ -144,7 +144,7 @@ pub enum ClientAuth {
 /// Cheap to clone (the rustls configuration is shared).
 ///
 /// ```
-/// use ltprotocol::tls::{ClientAuth, ServerTls, TlsConfigError};
+/// use ltprotocol::tls::{ServerTls, TlsConfigError};
 ///
 /// // Files that do not exist: the error names the file.
 /// let err = ServerTls::from_pem_files("/nonexistent/server.pem", "/nonexistent/server.key")
@@ -623,8 +623,9 @@ pub enum TlsError {
     Io(#[source] io::Error),
 }
 
-fn describe_alert(alert: AlertDescription) -> String {
-    let meaning = match alert {
+/// What an alert means for us; the alert's name is in the source error.
+fn describe_alert(alert: AlertDescription) -> &'static str {
+    match alert {
         AlertDescription::UnknownCA => "it does not trust the CA of our certificate",
         AlertDescription::BadCertificate => {
             "it rejected our certificate (a name mismatch or a wrong key usage, say)"
@@ -641,19 +642,39 @@ fn describe_alert(alert: AlertDescription) -> String {
             "it could not make sense of what we sent"
         }
         _ => "it ended the handshake",
-    };
-    format!("{meaning} (alert {alert:?})")
+    }
 }
 
 /// What a verified peer certificate says about its holder: the server's certificate on a
 /// client, the client's certificate on a server with client authentication.
 ///
 /// ```
-/// # fn check(conn: &ltprotocol::ConnectionHandle) {
-/// match conn.peer_identity() {
-///     Some(peer) => println!("{} ({:?}, {:?})", peer.subject, peer.dns_names, peer.ip_addresses),
-///     None => println!("no verified certificate"),
+/// use ltprotocol::{ConnectionHandle, Handler, HeaderFields, Unknown};
+///
+/// /// Logs who connects.
+/// struct Audit;
+///
+/// impl Handler<Unknown> for Audit {
+///     async fn connected(&self, conn: &ConnectionHandle) {
+///         match conn.peer_identity() {
+///             Some(peer) => println!("{conn}: {peer} {:?} {:?}", peer.dns_names, peer.ip_addresses),
+///             None => println!("{conn}: no verified certificate"),
+///         }
+///     }
+///
+///     async fn message(&self, _conn: &ConnectionHandle, _message: Unknown, _fields: HeaderFields) {}
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = ltprotocol::Server::<Unknown>::builder(ltprotocol::HeaderLayout::ltprotocol())
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// let serving = server.clone();
+/// tokio::spawn(async move { serving.serve(Audit).await });
+/// # let _plain = tokio::net::TcpStream::connect(server.local_addr()).await?;
+/// server.shutdown(std::time::Duration::from_secs(5)).await;
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -823,14 +844,14 @@ fn host_of(addr: &str) -> &str {
 /// A server's acceptor, as the bound server keeps it.
 #[derive(Debug, Clone)]
 pub(crate) struct Acceptor {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     timeout: Duration,
 }
 
 impl Acceptor {
     pub(crate) fn new(tls: &ServerTls, timeout: Duration) -> Self {
         Self {
-            acceptor: TlsAcceptor::from(tls.config.clone()),
+            config: tls.config.clone(),
             timeout,
         }
     }
@@ -839,7 +860,7 @@ impl Acceptor {
 /// A client's connector, as its task keeps it.
 #[derive(Debug, Clone)]
 pub(crate) struct Connector {
-    connector: TlsConnector,
+    config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
     timeout: Duration,
 }
@@ -847,7 +868,7 @@ pub(crate) struct Connector {
 impl Connector {
     pub(crate) fn new(tls: &ClientTls, timeout: Duration) -> Self {
         Self {
-            connector: TlsConnector::from(tls.config.clone()),
+            config: tls.config.clone(),
             server_name: tls.server_name.clone(),
             timeout,
         }
@@ -867,7 +888,7 @@ pub(crate) async fn accept(
     };
     let accepted = tokio::select! {
         () = shutdown.cancelled() => return Err(DisconnectReason::Shutdown),
-        accepted = tokio::time::timeout(tls.timeout, tls.acceptor.accept(stream)) => accepted,
+        accepted = tokio::time::timeout(tls.timeout, TlsAcceptor::from(tls.config.clone()).accept(stream)) => accepted,
     };
     match accepted {
         Ok(Ok(stream)) => {
@@ -905,7 +926,7 @@ pub(crate) async fn connect(
         }
     };
     let expected = server_name.to_str().into_owned();
-    let connecting = tls.connector.connect(server_name, stream);
+    let connecting = TlsConnector::from(tls.config.clone()).connect(server_name, stream);
     let connected = tokio::select! {
         () = abort.cancelled() => return Err(DisconnectReason::Shutdown),
         connected = tokio::time::timeout(tls.timeout, connecting) => connected,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{
     NumMsg, Recorder, connect, connection_of, demo_server, expect_closed, read_num, read_seq,
-    seq_msg, start_server, within,
+    seq_msg, start_server, within, write_raw,
 };
 use tokio::net::TcpSocket;
 
@@ -122,4 +122,39 @@ async fn shutdown_forces_a_client_that_never_reads_at_the_deadline() {
     assert!(server.is_empty());
     assert!(!conn.is_connected());
     drop(client);
+}
+
+#[tokio::test]
+async fn shutdown_keeps_its_deadline_when_nobody_reads_the_event_stream() {
+    let mut builder = common::demo_server();
+    builder.event_capacity(1);
+    let (server, events) = common::start_event_server(&builder).await;
+    let mut peer = connect(server.local_addr()).await;
+    for num in 0..5 {
+        write_raw(&mut peer, &common::num_bytes(num)).await;
+    }
+    // The stream holds one event; the connection's callbacks now wait for room forever.
+    common::until(|| server.len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = within(server.shutdown(Duration::from_millis(300))).await;
+    assert_eq!(report.forced, 1);
+    drop(events);
+}
+
+#[tokio::test]
+async fn client_close_keeps_its_deadline_when_nobody_reads_the_event_stream() {
+    let (socket, addr) = common::refusing_addr();
+    let mut builder = common::demo_client();
+    builder.event_capacity(1).backoff(ltprotocol::Backoff {
+        initial: Duration::from_millis(10),
+        ..ltprotocol::Backoff::default()
+    });
+    let (client, events) = builder.connect(addr.to_string());
+    client.send(&NumMsg { num: 1 }).await.unwrap();
+    // Failed attempts fill the one-event stream; the client's callbacks then wait for room.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = within(client.close(Duration::from_millis(300))).await;
+    assert!(!report.graceful);
+    assert_eq!(report.unsent_frames, 1);
+    drop((events, socket));
 }

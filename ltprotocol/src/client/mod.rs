@@ -446,7 +446,10 @@ impl Actor {
                 break;
             }
             let attempt = failures + 1;
-            if call(handler.connecting(attempt)).await.is_err() {
+            if call_or_abort(&self.abort, handler.connecting(attempt))
+                .await
+                .is_err()
+            {
                 warn!(addr = %self.addr, "connecting handler panicked");
             }
             debug!(addr = %self.addr, attempt, "connecting");
@@ -481,9 +484,12 @@ impl Actor {
             failures = failures.saturating_add(1);
             let retry_in = self.backoff.delay(failures, self.jitter.next_unit());
             warn!(addr = %self.addr, attempt, error = %error, retry_in_ms = retry_in.map(|d| d.as_millis() as u64), "connect failed");
-            if call(handler.connect_failed(attempt, &error, retry_in))
-                .await
-                .is_err()
+            if call_or_abort(
+                &self.abort,
+                handler.connect_failed(attempt, &error, retry_in),
+            )
+            .await
+            .is_err()
             {
                 warn!(addr = %self.addr, "connect_failed handler panicked");
             }
@@ -560,13 +566,28 @@ impl Actor {
         handle.mark_disconnected();
         self.connected.send_replace(None);
         crate::server::log_disconnect(&handle, &reason, self.queue.unsent());
-        if call(handler.disconnected(&handle, &reason)).await.is_err() {
+        if call_or_abort(&self.abort, handler.disconnected(&handle, &reason))
+            .await
+            .is_err()
+        {
             warn!(conn = %id, %peer, "disconnected handler panicked");
         }
         // A failed handshake is a failed attempt, however long it took.
         let lasted = !handshake_failed
             && (started.elapsed() >= self.backoff.reset_after || handle.received() > 0);
         (lasted, reason)
+    }
+}
+
+/// Like [`call`], abandoned when `abort` is cancelled: `close` past its deadline must not
+/// wait for an application that stopped reading its event stream.
+async fn call_or_abort<F: std::future::Future<Output = ()>>(
+    abort: &CancellationToken,
+    fut: F,
+) -> Result<(), ()> {
+    tokio::select! {
+        called = call(fut) => called,
+        () = abort.cancelled() => Ok(()),
     }
 }
 
