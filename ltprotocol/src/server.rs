@@ -172,6 +172,7 @@ impl<P: Protocol> ServerBuilder<P> {
                 force: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 refused: AtomicU64::new(0),
+                accept_errors: AtomicU64::new(0),
                 unsent: AtomicUsize::new(0),
                 event_capacity: self.event_capacity,
                 #[cfg(feature = "tls")]
@@ -202,6 +203,7 @@ struct ServerInner {
     force: CancellationToken,
     tracker: TaskTracker,
     refused: AtomicU64,
+    accept_errors: AtomicU64,
     unsent: AtomicUsize,
     event_capacity: usize,
     #[cfg(feature = "tls")]
@@ -394,6 +396,7 @@ impl<P: Protocol> Server<P> {
                     debug!(error = %err, "accept: connection failed before it was accepted");
                 }
                 Err(err) => {
+                    self.inner.accept_errors.fetch_add(1, Ordering::Relaxed);
                     warn!(error = %err, pause_ms = pause.as_millis() as u64, "accept failed; pausing");
                     tokio::select! {
                         () = self.inner.shutdown.cancelled() => break,
@@ -554,6 +557,13 @@ impl<P: Protocol> Server<P> {
     /// How many connections were refused because of [`ServerBuilder::max_connections`].
     pub fn refused(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// How many times accepting failed for want of a resource (`EMFILE` and the like); each
+    /// failure pauses accepting, 10 ms doubling up to 1 s, so this grows slowly, never in a
+    /// spin.
+    pub fn accept_errors(&self) -> u64 {
+        self.inner.accept_errors.load(Ordering::Relaxed)
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.
