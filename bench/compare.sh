@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Compares ltprotocol (`ltp bench`) with the baselines, side by side on this machine.
+#
+#   bench/compare.sh [ROUNDS]     # default 5 interleaved rounds
+#   bench/compare.sh --quick      # one short round (CI: proves it still works)
+#
+# Builds release binaries once, then for every round, every workload and every implementation
+# starts that implementation's server (`… serve --listen 127.0.0.1:0`, reading the port from
+# its `listening` line), runs that implementation's client against it, and stops the server by
+# its PID. Every run checks its REPORTs; an unverified run is left out and reported.
+# Implementations: ltp-codec (ltp bench serve + ltp client on FrameCodec), ltp-runtime (same
+# server, client through ReconnectingClient::send_wait), handrolled and lengthdelimited
+# (bench/src/bin/*, current-thread runtimes). The ltp processes use ltp's multi-threaded
+# runtime (one worker per core).
+#
+# Prints the machine and a table of medians with min–max and ratios against the hand-rolled
+# loop; writes bench/results/latest.json (summary) and bench/results/latest-raw.jsonl (every run).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+ROUNDS=5
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1; ROUNDS=1 ;;
+        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [ROUNDS]" >&2; exit 2 ;;
+        *) ROUNDS=$arg ;;
+    esac
+done
+
+if [ "$QUICK" = 1 ]; then
+    DUR=0.3; FAN100=2000; FAN1000=200; CONNS=1000
+else
+    DUR=2; FAN100=20000; FAN1000=2000; CONNS=10000
+fi
+
+echo "building release binaries…" >&2
+cargo build --release --quiet -p ltp -p bench
+BIN=target/release
+# Each conns run holds CONNS sockets in the client and as many in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+OUT=bench/results
+mkdir -p "$OUT"
+RAW=$OUT/latest-raw.jsonl
+: > "$RAW"
+TMP=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+MACHINE="machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(rustc --version)"
+
+# server_cmd IMPL LAYOUT → the command line of IMPL's server
+server_cmd() {
+    case "$1" in
+        ltp-*) echo "$BIN/ltp bench serve --listen 127.0.0.1:0 --layout $2" ;;
+        handrolled) echo "$BIN/baseline-handrolled serve --listen 127.0.0.1:0 --layout $2" ;;
+        lengthdelimited) echo "$BIN/baseline-lengthdelimited serve --listen 127.0.0.1:0 --layout $2" ;;
+    esac
+}
+
+# client_cmd IMPL → IMPL's client, before the mode
+client_cmd() {
+    case "$1" in
+        ltp-codec) echo "$BIN/ltp bench" ;;
+        ltp-runtime) echo "$BIN/ltp bench" ;;
+        handrolled) echo "$BIN/baseline-handrolled" ;;
+        lengthdelimited) echo "$BIN/baseline-lengthdelimited" ;;
+    esac
+}
+
+client_extra() {
+    case "$1" in
+        ltp-runtime) echo "--client runtime" ;;
+        *) echo "" ;;
+    esac
+}
+
+# Workloads: NAME|LAYOUT|MODE ARGS|IMPLEMENTATIONS
+WORKLOADS=(
+    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited"
+    "oneway16x8|ltprotocol|throughput --body-size 16 --connections 8 --duration $DUR|ltp-codec handrolled lengthdelimited"
+    "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited"
+    "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited"
+    "pingpong16|ltprotocol|pingpong --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited"
+    "fanout64x100|ltprotocol|fanout --body-size 64 --connections 100 --messages $FAN100|ltp-codec handrolled lengthdelimited"
+    "fanout64x1000|ltprotocol|fanout --body-size 64 --connections 1000 --messages $FAN1000|ltp-codec handrolled lengthdelimited"
+    "conns|ltprotocol|conns --connections $CONNS|ltp-codec handrolled lengthdelimited"
+)
+
+# json_string TEXT → TEXT as a JSON string literal
+json_string() {
+    printf '"%s"' "$(printf '%s' "$1" | tr '\n\t' '  ' | sed 's/\\/\\\\/g; s/"/\\"/g')"
+}
+
+# run_one ROUND WORKLOAD LAYOUT "MODE ARGS" IMPL: appends one line to $RAW
+run_one() {
+    local round=$1 workload=$2 layout=$3 load=$4 impl=$5
+    # A fresh file per run: the server's redirection may happen after we start reading.
+    local out=$TMP/server.$round.$workload.$impl.out
+    : > "$out"
+    local line addr result rc
+    # shellcheck disable=SC2046
+    $(server_cmd "$impl" "$layout") >> "$out" 2> "$TMP/server.err" &
+    SERVER_PID=$!
+    addr=
+    for _ in $(seq 200); do
+        line=$(head -n1 "$out" 2>/dev/null || true)
+        case "$line" in
+            *'"listening"'*'}')
+                addr=$(echo "$line" | sed -n 's/.*"addr":"\([^"]*\)".*/\1/p')
+                break ;;
+        esac
+        sleep 0.05
+    done
+    local extra
+    extra=$(client_extra "$impl")
+    if [ "${load%% *}" = conns ]; then extra="$extra --server-pid $SERVER_PID"; fi
+    if [ -z "$addr" ]; then
+        result='{"verified":false,"error":"the server did not report its address"}'
+    else
+        rc=0
+        # shellcheck disable=SC2046,SC2086
+        timeout 300 $(client_cmd "$impl") $load --layout "$layout" --target "$addr" $extra \
+            > "$TMP/client.out" 2> "$TMP/client.err" || rc=$?
+        result=$(tail -n1 "$TMP/client.out")
+        case "$result" in
+            *'"event":"result"'*) ;;
+            *) result="{\"verified\":false,\"error\":$(json_string "exit $rc: $(tail -n3 "$TMP/client.err")")}" ;;
+        esac
+    fi
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    echo "$result" | sed "s/^{/{\"round\":$round,\"workload\":\"$workload\",\"impl\":\"$impl\",/" >> "$RAW"
+    printf '  round %s %-16s %-16s %s\n' "$round" "$workload" "$impl" \
+        "$(echo "$result" | grep -o '"\(msgs_per_sec\|wire_mb_per_sec\|rss_per_conn_bytes\|verified\|error\)":[^,]*' | tr '\n' ' ')" >&2
+}
+
+echo "$MACHINE" >&2
+for round in $(seq "$ROUNDS"); do
+    for spec in "${WORKLOADS[@]}"; do
+        IFS='|' read -r workload layout load impls <<< "$spec"
+        for impl in $impls; do
+            run_one "$round" "$workload" "$layout" "$load" "$impl"
+        done
+    done
+done
+
+echo
+echo "## ltp bench comparison: $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ', quick')"
+status=0
+"$BIN/compare-report" "$RAW" "$OUT/latest.json" "$MACHINE" || status=$?
+echo
+echo "wrote $OUT/latest.json and $RAW"
+exit "$status"

@@ -1,0 +1,220 @@
+//! Summarises the result lines `bench/compare.sh` collected: a table of medians with min–max
+//! per workload and implementation, ratios against the hand-rolled loop (per round, then their
+//! median), and the same as JSON.
+//!
+//! ```text
+//! cargo run --release -p bench --bin compare-report -- RAW.jsonl OUT.json "MACHINE"
+//! ```
+//!
+//! Each input line is a bench result line with three more keys: `round`, `workload` and
+//! `impl`. A run that was not verified (or failed) is listed as such and left out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+/// The implementation every ratio is taken against.
+const BASELINE: &str = "handrolled";
+
+/// What a workload is judged by: a key of the result line (a JSON pointer), its unit, and
+/// whether more is better.
+fn metric(workload: &str) -> (&'static str, &'static str, bool) {
+    match workload {
+        w if w.starts_with("pingpong") => ("/msgs_per_sec", "round trips/s", true),
+        w if w.starts_with("fanout") => ("/msgs_per_sec", "deliveries/s", true),
+        w if w.starts_with("conns") => ("/rss_per_conn_bytes", "B/conn (lower is better)", false),
+        w if w.contains("big") || w.contains("1m") => ("/wire_mb_per_sec", "wire MB/s", true),
+        _ => ("/msgs_per_sec", "msgs/s", true),
+    }
+}
+
+/// Secondary figures shown alongside.
+fn extras(workload: &str) -> &'static [(&'static str, &'static str)] {
+    if workload.starts_with("pingpong") {
+        &[("/latency_us/p50", "p50 µs"), ("/latency_us/p99", "p99 µs")]
+    } else if workload.starts_with("conns") {
+        &[("/latency_us/p50", "probe p50 µs")]
+    } else {
+        &[]
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => values.get(n / 2).copied(),
+        _ => Some((values.get(n / 2 - 1)? + values.get(n / 2)?) / 2.0),
+    }
+}
+
+fn human(x: f64) -> String {
+    let abs = x.abs();
+    if abs >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if abs >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if abs >= 1e4 {
+        format!("{:.1} k", x / 1e3)
+    } else if abs >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+type Key = (String, String);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(raw_path), Some(out_path)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: compare-report RAW.jsonl OUT.json [MACHINE]");
+        return ExitCode::from(2);
+    };
+    let machine = args.get(3).cloned().unwrap_or_default();
+    let raw = match std::fs::read_to_string(raw_path) {
+        Ok(raw) => raw,
+        Err(err) => {
+            eprintln!("compare-report: cannot read {raw_path}: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    // (workload, impl) → round → value; plus the extras.
+    let mut values: BTreeMap<Key, BTreeMap<u64, f64>> = BTreeMap::new();
+    let mut extra_values: BTreeMap<(Key, &'static str), Vec<f64>> = BTreeMap::new();
+    let mut failures: Vec<Value> = Vec::new();
+    let mut workloads: Vec<String> = Vec::new();
+    let mut impls: BTreeSet<String> = BTreeSet::new();
+    for line in raw.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(run) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let workload = run["workload"].as_str().unwrap_or("?").to_owned();
+        let implementation = run["impl"].as_str().unwrap_or("?").to_owned();
+        let round = run["round"].as_u64().unwrap_or(0);
+        if !workloads.contains(&workload) {
+            workloads.push(workload.clone());
+        }
+        impls.insert(implementation.clone());
+        let (pointer, _, _) = metric(&workload);
+        match run.pointer(pointer).and_then(Value::as_f64) {
+            Some(value) if run["verified"] == true => {
+                let key = (workload.clone(), implementation.clone());
+                values.entry(key.clone()).or_default().insert(round, value);
+                for &(extra, label) in extras(&workload) {
+                    if let Some(v) = run.pointer(extra).and_then(Value::as_f64) {
+                        extra_values
+                            .entry((key.clone(), label))
+                            .or_default()
+                            .push(v);
+                    }
+                }
+            }
+            _ => failures.push(json!({
+                "workload": workload,
+                "impl": implementation,
+                "round": round,
+                "error": run.get("error").cloned().unwrap_or(run["problems"].clone()),
+            })),
+        }
+    }
+
+    let mut order: Vec<String> = vec![
+        "ltp-codec".into(),
+        "ltp-runtime".into(),
+        BASELINE.into(),
+        "lengthdelimited".into(),
+        "ancestor".into(),
+    ];
+    order.retain(|i| impls.contains(i));
+    let rest: Vec<String> = impls
+        .iter()
+        .filter(|i| !order.contains(i))
+        .cloned()
+        .collect();
+    order.extend(rest);
+
+    println!("{machine}");
+    println!();
+    println!(
+        "| workload | implementation | median | min–max | ×{BASELINE} (median of per-round) | extras | runs |"
+    );
+    println!("|---|---|---:|---:|---:|---|---:|");
+    let mut rows = Vec::new();
+    for workload in &workloads {
+        let (_, unit, _) = metric(workload);
+        let baseline = values.get(&(workload.clone(), BASELINE.to_owned()));
+        for implementation in &order {
+            let key = (workload.clone(), implementation.clone());
+            let Some(rounds) = values.get(&key) else {
+                continue;
+            };
+            let mut all: Vec<f64> = rounds.values().copied().collect();
+            let Some(med) = median(&mut all) else {
+                continue;
+            };
+            let (min, max) = (
+                all.first().copied().unwrap_or(med),
+                all.last().copied().unwrap_or(med),
+            );
+            let mut ratios: Vec<f64> = rounds
+                .iter()
+                .filter_map(|(round, v)| {
+                    let base = baseline?.get(round)?;
+                    (*base > 0.0).then(|| v / base)
+                })
+                .collect();
+            let ratio = median(&mut ratios);
+            let mut extra_json = serde_json::Map::new();
+            let mut extra_text = Vec::new();
+            for &(_, label) in extras(workload) {
+                if let Some(mut xs) = extra_values.get(&(key.clone(), label)).cloned()
+                    && let Some(m) = median(&mut xs)
+                {
+                    extra_json.insert(label.to_owned(), json!(m));
+                    extra_text.push(format!("{label} {}", human(m)));
+                }
+            }
+            println!(
+                "| {workload} ({unit}) | {implementation} | {} | {}–{} | {} | {} | {} |",
+                human(med),
+                human(min),
+                human(max),
+                ratio.map_or("–".to_owned(), |r| format!("{r:.2}")),
+                extra_text.join(", "),
+                all.len(),
+            );
+            rows.push(json!({
+                "workload": workload,
+                "impl": implementation,
+                "unit": unit,
+                "median": med,
+                "min": min,
+                "max": max,
+                "per_round": rounds,
+                "ratio_vs_handrolled": ratio,
+                "ratio_vs_handrolled_per_round": ratios,
+                "extras": extra_json,
+            }));
+        }
+    }
+    if !failures.is_empty() {
+        println!();
+        println!("Runs left out (not verified or failed): {}", failures.len());
+        for failure in &failures {
+            println!("  {failure}");
+        }
+    }
+    let summary = json!({ "machine": machine, "results": rows, "failures": failures });
+    if let Err(err) = std::fs::write(out_path, format!("{summary:#}\n")) {
+        eprintln!("compare-report: cannot write {out_path}: {err}");
+        return ExitCode::from(1);
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,547 @@
+//! `ltp bench`: a load generator with its own target server, or either half alone.
+//!
+//! * `ltp bench serve [--listen ADDR]`: the counting / echoing / broadcasting server only,
+//!   built on [`ltprotocol::Server`] and a [`Handler`](ltprotocol::Handler), so that the
+//!   figures measure the library. It prints `{"event":"listening","addr":"127.0.0.1:PORT"}`
+//!   first (use port 0 and read the real one), and runs until SIGINT or SIGTERM.
+//! * `ltp bench MODE [--target ADDR]`: one workload against any server speaking the protocol
+//!   below; without `--target` it starts its own server in this process on `127.0.0.1:0`.
+//!
+//! # Modes
+//!
+//! * `throughput`: `--connections` parallel senders pipeline DATA frames one way, then END,
+//!   and check the REPORT. Figures: `msgs_per_sec`, `mb_per_sec` (body bytes) and
+//!   `wire_mb_per_sec` (header included). `--client codec` (the default) frames with
+//!   [`ltprotocol::FrameCodec`] into a 256 KiB write buffer over a plain `TcpStream`;
+//!   `--client runtime` sends each frame through [`ltprotocol::ReconnectingClient::send_wait`]
+//!   (an encode into a fresh buffer and a trip through its outbox per frame).
+//! * `pingpong`: each connection switches the server to echo (ECHO), then keeps one DATA in
+//!   flight and checks each echo byte for byte. Figures: round trips per second
+//!   (`msgs_per_sec`) and `latency_us` `{p50, p99, p999, max}`.
+//! * `fanout`: `--connections` receivers connect (each proven registered by an END → REPORT),
+//!   then a control connection sends FANOUT; the server broadcasts `--messages` DATA frames to
+//!   every receiver, then END. Every receiver checks its count and bytes. Figures: deliveries
+//!   per second (`msgs_per_sec`, `deliveries`). Receivers and control always use the codec path.
+//! * `conns`: `--connections` idle connections are opened (plain blocking sockets, no buffers,
+//!   so they add next to nothing) and each proven registered by END → REPORT; resident memory
+//!   (`VmRSS` of `/proc/PID/status`) is read before and after. In-process that is the server's
+//!   process (`rss_scope: "server-in-process"`); with `--target` and `--server-pid PID` it is
+//!   that process (`"server-pid"`); with `--target` alone only this client's own memory can be
+//!   read (`"client-only"`, which says nothing about the server). Then up to 100 of the idle
+//!   connections are probed with a round trip (`latency_us`).
+//!
+//! # Output
+//!
+//! A progress bar on stderr when stderr is a terminal; one final JSON line on stdout:
+//!
+//! ```text
+//! {"event":"result","implementation":"ltp","mode":"throughput","client":"codec",
+//!  "target":"in-process","layout":"ltprotocol","connections":1,"body_size":16,
+//!  "messages":1000000,"deliveries":1000000,"elapsed_secs":0.21,"msgs_per_sec":4.7e6,
+//!  "mb_per_sec":75.4,"wire_mb_per_sec":89.5,"latency_us":null,"rss_bytes":null,
+//!  "rss_per_conn_bytes":null,"rss_scope":null,"verified":true,"problems":[]}
+//! ```
+//!
+//! `latency_us` is an object for pingpong and conns, `rss_*` are set for conns, rates are null
+//! for conns. Exit code 0 when every REPORT and echo matched (`verified: true`), 1 when one
+//! did not (`problems` says which) or the run failed, 2 for bad options.
+//!
+//! # The bench wire protocol
+//!
+//! Fixed, so that any implementation can drive `ltp bench serve` or be driven by
+//! `ltp bench MODE --target` (the baselines in `bench/` do both). In the default layout
+//! (`[length u16][type u8][body]`, big-endian, the length counting the whole frame; any other
+//! `--layout` works the same way with these type numbers):
+//!
+//! | type | name | body | the server's answer |
+//! |---:|---|---|---|
+//! | 1 | DATA | opaque | counted; in echo mode also sent back unchanged |
+//! | 2 | END | empty | REPORT of the DATA counted on this connection since it opened or since the last END; the counters restart |
+//! | 3 | REPORT | u64 count of DATA frames, u64 total DATA body bytes, big-endian | (from the server) |
+//! | 4 | FANOUT | u64 count, u32 body size, big-endian | `count` DATA frames of `size` zero bytes to every *other* connection, then an END to each; then a REPORT to the sender with the deliveries queued and their body bytes |
+//! | 5 | ECHO | empty | none; every later DATA on this connection is echoed |
+//!
+//! Other types are ignored. A one-way run ends when the REPORT arrives; the client checks
+//! that its count and bytes equal what it sent, so a fast wrong run cannot count.
+
+mod client;
+mod conns;
+mod progress;
+mod server;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use ltp::ConfigError;
+use ltprotocol::{FrameCodec, HeaderLayout, Int};
+
+/// Bench message types.
+pub(crate) const DATA: i128 = 1;
+pub(crate) const END: i128 = 2;
+pub(crate) const REPORT: i128 = 3;
+pub(crate) const FANOUT: i128 = 4;
+pub(crate) const ECHO: i128 = 5;
+
+/// `ltp bench` options.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The counting / echoing / broadcasting server only; prints the `listening` line first.
+    Serve(ServeArgs),
+    /// One-way pipelined DATA, then END; checks the REPORT.
+    Throughput(LoadArgs),
+    /// One DATA in flight per connection, echoed back; latency percentiles.
+    Pingpong(LoadArgs),
+    /// A broadcast to `--connections` receivers, `--messages` times.
+    Fanout(LoadArgs),
+    /// `--connections` idle connections held open; resident memory per connection.
+    Conns(LoadArgs),
+}
+
+/// Options about the wire, shared by the server and the load.
+#[derive(Debug, Clone, Args)]
+struct WireArgs {
+    /// Header layout: `ltprotocol`, `openflow`, `u32` (`[length u32][type u8]`, for bodies
+    /// past 64 KiB), or a TOML file.
+    #[arg(long, default_value = "ltprotocol", value_name = "NAME|FILE")]
+    layout: String,
+    /// The largest whole frame (header included) accepted or sent, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_frame: Option<usize>,
+    /// Bytes of frames each server connection may have queued (a broadcast that finds it full
+    /// drops that client as a slow reader). Default: the library's, 1 MiB.
+    #[arg(long, value_name = "BYTES")]
+    outbox_bytes: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (see the `listening` line).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    #[command(flatten)]
+    wire: WireArgs,
+}
+
+/// How the load is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ClientPath {
+    /// `FrameCodec` encoding into a 256 KiB buffer written to a `TcpStream`.
+    Codec,
+    /// `ReconnectingClient::send_wait` per frame, replies from its event stream.
+    Runtime,
+}
+
+impl ClientPath {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Codec => "codec",
+            Self::Runtime => "runtime",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// The server to load; without it one is started in this process on 127.0.0.1:0.
+    #[arg(long, value_name = "ADDR")]
+    target: Option<String>,
+    /// Parallel connections (receivers for fanout, idle connections for conns).
+    /// Defaults: 1; fanout 100; conns 1,000.
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// DATA body size. Defaults: 16; fanout 64.
+    #[arg(long, value_name = "BYTES")]
+    body_size: Option<usize>,
+    /// DATA frames in all (throughput), round trips in all (pingpong), broadcasts (fanout).
+    /// Defaults: 1,000,000; pingpong 10,000; fanout 10,000.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    messages: Option<u64>,
+    /// Run for this long instead of a message count (throughput and pingpong).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// The sending path for throughput and pingpong.
+    #[arg(long, value_enum, default_value_t = ClientPath::Codec)]
+    client: ClientPath,
+    /// For conns with `--target`: the server's process id, whose memory is then measured.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    #[command(flatten)]
+    wire: WireArgs,
+}
+
+/// A workload, its options resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    pub(crate) mode: &'static str,
+    pub(crate) connections: usize,
+    pub(crate) body_size: usize,
+    pub(crate) messages: u64,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) codec: FrameCodec,
+    layout_name: String,
+    client: ClientPath,
+    server_pid: Option<u32>,
+}
+
+/// The layout `--layout` names; `u32` is `[length u32][type u8]`, big-endian, the length
+/// counting the whole frame.
+fn load_layout(spec: &str) -> Result<HeaderLayout, ConfigError> {
+    if spec == "u32" {
+        return HeaderLayout::builder()
+            .length(0, Int::U32)
+            .message_type(4, Int::U8)
+            .build()
+            .map_err(|err| ConfigError::Invalid(format!("layout u32: {err}")));
+    }
+    ltp::layout_file::load_layout(spec)
+}
+
+fn codec_for(wire: &WireArgs) -> Result<FrameCodec, ConfigError> {
+    let codec = FrameCodec::new(load_layout(&wire.layout)?);
+    Ok(match wire.max_frame {
+        Some(max) => codec.max_frame_len(max),
+        None => codec,
+    })
+}
+
+impl Load {
+    fn new(mode: &'static str, args: &LoadArgs) -> Result<Self, ConfigError> {
+        let (connections, body_size, messages) = match mode {
+            "pingpong" => (1, 16, 10_000),
+            "fanout" => (100, 64, 10_000),
+            "conns" => (1_000, 16, 0),
+            _ => (1, 16, 1_000_000),
+        };
+        let duration = args
+            .duration
+            .map(|secs| {
+                Duration::try_from_secs_f64(secs).map_err(|_| {
+                    ConfigError::Invalid(format!("--duration {secs}: not a number of seconds"))
+                })
+            })
+            .transpose()?;
+        if duration.is_some() && matches!(mode, "fanout" | "conns") {
+            return Err(ConfigError::Invalid(format!(
+                "{mode} takes --messages, not --duration"
+            )));
+        }
+        let load = Self {
+            mode,
+            connections: args.connections.unwrap_or(connections),
+            body_size: args.body_size.unwrap_or(body_size),
+            messages: args.messages.unwrap_or(messages),
+            duration,
+            codec: codec_for(&args.wire)?,
+            layout_name: args.wire.layout.clone(),
+            client: args.client,
+            server_pid: args.server_pid,
+        };
+        if load.connections == 0 {
+            return Err(ConfigError::Invalid(
+                "--connections must be at least 1".to_owned(),
+            ));
+        }
+        let frame = load.body_size + load.codec.layout().header_len();
+        let max = load.codec.outbound_limit().min(load.codec.inbound_limit());
+        if frame > max {
+            return Err(ConfigError::Invalid(format!(
+                "--body-size {}: a {frame}-byte frame exceeds the maximum frame length {max} \
+                 (see --layout and --max-frame)",
+                load.body_size
+            )));
+        }
+        Ok(load)
+    }
+
+    fn header_len(&self) -> usize {
+        self.codec.layout().header_len()
+    }
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        BenchCommand::Serve(args) => server::serve_command(&args.listen, &args.wire).await,
+        BenchCommand::Throughput(args) => load_command("throughput", &args).await,
+        BenchCommand::Pingpong(args) => load_command("pingpong", &args).await,
+        BenchCommand::Fanout(args) => load_command("fanout", &args).await,
+        BenchCommand::Conns(args) => load_command("conns", &args).await,
+    }
+}
+
+async fn load_command(mode: &'static str, args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    let load = Load::new(mode, args)?;
+    let (addr, own_server) = match &args.target {
+        Some(target) => (resolve(target).await?, None),
+        None => {
+            let server = server::start(&args.wire, "127.0.0.1:0")
+                .await
+                .context("cannot start the in-process server")?;
+            (server.local_addr(), Some(server))
+        }
+    };
+    let target = match own_server {
+        Some(_) => "in-process".to_owned(),
+        None => addr.to_string(),
+    };
+    let mut outcome = Outcome::new(&load, target);
+    match mode {
+        "conns" => conns::run(&load, addr, own_server.is_some(), &mut outcome).await?,
+        "fanout" => client::fanout(&load, addr, &mut outcome).await?,
+        _ => match load.client {
+            ClientPath::Codec => {
+                client::run::<client::CodecLink>(&load, addr, &mut outcome).await?
+            }
+            ClientPath::Runtime => {
+                client::run::<client::RuntimeLink>(&load, addr, &mut outcome).await?;
+            }
+        },
+    }
+    outcome.verified = outcome.problems.is_empty();
+    if let Some(server) = own_server {
+        server.shutdown(Duration::from_secs(2)).await;
+    }
+    println!("{}", outcome.to_json());
+    Ok(if outcome.verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(target)
+        .await
+        .with_context(|| format!("cannot resolve {target}"))?
+        .next()
+        .with_context(|| format!("{target} resolves to no address"))
+}
+
+/// Latency percentiles, in microseconds (nearest rank).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Latency {
+    /// Percentiles of `samples` (sorted in place); `None` when empty.
+    pub(crate) fn of(samples: &mut [Duration]) -> Option<Self> {
+        samples.sort_unstable();
+        let at = |q: f64| -> Option<f64> {
+            let n = samples.len();
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+            samples.get(rank).map(|d| d.as_secs_f64() * 1e6)
+        };
+        Some(Self {
+            p50: at(0.50)?,
+            p99: at(0.99)?,
+            p999: at(0.999)?,
+            max: at(1.0)?,
+        })
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "p50": round_to(self.p50, 1),
+            "p99": round_to(self.p99, 1),
+            "p999": round_to(self.p999, 1),
+            "max": round_to(self.max, 1),
+        })
+    }
+}
+
+/// Resident memory around a set of idle connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rss {
+    pub(crate) before: u64,
+    pub(crate) after: u64,
+    pub(crate) scope: &'static str,
+}
+
+/// What a run measured: the final JSON line.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    mode: &'static str,
+    client: &'static str,
+    target: String,
+    layout: String,
+    pub(crate) connections: usize,
+    body_size: usize,
+    header_len: usize,
+    pub(crate) messages: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) latency: Option<Latency>,
+    pub(crate) rss: Option<Rss>,
+    verified: bool,
+    pub(crate) problems: Vec<String>,
+}
+
+impl Outcome {
+    fn new(load: &Load, target: String) -> Self {
+        let client = match load.mode {
+            "fanout" => "codec",
+            "conns" => "std",
+            _ => load.client.name(),
+        };
+        Self {
+            mode: load.mode,
+            client,
+            target,
+            layout: load.layout_name.clone(),
+            connections: load.connections,
+            body_size: load.body_size,
+            header_len: load.header_len(),
+            messages: 0,
+            deliveries: 0,
+            elapsed: Duration::ZERO,
+            latency: None,
+            rss: None,
+            verified: false,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Records a mismatch (the first 10 of them; more say nothing new).
+    pub(crate) fn problem(&mut self, problem: String) {
+        if self.problems.len() < 10 {
+            self.problems.push(problem);
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = |n: f64| {
+            if self.mode == "conns" || secs <= 0.0 {
+                Value::Null
+            } else {
+                json!(n / secs)
+            }
+        };
+        let deliveries = self.deliveries as f64;
+        let mb = |per_frame: usize| match rate(deliveries * per_frame as f64 / 1e6) {
+            Value::Number(n) => json!(round_to(n.as_f64().unwrap_or(0.0), 1)),
+            other => other,
+        };
+        let (rss_bytes, per_conn, scope) = match self.rss {
+            Some(rss) => {
+                let grown = rss.after.saturating_sub(rss.before);
+                (
+                    json!(grown),
+                    json!((grown as f64 / self.connections.max(1) as f64).round()),
+                    json!(rss.scope),
+                )
+            }
+            None => (Value::Null, Value::Null, Value::Null),
+        };
+        json!({
+            "event": "result",
+            "implementation": "ltp",
+            "mode": self.mode,
+            "client": self.client,
+            "target": self.target,
+            "layout": self.layout,
+            "connections": self.connections,
+            "body_size": self.body_size,
+            "messages": self.messages,
+            "deliveries": self.deliveries,
+            "elapsed_secs": round_to(secs, 6),
+            "msgs_per_sec": match rate(deliveries) {
+                Value::Number(n) => json!(n.as_f64().unwrap_or(0.0).round()),
+                other => other,
+            },
+            "mb_per_sec": mb(self.body_size),
+            "wire_mb_per_sec": mb(self.body_size + self.header_len),
+            "latency_us": self.latency.map_or(Value::Null, Latency::to_json),
+            "rss_bytes": rss_bytes,
+            "rss_per_conn_bytes": per_conn,
+            "rss_scope": scope,
+            "verified": self.verified,
+            "problems": self.problems,
+        })
+    }
+}
+
+fn round_to(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+/// A REPORT body: u64 count, u64 bytes, big-endian.
+pub(crate) fn report_body(count: u64, bytes: u64) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(16);
+    body.extend_from_slice(&count.to_be_bytes());
+    body.extend_from_slice(&bytes.to_be_bytes());
+    body.into()
+}
+
+/// Reads a REPORT body.
+pub(crate) fn parse_report(body: &[u8]) -> Option<(u64, u64)> {
+    let count = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+    let bytes = u64::from_be_bytes(body.get(8..16)?.try_into().ok()?);
+    Some((count, bytes))
+}
+
+/// A FANOUT body: u64 count, u32 body size, big-endian.
+pub(crate) fn fanout_body(count: u64, size: u32) -> bytes::Bytes {
+    let mut body = Vec::with_capacity(12);
+    body.extend_from_slice(&count.to_be_bytes());
+    body.extend_from_slice(&size.to_be_bytes());
+    body.into()
+}
+
+/// Reads a FANOUT body.
+pub(crate) fn parse_fanout(body: &[u8]) -> Option<(u64, u32)> {
+    let count = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+    let size = u32::from_be_bytes(body.get(8..12)?.try_into().ok()?);
+    Some((count, size))
+}
+
+/// A body of `size` bytes with a pattern, stamped with `seq` in its first bytes (as many as
+/// fit), so that an echo can be checked.
+pub(crate) fn pattern_body(size: usize, seq: u64) -> Vec<u8> {
+    let mut body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let stamp = seq.to_be_bytes();
+    let n = size.min(stamp.len());
+    if let (Some(dst), Some(src)) = (body.get_mut(..n), stamp.get(stamp.len() - n..)) {
+        dst.copy_from_slice(src);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut samples: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
+        let lat = Latency::of(&mut samples).unwrap();
+        assert_eq!(
+            (lat.p50, lat.p99, lat.p999, lat.max),
+            (500.0, 990.0, 999.0, 1000.0)
+        );
+        assert!(Latency::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn report_and_fanout_bodies_round_trip() {
+        assert_eq!(parse_report(&report_body(7, 1 << 40)), Some((7, 1 << 40)));
+        assert_eq!(parse_fanout(&fanout_body(3, 64)), Some((3, 64)));
+        assert_eq!(parse_report(b"short"), None);
+        assert_eq!(&pattern_body(3, 0x0102)[..], &[0, 1, 2]);
+    }
+}

@@ -1,0 +1,222 @@
+//! The bench server: [`ltprotocol::Server`] with a [`Handler`] that counts DATA per
+//! connection, answers END with a REPORT, echoes after ECHO and broadcasts on FANOUT.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::process::ExitCode;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use serde_json::json;
+
+use ltprotocol::{
+    ConnectionHandle, ConnectionId, DisconnectReason, Handler, HeaderFields, MessageType, Server,
+    Unknown,
+};
+
+use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
+
+/// The per-connection counters live in this many independently locked maps, so that
+/// connections served by different threads rarely meet on one lock.
+const SHARDS: usize = 64;
+/// A FANOUT yields to the runtime after this many broadcasts, so that the connections'
+/// writers drain their outboxes while it goes on.
+const FANOUT_CHUNK: u64 = 64;
+
+/// What one connection has sent since it opened or since its last END.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    count: u64,
+    bytes: u64,
+    echo: bool,
+}
+
+/// Hashes a connection id as itself (ids are unique counters: nothing to spread).
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type CounterMap = HashMap<ConnectionId, Counters, BuildHasherDefault<IdHasher>>;
+
+#[derive(Debug)]
+struct BenchHandler {
+    shards: Vec<Mutex<CounterMap>>,
+    server: Server<Unknown>,
+}
+
+impl BenchHandler {
+    fn new(server: Server<Unknown>) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(CounterMap::default()))
+                .collect(),
+            server,
+        }
+    }
+
+    /// Runs `f` on this connection's counters.
+    fn with<T>(&self, id: ConnectionId, f: impl FnOnce(&mut Counters) -> T) -> T {
+        let index = (id.get() % SHARDS as u64) as usize;
+        let mut fallback = Counters::default();
+        let Some(shard) = self.shards.get(index) else {
+            // `index < SHARDS == shards.len()`: never reached.
+            return f(&mut fallback);
+        };
+        // Each critical section is one update of one entry: consistent even after a panic.
+        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(id).or_default())
+    }
+
+    async fn fanout(&self, conn: &ConnectionHandle, count: u64, size: usize) {
+        let data = Unknown {
+            message_type: MessageType::new(DATA),
+            body: Bytes::from(vec![0; size]),
+        };
+        let mut delivered = 0u64;
+        for i in 0..count {
+            match self.server.broadcast_except(&data, conn.id()) {
+                Ok(reached) => delivered += reached as u64,
+                Err(err) => {
+                    tracing::warn!(conn = %conn.id(), error = %err, "cannot broadcast");
+                    break;
+                }
+            }
+            if i % FANOUT_CHUNK == FANOUT_CHUNK - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let end = Unknown {
+            message_type: MessageType::new(END),
+            body: Bytes::new(),
+        };
+        if let Err(err) = self.server.broadcast_except(&end, conn.id()) {
+            tracing::warn!(conn = %conn.id(), error = %err, "cannot broadcast END");
+        }
+        let report = Unknown {
+            message_type: MessageType::new(REPORT),
+            body: super::report_body(delivered, delivered * size as u64),
+        };
+        // Fails only when the control connection is closing: nobody left to tell.
+        let _ = conn.send(&report).await;
+    }
+}
+
+impl Handler<Unknown> for BenchHandler {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+        match msg.message_type.value() {
+            DATA => {
+                let len = msg.body.len() as u64;
+                let echo = self.with(conn.id(), |c| {
+                    c.count += 1;
+                    c.bytes += len;
+                    c.echo
+                });
+                if echo {
+                    // Fails only when this connection is closing.
+                    let _ = conn.send_with(&msg, &fields).await;
+                }
+            }
+            END => {
+                let (count, bytes) = self.with(conn.id(), |c| {
+                    let report = (c.count, c.bytes);
+                    (c.count, c.bytes) = (0, 0);
+                    report
+                });
+                let report = Unknown {
+                    message_type: MessageType::new(REPORT),
+                    body: super::report_body(count, bytes),
+                };
+                let _ = conn.send_with(&report, &fields).await;
+            }
+            ECHO => self.with(conn.id(), |c| c.echo = true),
+            FANOUT => match super::parse_fanout(&msg.body) {
+                Some((count, size)) => self.fanout(conn, count, size as usize).await,
+                None => tracing::warn!(conn = %conn.id(), "FANOUT body shorter than 12 bytes"),
+            },
+            _ => {}
+        }
+    }
+
+    async fn disconnected(&self, conn: &ConnectionHandle, _reason: &DisconnectReason) {
+        let index = (conn.id().get() % SHARDS as u64) as usize;
+        if let Some(shard) = self.shards.get(index) {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&conn.id());
+        }
+    }
+}
+
+/// Binds a bench server on `listen` and serves it on a spawned task.
+pub(super) async fn start(wire: &WireArgs, listen: &str) -> anyhow::Result<Server<Unknown>> {
+    let codec = super::codec_for(wire)?;
+    let mut builder = Server::<Unknown>::builder(codec.layout().clone());
+    builder
+        .max_inbound(codec.inbound_limit())
+        .max_outbound(codec.outbound_limit());
+    if let Some(bytes) = wire.outbox_bytes {
+        builder.outbox_capacity(bytes);
+    }
+    let server = builder
+        .bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let handler = BenchHandler::new(server.clone());
+    let serving = server.clone();
+    tokio::spawn(async move {
+        if let Err(err) = serving.serve(handler).await {
+            tracing::warn!(error = %err, "bench server stopped");
+        }
+    });
+    Ok(server)
+}
+
+/// `ltp bench serve`: prints the `listening` line, serves until SIGINT or SIGTERM.
+pub(super) async fn serve_command(listen: &str, wire: &WireArgs) -> anyhow::Result<ExitCode> {
+    let server = start(wire, listen).await?;
+    println!(
+        "{}",
+        json!({"event": "listening", "addr": server.local_addr().to_string()})
+    );
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "stopping");
+    let report = server.shutdown(Duration::from_secs(5)).await;
+    println!(
+        "{}",
+        json!({"event": "shutdown", "connections": report.connections, "forced": report.forced})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}

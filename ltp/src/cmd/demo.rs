@@ -1,0 +1,228 @@
+//! `ltp demo`: the ancestor's example (`test_ltprotocol.py server|client`), in one process or
+//! as its two halves.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tokio::sync::mpsc;
+
+use ltprotocol::demo::{DEMO_PORT, Demo, NumMsg, StrMsg};
+use ltprotocol::{
+    Backoff, ConnectionHandle, DisconnectReason, Handler, HeaderFields, HeaderLayout,
+    ReconnectingClient, Server,
+};
+
+/// `ltp demo` options.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    #[command(subcommand)]
+    role: Option<Role>,
+    /// Stop after the client has received this many rounds (NumMsg(200), StrMsg, NumMsg(7));
+    /// the server is restarted halfway through.
+    #[arg(long, default_value_t = 4, global = true)]
+    rounds: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Only the server, on port 9999 like the ancestor's (interoperates with it).
+    Server {
+        /// Address to listen on.
+        #[arg(long, default_value_t = format!("127.0.0.1:{DEMO_PORT}"))]
+        listen: String,
+    },
+    /// Only the client; runs until interrupted.
+    Client {
+        /// The server's address.
+        #[arg(long, default_value_t = format!("127.0.0.1:{DEMO_PORT}"))]
+        connect: String,
+    },
+}
+
+/// Sends a round to each new client at once, then every second while it stays connected.
+struct DemoServer;
+
+impl Handler<Demo> for DemoServer {
+    async fn connected(&self, conn: &ConnectionHandle) {
+        println!("server: {conn} connected");
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if send_round(&conn).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+        println!("server got: {msg}");
+    }
+
+    async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
+        println!(
+            "server: {conn} disconnected ({})",
+            ltprotocol::error_chain(reason)
+        );
+    }
+}
+
+async fn send_round(conn: &ConnectionHandle) -> Result<(), ltprotocol::SendError> {
+    conn.send(&NumMsg { num: 200 }).await?;
+    conn.send(&StrMsg {
+        str: "hello world!".into(),
+    })
+    .await?;
+    conn.send(&NumMsg { num: 7 }).await
+}
+
+/// Prints what arrives as the ancestor's client did; reports each completed round.
+struct DemoClient {
+    rounds: mpsc::UnboundedSender<()>,
+}
+
+impl Handler<Demo> for DemoClient {
+    async fn connected(&self, conn: &ConnectionHandle) {
+        println!("client: connected to {conn}");
+        // The ancestor's client only listened; saying hello shows the other direction too.
+        let _ = conn
+            .send(&StrMsg {
+                str: "hello from the client".into(),
+            })
+            .await;
+    }
+
+    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+        println!("client got: {msg}");
+        if msg == Demo::Num(NumMsg { num: 7 }) {
+            let _ = self.rounds.send(());
+        }
+    }
+
+    async fn disconnected(&self, _conn: &ConnectionHandle, reason: &DisconnectReason) {
+        let reason_text = ltprotocol::error_chain(reason);
+        match reason {
+            DisconnectReason::Closed => println!("client: closed"),
+            _ => println!("client: disconnected ({reason_text}); reconnecting"),
+        }
+    }
+
+    async fn connect_failed(
+        &self,
+        attempt: u32,
+        error: &std::io::Error,
+        retry_in: Option<Duration>,
+    ) {
+        match retry_in {
+            Some(wait) => {
+                println!("client: attempt {attempt} failed ({error}); retrying in {wait:.1?}")
+            }
+            None => println!("client: attempt {attempt} failed ({error}); giving up"),
+        }
+    }
+}
+
+fn client_builder() -> ltprotocol::ClientBuilder<Demo> {
+    let mut builder = ReconnectingClient::<Demo>::builder(HeaderLayout::ltprotocol());
+    builder.backoff(Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        ..Backoff::default()
+    });
+    builder
+}
+
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    match args.role {
+        Some(Role::Server { listen }) => {
+            let server = bind(&listen).await?;
+            let serving = server.clone();
+            tokio::spawn(async move { serving.serve(DemoServer).await });
+            super::serve::wait_for_signal().await;
+            server.shutdown(Duration::from_secs(5)).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Role::Client { connect }) => {
+            let (rounds, _done) = mpsc::unbounded_channel();
+            let client = client_builder().connect_with_handler(connect, DemoClient { rounds });
+            super::serve::wait_for_signal().await;
+            client.close(Duration::from_secs(2)).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => together(args.rounds.max(1)).await,
+    }
+}
+
+async fn bind(addr: &str) -> anyhow::Result<Server<Demo>> {
+    let server = Server::<Demo>::builder(HeaderLayout::ltprotocol())
+        .bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
+    println!("server: listening on {}", server.local_addr());
+    Ok(server)
+}
+
+/// Server and client in one process; the server restarts halfway.
+async fn together(rounds: u32) -> anyhow::Result<ExitCode> {
+    let mut server = bind("127.0.0.1:0").await?;
+    let addr = server.local_addr();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(DemoServer).await });
+
+    let (round_tx, mut round_rx) = mpsc::unbounded_channel();
+    let client =
+        client_builder().connect_with_handler(addr.to_string(), DemoClient { rounds: round_tx });
+    let restart_after = rounds / 2;
+    let deadline = Duration::from_secs(u64::from(rounds) * 3 + 10);
+    let finished = tokio::time::timeout(deadline, async {
+        for round in 1..=rounds {
+            if round_rx.recv().await.is_none() {
+                return false;
+            }
+            println!("demo: round {round} of {rounds} received");
+            if round == restart_after && round < rounds {
+                println!("demo: restarting the server");
+                server.shutdown(Duration::from_secs(5)).await;
+                server = match rebind(addr).await {
+                    Ok(server) => server,
+                    Err(err) => {
+                        println!("demo: cannot restart the server: {err}");
+                        return false;
+                    }
+                };
+                let serving = server.clone();
+                tokio::spawn(async move { serving.serve(DemoServer).await });
+            }
+        }
+        true
+    })
+    .await;
+    client.close(Duration::from_secs(2)).await;
+    server.shutdown(Duration::from_secs(5)).await;
+    match finished {
+        Ok(true) => {
+            println!("demo: done");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            println!("demo: the client did not receive {rounds} rounds in {deadline:?}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Binds the same address again; the old socket may linger for a moment.
+async fn rebind(addr: std::net::SocketAddr) -> anyhow::Result<Server<Demo>> {
+    let mut last = None;
+    for _ in 0..50 {
+        match bind(&addr.to_string()).await {
+            Ok(server) => return Ok(server),
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot rebind {addr}")))
+}

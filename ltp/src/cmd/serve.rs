@@ -1,0 +1,207 @@
+//! `ltp serve`: listen, print what arrives, and optionally echo or relay it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use ltprotocol::tls::{ClientAuth, ServerTls};
+use ltprotocol::{
+    ConnectionHandle, DisconnectReason, Frame, Handler, HeaderFields, Server, Unknown,
+};
+
+use super::Setup;
+use crate::Common;
+
+/// `ltp serve` options.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on; port 0 picks a free port (see the `listening` line).
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    listen: String,
+    /// What to do with each message besides printing it.
+    #[arg(long, value_enum, default_value_t = Mode::Print)]
+    mode: Mode,
+    /// The most clients connected at once; more are refused (and logged).
+    #[arg(long, default_value_t = ltprotocol::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How long shutdown (on SIGINT or SIGTERM) may take, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    shutdown_timeout: f64,
+    /// Serve TLS with this certificate chain (PEM, server certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by a CA in this bundle (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+}
+
+/// What `serve` does with each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Print it.
+    Print,
+    /// Print it and send it back to its sender.
+    Echo,
+    /// Print it and send it to every other client.
+    Relay,
+}
+
+struct Serve {
+    setup: Setup,
+    mode: Mode,
+    server: OnceLock<Server<Unknown>>,
+}
+
+impl Handler<Unknown> for Serve {
+    async fn connected(&self, conn: &ConnectionHandle) {
+        self.setup.output.emit(&json!({
+            "event": "connected",
+            "conn": conn.id().get(),
+            "peer": conn.peer().to_string(),
+        }));
+    }
+
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+        let frame = Frame {
+            message_type: msg.message_type,
+            fields,
+            body: msg.body,
+        };
+        let event = ltp::json::message_event(
+            conn.id().get(),
+            &frame,
+            &self.setup.layout,
+            &self.setup.schema,
+        );
+        self.setup.output.emit(&event);
+        match self.mode {
+            Mode::Print => {}
+            Mode::Echo => {
+                // Fails only when this connection is closing: nothing left to echo to.
+                let _ = conn.send_frame(&frame).await;
+            }
+            Mode::Relay => {
+                if let Some(server) = self.server.get() {
+                    let msg = Unknown::from(frame.clone());
+                    if let Err(err) = server.broadcast_except_with(&msg, &frame.fields, conn.id()) {
+                        tracing::warn!(conn = %conn.id(), error = %err, "cannot relay");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
+        emit_disconnect(&self.setup, conn, reason);
+    }
+}
+
+/// Prints an `error` line for a protocol violation, then the `disconnected` line.
+pub(crate) fn emit_disconnect(setup: &Setup, conn: &ConnectionHandle, reason: &DisconnectReason) {
+    let id = conn.id().get();
+    let cause = match reason {
+        DisconnectReason::Protocol(err) => Some(ltprotocol::error_chain(&**err)),
+        DisconnectReason::Decode(err) => Some(ltprotocol::error_chain(err)),
+        _ => None,
+    };
+    if let Some(error) = cause {
+        setup
+            .output
+            .emit(&json!({"event": "error", "conn": id, "error": error}));
+    }
+    setup.output.emit(&json!({
+        "event": "disconnected",
+        "conn": id,
+        "reason": ltprotocol::error_chain(reason),
+    }));
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let setup = Setup::load(&args.common)?;
+    let mut builder = Server::<Unknown>::builder(setup.layout.clone());
+    builder.max_connections(args.max_connections);
+    if let Some(max) = setup.max_frame {
+        builder.max_inbound(max).max_outbound(max);
+    }
+    if let Some(tls) = server_tls(&args)? {
+        builder.tls(tls);
+    }
+    let server = builder
+        .bind(args.listen.as_str())
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
+    setup.output.emit(&json!({
+        "event": "listening",
+        "addr": server.local_addr().to_string(),
+    }));
+    let output = setup.output;
+    let handler = Serve {
+        setup,
+        mode: args.mode,
+        server: OnceLock::new(),
+    };
+    let _ = handler.server.set(server.clone());
+    let serving = server.clone();
+    let serve_task = tokio::spawn(async move { serving.serve(handler).await });
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "stopping");
+    let deadline =
+        Duration::try_from_secs_f64(args.shutdown_timeout).unwrap_or(Duration::from_secs(5));
+    let report = server.shutdown(deadline).await;
+    // Accepting stopped with the shutdown; a join error would only repeat what was logged.
+    let _ = serve_task.await;
+    output.emit(&json!({
+        "event": "shutdown",
+        "connections": report.connections,
+        "forced": report.forced,
+        "unsent_frames": report.unsent_frames,
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--tls-cert`, `--tls-key` and `--client-ca` as TLS settings; `None` without TLS.
+fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ltp::ConfigError> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let mut tls = ServerTls::builder(cert, key);
+    if let Some(ca) = &args.client_ca {
+        tls.client_auth(ca, ClientAuth::Required);
+    }
+    let tls = tls
+        .build()
+        .map_err(|err| ltp::ConfigError::Invalid(ltprotocol::error_chain(&err)))?;
+    Ok(Some(tls))
+}
+
+/// Waits for SIGINT or SIGTERM; returns which.
+pub(crate) async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,372 @@
+//! The JSON lines `ltp` reads on stdin and writes on stdout.
+//!
+//! # Input: one message per line
+//!
+//! ```text
+//! {"type":1,"body_hex":"000000c8"}                 raw: type number and body (hex, either case)
+//! {"msg":"NumMsg","fields":{"num":200}}            by name, encoded with the schema
+//! {"msg":"HELLO","fields":{},"xid":7}              plus any extra header field of the layout
+//! ```
+//!
+//! `body_hex` may be left out (an empty body), and so may `fields` (no fields). `type` may be
+//! given with `msg` only if it is that message's type number. Header fields left out are sent
+//! with the layout's default (OpenFlow's `version` 4). `length` is computed, never given. Any
+//! other key is an error, as is a number that does not fit its field.
+//!
+//! # Output: one event per line
+//!
+//! Every object has `event`; its other keys, a stable interface:
+//!
+//! * `listening`: `addr`, the bound address with the real port.
+//! * `connected`: `conn`, the connection's number from 1; `peer`, the other end's address.
+//! * `message`: `conn`; `type`, the type number; `body_hex`, the body as lower-case hex; each
+//!   extra header field of the layout by its name (`version`, `xid`); and, when the schema
+//!   knows the type, `msg`, its name, with `fields`, the decoded body, or `decode_error`, why
+//!   the body does not fit.
+//! * `error`: `conn`; `error`, the protocol violation (the connection then closes).
+//! * `disconnected`: `conn`; `reason`, why the connection ended.
+//!
+//! ```text
+//! {"event":"message","conn":1,"type":1,"body_hex":"000000c8","msg":"NumMsg","fields":{"num":200}}
+//! ```
+//!
+//! With `--format text`, [`text_line`] prints each event for people instead:
+//! `[#1] message NumMsg num=200 (type 1, 4 bytes)`.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use ltprotocol::{Frame, HeaderFields, HeaderLayout, MessageType};
+
+use crate::layout_file::RESERVED_FIELD_NAMES;
+use crate::schema::{Schema, int_value, json_int};
+
+/// The keys of a message event that are not extra header fields.
+const MESSAGE_KEYS: [&str; 7] = [
+    "event",
+    "conn",
+    "type",
+    "body_hex",
+    "msg",
+    "fields",
+    "decode_error",
+];
+
+/// Parses one stdin line: `{"type":1,"body_hex":"000000c8"}` or
+/// `{"msg":"NumMsg","fields":{"num":200}}`, plus optional extra header fields by their layout
+/// name (`"xid":7`, `"version":4`) → a [`Frame`]. `"type"` may be given with `"msg"` only if
+/// consistent. Errors are one-line human reasons.
+///
+/// # Errors
+///
+/// A one-line reason: the line is not a JSON object, has an unknown key, gives neither `type`
+/// nor `msg`, names a message the schema does not know, gives malformed hex, misses a field,
+/// or gives a number (type, header or body field) that does not fit its field.
+///
+/// ```
+/// use ltp::json::parse_input_line;
+/// use ltp::schema::Schema;
+/// use ltprotocol::{HeaderLayout, MessageType};
+/// let layout = HeaderLayout::openflow();
+/// let line = r#"{"msg":"ECHO_REQUEST","fields":{"data":"abcd"},"xid":7}"#;
+/// let frame = parse_input_line(line, &layout, &Schema::openflow())?;
+/// assert_eq!(frame.message_type, MessageType::new(2));
+/// assert_eq!(&frame.body[..], b"\xab\xcd");
+/// assert_eq!(frame.fields.get_named(&layout, "xid"), Some(7));
+/// # Ok::<(), String>(())
+/// ```
+pub fn parse_input_line(
+    line: &str,
+    layout: &HeaderLayout,
+    schema: &Schema,
+) -> Result<Frame, String> {
+    parse_line(line, layout, schema).map_err(escape_controls)
+}
+
+/// Reasons quote parts of the line (a key, a message name, a hex digit), where JSON escapes
+/// can put a newline or another control character: shown escaped (`\n`), a reason stays one
+/// line. Found by the `json_line` fuzz target.
+fn escape_controls(reason: String) -> String {
+    if !reason.contains(char::is_control) {
+        return reason;
+    }
+    let mut out = String::with_capacity(reason.len() + 8);
+    for c in reason.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn parse_line(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Frame, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(object) = value else {
+        return Err(format!("expected a JSON object, got {value}"));
+    };
+    let mut message_type = None;
+    let mut body_hex = None;
+    let mut msg = None;
+    let mut fields = None;
+    let mut header = HeaderFields::new();
+    for (key, value) in &object {
+        match key.as_str() {
+            "type" => {
+                let n = json_int(value).map_err(|e| format!("type: {e}"))?;
+                message_type = Some(n);
+            }
+            "body_hex" => match value {
+                Value::String(hex) => body_hex = Some(hex),
+                other => return Err(format!("body_hex: expected a hex string, got {other}")),
+            },
+            "msg" => match value {
+                Value::String(name) => msg = Some(name),
+                other => return Err(format!("msg: expected a message name, got {other}")),
+            },
+            "fields" => match value {
+                Value::Object(map) => fields = Some(map),
+                other => return Err(format!("fields: expected an object, got {other}")),
+            },
+            "length" => return Err("`length` is computed from the body: leave it out".into()),
+            name => {
+                let (id, spec) = layout
+                    .field(name)
+                    .and_then(|id| Some((id, layout.field_spec(id)?)))
+                    .ok_or_else(|| unknown_key(name, layout))?;
+                let n = json_int(value).map_err(|e| format!("header field `{name}`: {e}"))?;
+                if !spec.int().holds(n) {
+                    return Err(format!(
+                        "header field `{name}`: {n} does not fit {}",
+                        spec.int()
+                    ));
+                }
+                header.set(id, n);
+            }
+        }
+    }
+    let (message_type, body) = match msg {
+        Some(name) => {
+            if body_hex.is_some() {
+                return Err("give either body_hex or msg and fields, not both".into());
+            }
+            let empty = Map::new();
+            let (schema_type, body) =
+                schema.encode(name, fields.unwrap_or(&empty), layout.byte_order())?;
+            if let Some(given) = message_type.filter(|&t| t != schema_type.value()) {
+                return Err(format!(
+                    "type {given} does not match msg `{name}` (type {schema_type})"
+                ));
+            }
+            (schema_type.value(), body)
+        }
+        None => {
+            if fields.is_some() {
+                return Err("fields needs msg, the message name".into());
+            }
+            let message_type = message_type.ok_or("a line needs \"type\" or \"msg\"")?;
+            let body = match body_hex {
+                Some(hex) => from_hex(hex).map_err(|e| format!("body_hex: {e}"))?,
+                None => Vec::new(),
+            };
+            (message_type, body)
+        }
+    };
+    let type_int = layout.type_field().int();
+    if !type_int.holds(message_type) {
+        return Err(format!(
+            "type {message_type} does not fit the layout's {type_int} type field"
+        ));
+    }
+    let mut frame = Frame::new(MessageType::new(message_type), Bytes::from(body));
+    frame.fields = header;
+    Ok(frame)
+}
+
+/// The JSON object for a received message:
+/// `{"event":"message","conn":1,"type":1,"body_hex":"000000c8","msg":"NumMsg","fields":{"num":200}}`;
+/// `"msg"`/`"fields"` only when the schema knows the type; if the schema knows the type but
+/// decoding fails, `"decode_error":"…"` instead of `"fields"`; each extra header field of the
+/// layout as its own key (`"xid":7`, `"version":4`).
+///
+/// A header field the frame does not carry is shown with the layout's default; one named
+/// like a key above is left out (a TOML layout cannot declare one).
+///
+/// ```
+/// use bytes::Bytes;
+/// use ltp::json::message_event;
+/// use ltp::schema::Schema;
+/// use ltprotocol::{Frame, HeaderLayout, MessageType};
+/// let frame = Frame::new(MessageType::new(1), Bytes::from_static(&[0, 0, 0, 200]));
+/// let event = message_event(1, &frame, &HeaderLayout::ltprotocol(), &Schema::demo());
+/// let expected = serde_json::json!({"event": "message", "conn": 1, "type": 1,
+///     "body_hex": "000000c8", "msg": "NumMsg", "fields": {"num": 200}});
+/// assert_eq!(event, expected);
+/// ```
+pub fn message_event(conn: u64, frame: &Frame, layout: &HeaderLayout, schema: &Schema) -> Value {
+    let mut object = Map::new();
+    object.insert("event".into(), "message".into());
+    object.insert("conn".into(), conn.into());
+    object.insert("type".into(), int_value(frame.message_type.value()));
+    object.insert("body_hex".into(), to_hex(&frame.body).into());
+    for spec in layout.extra_fields() {
+        let name = spec.name();
+        if MESSAGE_KEYS.contains(&name) || RESERVED_FIELD_NAMES.contains(&name) {
+            continue;
+        }
+        let value = frame
+            .fields
+            .get_named(layout, name)
+            .unwrap_or(spec.default_value());
+        object.insert(name.into(), int_value(value));
+    }
+    match schema.decode(frame.message_type, &frame.body, layout.byte_order()) {
+        None => {}
+        Some(Ok((name, fields))) => {
+            object.insert("msg".into(), name.into());
+            object.insert("fields".into(), fields.into());
+        }
+        Some(Err(reason)) => {
+            if let Some(name) = schema.name_of(frame.message_type) {
+                object.insert("msg".into(), name.into());
+            }
+            object.insert("decode_error".into(), reason.into());
+        }
+    }
+    Value::Object(object)
+}
+
+/// A readable one-line text form of any event object (for `--format text`):
+///
+/// ```text
+/// listening on 127.0.0.1:9999
+/// [#1] connected 127.0.0.1:50312
+/// [#1] message NumMsg num=200 (type 1, 4 bytes)
+/// [#1] error: length 0 is smaller than the 3-byte header
+/// [#1] disconnected: closed by peer
+/// ```
+///
+/// Unknown event kinds, or events missing a key their form needs, print as compact JSON.
+///
+/// Extra header fields follow the sizes: `(type 0, 0 bytes, version=4 xid=1)`; a message the
+/// schema does not know shows its body, `[#1] message type 9 body=0102 (2 bytes)`.
+///
+/// ```
+/// use ltp::json::text_line;
+/// use serde_json::json;
+/// let event = json!({"event":"message","conn":1,"type":1,"body_hex":"000000c8",
+///                    "msg":"NumMsg","fields":{"num":200}});
+/// assert_eq!(text_line(&event), "[#1] message NumMsg num=200 (type 1, 4 bytes)");
+/// assert_eq!(text_line(&json!({"event":"bye"})), r#"{"event":"bye"}"#);
+/// ```
+pub fn text_line(event: &Value) -> String {
+    text_form(event).unwrap_or_else(|| event.to_string())
+}
+
+fn text_form(event: &Value) -> Option<String> {
+    let object = event.as_object()?;
+    let text = |key: &str| object.get(key).and_then(Value::as_str);
+    let prefix = object
+        .get("conn")
+        .map(|conn| format!("[#{}] ", plain(conn)))
+        .unwrap_or_default();
+    Some(match text("event")? {
+        "listening" => format!("listening on {}", text("addr")?),
+        "connected" => format!("{prefix}connected {}", text("peer")?),
+        "disconnected" => format!("{prefix}disconnected: {}", text("reason")?),
+        "error" => format!("{prefix}error: {}", text("error")?),
+        "message" => {
+            let message_type = plain(object.get("type")?);
+            let body_hex = text("body_hex")?;
+            let size = format!("{} bytes", body_hex.len() / 2);
+            let header: Vec<String> = object
+                .iter()
+                .filter(|(key, _)| !MESSAGE_KEYS.contains(&key.as_str()))
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            let header = if header.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", header.join(" "))
+            };
+            match (text("msg"), object.get("fields"), text("decode_error")) {
+                (Some(name), Some(Value::Object(fields)), _) => {
+                    let mut line = format!("{prefix}message {name}");
+                    for (key, value) in fields {
+                        line.push_str(&format!(" {key}={value}"));
+                    }
+                    line + &format!(" (type {message_type}, {size}{header})")
+                }
+                (Some(name), _, Some(error)) => format!(
+                    "{prefix}message {name} body={body_hex} (type {message_type}, {size}{header}): \
+                     cannot decode: {error}"
+                ),
+                _ => {
+                    format!("{prefix}message type {message_type} body={body_hex} ({size}{header})")
+                }
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// A JSON value as text: strings without quotes, anything else as compact JSON.
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn unknown_key(name: &str, layout: &HeaderLayout) -> String {
+    let mut expected = vec!["type", "body_hex", "msg", "fields"];
+    expected.extend(layout.extra_fields().iter().map(|f| f.name()));
+    format!("unknown key `{name}` (expected {})", expected.join(", "))
+}
+
+/// Bytes as lower-case hex, two digits per byte.
+///
+/// ```
+/// assert_eq!(ltp::json::to_hex(&[0, 0xc8]), "00c8");
+/// ```
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Hex digits (either case, no separators) as bytes.
+///
+/// # Errors
+///
+/// A one-line reason: an odd number of digits, or a character that is not a hex digit.
+///
+/// ```
+/// assert_eq!(ltp::json::from_hex("00C8"), Ok(vec![0, 0xc8]));
+/// assert!(ltp::json::from_hex("0g").is_err());
+/// ```
+pub fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
+    let digit = |(i, c): (usize, char)| {
+        c.to_digit(16)
+            .map(|d| d as u8)
+            .ok_or_else(|| format!("`{c}` at position {i} is not a hex digit"))
+    };
+    let digits = hex
+        .chars()
+        .enumerate()
+        .map(digit)
+        .collect::<Result<Vec<u8>, _>>()?;
+    if digits.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits ({})", digits.len()));
+    }
+    Ok(digits
+        .chunks_exact(2)
+        .map(|pair| pair.iter().fold(0, |acc, d| acc << 4 | d))
+        .collect())
+}

@@ -1,0 +1,25 @@
+//! The parsers behind the `ltp` command, as a library so that fuzz targets reach them.
+//!
+//! # Layout
+//!
+//! * [`layout_file`]: `--layout`, a preset name or a TOML file → a
+//!   [`HeaderLayout`](ltprotocol::HeaderLayout).
+//! * [`schema`]: `--schema`, a built-in or TOML [`Schema`](schema::Schema) naming message
+//!   types and their body fields, to decode bodies into JSON and encode them back.
+//! * [`json`]: the JSON lines: input lines → [`Frame`](ltprotocol::Frame)s, received frames →
+//!   `message` events, any event → a line of text.
+//! * [`error`]: [`ConfigError`], one line naming the file, line and problem.
+//!
+//! Nothing here does I/O but reading the named configuration file.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+#![doc(test(no_crate_inject, attr(deny(warnings))))]
+
+pub mod error;
+pub mod json;
+pub mod layout_file;
+pub mod schema;
+
+pub use error::ConfigError;

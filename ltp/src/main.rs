@@ -1,0 +1,101 @@
+//! `ltp`: a netcat for length-type protocols. Parses the command line and dispatches to one
+//! subcommand per file under `cmd/`.
+
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Speak any length-type TCP protocol as JSON lines: serve, connect, run the ancestor's demo,
+/// measure speed.
+#[derive(Debug, Parser)]
+#[command(name = "ltp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Listen and print what arrives (optionally echo it back, or relay it to the others).
+    Serve(cmd::serve::ServeArgs),
+    /// Connect (and reconnect), send JSON lines read from stdin, print what arrives.
+    Connect(cmd::connect::ConnectArgs),
+    /// The ancestor's demo: a server sending NumMsg(200), StrMsg("hello world!"), NumMsg(7)
+    /// every second, and a client printing them.
+    Demo(cmd::demo::DemoArgs),
+    /// Measure throughput, latency, fan-out and memory per connection.
+    Bench(cmd::bench::BenchArgs),
+}
+
+/// Options shared by every subcommand that talks to the network.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Common {
+    /// Header layout: `ltprotocol`, `openflow`, or a TOML file.
+    #[arg(long, default_value = "ltprotocol", value_name = "NAME|FILE")]
+    pub(crate) layout: String,
+    /// Message names and fields: `demo`, `openflow`, `none`, or a TOML file. Without one,
+    /// messages are shown by type number and body bytes.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) schema: Option<String>,
+    /// The largest whole frame (header included) accepted or sent, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_frame: Option<usize>,
+    /// Output format; json is the default when stdout is not a terminal.
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+/// How events are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// One JSON object per line.
+    Json,
+    /// One readable line per event.
+    Text,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ltp: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Connect(args) => cmd::connect::run(args).await,
+            Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
+        }
+    });
+    // Connections still open (a client mid-reconnect, say) must not hold the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let usage = err.downcast_ref::<ltp::ConfigError>().is_some();
+            eprintln!("ltp: {err:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `LTP_LOG` (e.g. `LTP_LOG=info`), `warn` by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LTP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

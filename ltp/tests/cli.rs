@@ -1,0 +1,988 @@
+//! `ltp serve`, `ltp connect` and `ltp demo` end to end: the built binary run as child
+//! processes talking over 127.0.0.1 (ports picked by the kernel: `--listen 127.0.0.1:0` and the
+//! `listening` line). Every child is stopped by its own PID (`Child::kill`, or `kill -TERM PID`
+//! for a graceful shutdown) and waited for; every wait has a generous guard that turns a hang
+//! into a failure, and nothing asserts on timing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A generous guard that turns a hang into a failure (the test machine is busy).
+const HANG: Duration = Duration::from_secs(60);
+
+/// A file of `ltp/examples-data/`.
+fn example(path: &str) -> String {
+    format!("{}/examples-data/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file of `ltp/tests/data/`.
+fn data(path: &str) -> String {
+    format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running `ltp` child: stdin piped, stdout read line by line on a thread, stderr gathered
+/// on another. Dropping it kills the child by its own handle and waits for it.
+struct Ltp {
+    what: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line received so far, in order.
+    seen: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+    exited: bool,
+}
+
+/// What a finished `ltp` child left behind.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<String>,
+    stderr: String,
+}
+
+impl Finished {
+    /// The stdout lines as JSON events.
+    fn events(&self) -> Vec<Value> {
+        events(&self.stdout)
+    }
+
+    /// The `message` events of stdout.
+    fn messages(&self) -> Vec<Value> {
+        messages(&self.stdout)
+    }
+
+    /// Panics (showing everything) unless the exit code is `code`.
+    fn assert_code(&self, code: i32) {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout.join("\n"),
+            self.stderr
+        );
+    }
+}
+
+fn events(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+        })
+        .collect()
+}
+
+fn messages(lines: &[String]) -> Vec<Value> {
+    events(lines)
+        .into_iter()
+        .filter(|event| event["event"] == "message")
+        .collect()
+}
+
+impl Ltp {
+    /// Runs `ltp ARGS` (`LTP_LOG` unset: warnings on stderr).
+    fn spawn(args: &[&str]) -> Self {
+        Self::spawn_env(args, &[])
+    }
+
+    /// Runs `ltp ARGS` with extra environment variables.
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ltp"));
+        command
+            .args(args)
+            .env_remove("LTP_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run ltp {args:?}: {err}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Self {
+            what: format!("ltp {}", args.join(" ")),
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+            exited: false,
+        }
+    }
+
+    /// Writes one line to the child's stdin.
+    fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|err| panic!("{}: cannot write stdin: {err}", self.what));
+    }
+
+    /// Writes `input` to stdin, ignoring a child that has already exited (a usage error).
+    fn write_all_lossy(&mut self, input: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(input.as_bytes());
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Closes stdin: end of input.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line; `None` at the end of stdout. Panics after [`HANG`].
+    fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(HANG) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{}: no stdout line within {HANG:?}; so far:\n{}",
+                self.what,
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// The next stdout event that `pick` accepts, skipping others. Panics at the end of stdout
+    /// or after [`HANG`].
+    fn wait_for(&mut self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    let event: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|err| panic!("{}: not JSON ({err}): {line}", self.what));
+                    if pick(&event) {
+                        return event;
+                    }
+                }
+                Err(err) => panic!(
+                    "{}: no {what} ({err:?}); stdout so far:\n{}",
+                    self.what,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The next `message` event.
+    fn next_message(&mut self) -> Value {
+        self.wait_for("message", |event| event["event"] == "message")
+    }
+
+    /// Sends SIGTERM to this child, by its PID.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
+    }
+
+    /// Closes stdin and waits for the child to exit (killing it, and failing, after
+    /// [`HANG`]); returns its status and all its output.
+    fn finish(&mut self) -> Finished {
+        self.close_stdin();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("ltp can be waited for") {
+                break status;
+            }
+            if started.elapsed() > HANG {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.exited = true;
+                panic!(
+                    "{} did not exit within {HANG:?}; stdout:\n{}",
+                    self.what,
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.exited = true;
+        // The child is gone, so its stdout ends: take what is left.
+        while let Some(_line) = self.next_line() {}
+        let stderr = self
+            .stderr
+            .take()
+            .map(|reader| reader.join().unwrap_or_default())
+            .unwrap_or_default();
+        Finished {
+            status,
+            stdout: self.seen.clone(),
+            stderr,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the child to exit.
+    fn stop(&mut self) -> Finished {
+        self.terminate();
+        self.finish()
+    }
+}
+
+impl Drop for Ltp {
+    fn drop(&mut self) {
+        if !self.exited {
+            // By its own handle (its PID), never by name.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `ltp serve --listen LISTEN --format json ARGS`, once it is listening; with its address.
+/// `None` if it exits without listening (the port is taken).
+fn try_serve(listen: &str, args: &[&str]) -> Option<(Ltp, String)> {
+    let mut all = vec!["serve", "--listen", listen, "--format", "json"];
+    all.extend_from_slice(args);
+    let mut server = Ltp::spawn(&all);
+    let first = server.next_line()?;
+    let event: Value = serde_json::from_str(&first).expect("a JSON line");
+    assert_eq!(event["event"], "listening", "{first}");
+    let addr = event["addr"].as_str().expect("addr").to_owned();
+    Some((server, addr))
+}
+
+/// `ltp serve` on a port of the kernel's choosing.
+fn serve(args: &[&str]) -> (Ltp, String) {
+    try_serve("127.0.0.1:0", args).expect("ltp serve listens on 127.0.0.1:0")
+}
+
+/// `ltp connect ADDR --format json ARGS`, stdin kept open.
+fn start_connect(addr: &str, args: &[&str]) -> Ltp {
+    let mut all = vec!["connect", addr, "--format", "json"];
+    all.extend_from_slice(args);
+    Ltp::spawn(&all)
+}
+
+/// `ltp connect ADDR --format json ARGS` with `input` on stdin, to completion.
+fn connect(addr: &str, args: &[&str], input: &str) -> Finished {
+    let mut client = start_connect(addr, args);
+    client.write_all_lossy(input);
+    client.finish()
+}
+
+/// `ltp ARGS` to completion with stdin closed at once.
+fn run(args: &[&str]) -> Finished {
+    let mut ltp = Ltp::spawn(args);
+    ltp.finish()
+}
+
+/// The `(type, body_hex)` of message events.
+fn bodies(messages: &[Value]) -> Vec<(u64, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_u64().expect("type"),
+                m["body_hex"].as_str().expect("body_hex").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn raw(message_type: u64, body_hex: &str) -> String {
+    json!({"type": message_type, "body_hex": body_hex}).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Round trips with both built-in schemas.
+
+#[test]
+fn round_trip_with_the_demo_schema() {
+    let (mut server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
+    let input = concat!(
+        r#"{"msg":"NumMsg","fields":{"num":200}}"#,
+        "\n",
+        r#"{"type":2,"body_hex":"6869"}"#,
+        "\n",
+    );
+    let out = connect(&addr, &["--schema", "demo", "--count", "2"], input);
+    out.assert_code(0);
+    let events = out.events();
+    assert_eq!(events[0]["event"], "connected", "{events:?}");
+    assert_eq!(events[0]["peer"], addr.as_str());
+    let echoed = out.messages();
+    assert_eq!(
+        echoed,
+        vec![
+            json!({"event": "message", "conn": 1, "type": 1, "body_hex": "000000c8",
+                   "msg": "NumMsg", "fields": {"num": 200}}),
+            json!({"event": "message", "conn": 1, "type": 2, "body_hex": "6869",
+                   "msg": "StrMsg", "fields": {"str": "hi"}}),
+        ]
+    );
+
+    // The server printed both, with the same keys, on its own connection numbering.
+    let connected = server.wait_for("connected", |e| e["event"] == "connected");
+    let conn = connected["conn"].clone();
+    assert!(
+        connected["peer"]
+            .as_str()
+            .expect("peer")
+            .starts_with("127.0.0.1:")
+    );
+    let first = server.next_message();
+    assert_eq!(first["conn"], conn);
+    assert_eq!(first["msg"], "NumMsg");
+    assert_eq!(first["fields"], json!({"num": 200}));
+    let second = server.next_message();
+    assert_eq!(second["msg"], "StrMsg");
+    assert_eq!(second["fields"], json!({"str": "hi"}));
+    assert_eq!(second["body_hex"], "6869");
+    let gone = server.wait_for("disconnected", |e| e["event"] == "disconnected");
+    assert_eq!(gone["conn"], conn);
+    assert!(gone["reason"].is_string(), "{gone}");
+}
+
+#[test]
+fn round_trip_with_the_openflow_layout_and_schema() {
+    // The server uses the presets, the client the same layout and schema as TOML files.
+    let (mut server, addr) = serve(&[
+        "--mode", "echo", "--layout", "openflow", "--schema", "openflow",
+    ]);
+    let layout = example("layouts/openflow.toml");
+    let schema = example("schemas/openflow.toml");
+    let input = concat!(
+        r#"{"msg":"ECHO_REQUEST","fields":{"data":"abcd"},"xid":7}"#,
+        "\n",
+        // Out of range for the u32 xid: reported and skipped.
+        r#"{"msg":"HELLO","xid":4294967296}"#,
+        "\n",
+        r#"{"msg":"FEATURES_REQUEST","xid":8,"version":4}"#,
+        "\n",
+        r#"{"type":0,"xid":9}"#,
+        "\n",
+    );
+    let out = connect(
+        &addr,
+        &["--layout", &layout, "--schema", &schema, "--count", "3"],
+        input,
+    );
+    out.assert_code(0);
+    let stderr: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("stdin line"))
+        .collect();
+    assert_eq!(
+        stderr,
+        vec!["ltp: stdin line 2: header field `xid`: 4294967296 does not fit u32; skipped"],
+        "{}",
+        out.stderr
+    );
+    let echoed = out.messages();
+    assert_eq!(echoed.len(), 3, "{echoed:?}");
+    assert_eq!(
+        echoed[0],
+        json!({"event": "message", "conn": 1, "type": 2, "body_hex": "abcd", "version": 4,
+               "xid": 7, "msg": "ECHO_REQUEST", "fields": {"data": "abcd"}})
+    );
+    assert_eq!(echoed[1]["msg"], "FEATURES_REQUEST");
+    assert_eq!(echoed[1]["xid"], 8);
+    assert_eq!(echoed[1]["version"], 4);
+    assert_eq!(echoed[1]["fields"], json!({}));
+    assert_eq!(echoed[2]["msg"], "HELLO");
+    assert_eq!(echoed[2]["xid"], 9);
+    assert_eq!(echoed[2]["fields"], json!({"elements": ""}));
+
+    let got = server.next_message();
+    assert_eq!(got["msg"], "ECHO_REQUEST");
+    assert_eq!(got["xid"], 7);
+    assert_eq!(got["version"], 4);
+    assert_eq!(server.next_message()["xid"], 8);
+    assert_eq!(server.next_message()["xid"], 9);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Echo and relay with several clients.
+
+#[test]
+fn echo_answers_each_client_with_its_own_messages_only() {
+    let (_server, addr) = serve(&["--mode", "echo"]);
+    let mut clients: Vec<(Ltp, Vec<(u64, String)>)> = (1..=3u8)
+        .map(|n| {
+            let mut client = start_connect(&addr, &["--count", "2"]);
+            let sent = vec![(1, format!("{n:02x}01")), (1, format!("{n:02x}02"))];
+            for (message_type, body) in &sent {
+                client.write_line(&raw(*message_type, body));
+            }
+            (client, sent)
+        })
+        .collect();
+    for (client, sent) in &mut clients {
+        let out = client.finish();
+        out.assert_code(0);
+        assert_eq!(bodies(&out.messages()), *sent);
+    }
+}
+
+#[test]
+fn relay_reaches_every_other_client_but_not_the_sender() {
+    let (mut server, addr) = serve(&["--mode", "relay"]);
+    let mut a = start_connect(&addr, &["--count", "1"]);
+    let mut b = start_connect(&addr, &["--count", "1"]);
+    let mut c = start_connect(&addr, &["--count", "2"]);
+    // All three are in the server's table before anything is relayed.
+    for _ in 0..3 {
+        server.wait_for("connected", |e| e["event"] == "connected");
+    }
+    for client in [&mut a, &mut b, &mut c] {
+        client.wait_for("connected", |e| e["event"] == "connected");
+    }
+
+    a.write_line(&raw(1, "aa"));
+    assert_eq!(server.next_message()["body_hex"], "aa");
+    // B and C get A's message.
+    assert_eq!(b.next_message()["body_hex"], "aa");
+    assert_eq!(c.next_message()["body_hex"], "aa");
+    // The sentinel from B: relayed after A's message, so A sees it first only if A's own
+    // message never came back to it.
+    b.write_line(&raw(1, "bb"));
+    assert_eq!(a.next_message()["body_hex"], "bb");
+    assert_eq!(c.next_message()["body_hex"], "bb");
+
+    for (client, expected) in [
+        (&mut a, vec![(1, "bb".to_owned())]),
+        (&mut b, vec![(1, "aa".to_owned())]),
+        (&mut c, vec![(1, "aa".to_owned()), (1, "bb".to_owned())]),
+    ] {
+        let out = client.finish();
+        out.assert_code(0);
+        assert_eq!(bodies(&out.messages()), expected);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Invalid input lines (issue 7: one clear error line each, never a crash).
+
+#[test]
+fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
+    let (mut server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
+    let lines = [
+        r#"{"msg":"NumMsg","fields":{"num":1}}"#,
+        r#"{"msg":"NumMsg","fields":"#,
+        r#"{"msg":"NoSuchMsg","fields":{}}"#,
+        r#"{"msg":"NumMsg","fields":{"num":8589934592}}"#,
+        r#"{"type":1,"body_hex":"0g"}"#,
+        r#"{"type":2,"body_hex":"6869"}"#,
+        "",
+        r#"[1,2]"#,
+        r#"{"type":256}"#,
+        r#"{"type":1e400}"#,
+        r#"{"msg":"a\nb"}"#,
+        r#"{"msg":"NumMsg","fields":{"num":-1}}"#,
+        r#"{"type":1,"length":3}"#,
+        r#"{"type":1,"xid":3}"#,
+        r#"{"type":1,"body_hex":"abc"}"#,
+        r#"{"type":1,"body_hex":"000000c8"}"#,
+    ];
+    let input: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    // Logs off: stderr holds exactly the CLI's own lines.
+    let mut client = Ltp::spawn_env(
+        &[
+            "connect", &addr, "--format", "json", "--schema", "demo", "--count", "3",
+        ],
+        &[("LTP_LOG", "off")],
+    );
+    client.write_all_lossy(&input);
+    let out = client.finish();
+    out.assert_code(0);
+
+    let expected: [(usize, &str); 12] = [
+        (2, "invalid JSON: "),
+        (3, "unknown message `NoSuchMsg` (known: NumMsg, StrMsg)"),
+        (4, "NumMsg field `num`: 8589934592 does not fit u32"),
+        (5, "body_hex: `g` at position 1 is not a hex digit"),
+        (8, "expected a JSON object, got [1,2]"),
+        (9, "type 256 does not fit the layout's u8 type field"),
+        (10, "invalid JSON: number out of range"),
+        // A control character in a reason is shown escaped: still one line.
+        (11, "unknown message `a\\nb`"),
+        (12, "NumMsg field `num`: -1 does not fit u32"),
+        (13, "`length` is computed from the body"),
+        (14, "unknown key `xid`"),
+        (15, "body_hex: odd number of hex digits (3)"),
+    ];
+    let stderr: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(stderr.len(), expected.len(), "stderr:\n{}", out.stderr);
+    for (line, (number, reason)) in stderr.iter().zip(expected) {
+        let prefix = format!("ltp: stdin line {number}: ");
+        assert!(
+            line.starts_with(&prefix),
+            "{line:?} should start with {prefix:?}"
+        );
+        assert!(line.contains(reason), "{line:?} should contain {reason:?}");
+        assert!(line.ends_with("; skipped"), "{line:?}");
+    }
+
+    let sent = vec![
+        (1, "00000001".to_owned()),
+        (2, "6869".to_owned()),
+        (1, "000000c8".to_owned()),
+    ];
+    assert_eq!(bodies(&out.messages()), sent);
+    let received: Vec<Value> = (0..3).map(|_| server.next_message()).collect();
+    assert_eq!(bodies(&received), sent);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A malformed frame closes only its own connection.
+
+#[test]
+fn a_malformed_frame_gets_an_error_line_and_the_server_keeps_serving() {
+    let (mut server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
+    let mut raw_peer = TcpStream::connect(&addr).expect("connect to ltp serve");
+    raw_peer.set_read_timeout(Some(HANG)).expect("read timeout");
+    let local = raw_peer.local_addr().expect("local address").to_string();
+    // Length 0 in the 3-byte ltprotocol header (u16 length, u8 type).
+    raw_peer
+        .write_all(&[0, 0, 1])
+        .expect("write the bad header");
+
+    let connected = server.wait_for("connected", |e| e["event"] == "connected");
+    assert_eq!(connected["peer"], local.as_str());
+    let conn = connected["conn"].clone();
+    let error = server.wait_for("error", |e| e["event"] != "connected");
+    assert_eq!(
+        error,
+        json!({"event": "error", "conn": conn,
+               "error": "length 0 is smaller than the 3-byte header"})
+    );
+    let gone = server.wait_for("disconnected", |_| true);
+    assert_eq!(gone["event"], "disconnected", "{gone}");
+    assert_eq!(gone["conn"], conn);
+    let reason = gone["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("length 0 is smaller than the 3-byte header"),
+        "{reason}"
+    );
+    // The server closed the connection: end of stream, or a reset.
+    let mut rest = Vec::new();
+    let _ = raw_peer.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "the server answered a bad frame with {rest:?}"
+    );
+    let _ = raw_peer.shutdown(Shutdown::Both);
+
+    // Another client is served as before.
+    let out = connect(
+        &addr,
+        &["--schema", "demo", "--count", "1"],
+        "{\"msg\":\"NumMsg\",\"fields\":{\"num\":7}}\n",
+    );
+    out.assert_code(0);
+    assert_eq!(out.messages()[0]["fields"], json!({"num": 7}));
+    let got = server.next_message();
+    assert_ne!(got["conn"], conn);
+    assert_eq!(got["fields"], json!({"num": 7}));
+}
+
+#[test]
+fn a_frame_over_max_frame_gets_an_error_line() {
+    let (mut server, addr) = serve(&["--max-frame", "64"]);
+    let mut raw_peer = TcpStream::connect(&addr).expect("connect to ltp serve");
+    raw_peer.set_read_timeout(Some(HANG)).expect("read timeout");
+    // Declares 65535 bytes and sends none of the body.
+    raw_peer
+        .write_all(&[0xff, 0xff, 1])
+        .expect("write the header");
+    let error = server.wait_for("error", |e| e["event"] == "error");
+    assert_eq!(
+        error["error"],
+        "length 65535 exceeds the maximum frame length 64"
+    );
+    let gone = server.wait_for("disconnected", |_| true);
+    assert_eq!(gone["event"], "disconnected", "{gone}");
+    assert_eq!(gone["conn"], error["conn"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Lines queued while the server is down are sent after it comes back.
+
+#[test]
+fn connect_queues_lines_across_a_server_restart() {
+    let (mut first, addr) = serve(&[]);
+    let mut client = start_connect(
+        &addr,
+        &["--backoff-initial", "0.05", "--backoff-max", "0.5"],
+    );
+    for n in 1..=3u8 {
+        client.write_line(&raw(1, &format!("{n:02x}")));
+    }
+    let before: Vec<Value> = (0..3).map(|_| first.next_message()).collect();
+    assert_eq!(
+        bodies(&before),
+        vec![
+            (1, "01".to_owned()),
+            (1, "02".to_owned()),
+            (1, "03".to_owned())
+        ]
+    );
+
+    let stopped = first.stop();
+    stopped.assert_code(0);
+    let last = stopped.events().pop().expect("a last line");
+    assert_eq!(last["event"], "shutdown", "{last}");
+    // The client noticed and is trying again.
+    client.wait_for("disconnected", |e| e["event"] == "disconnected");
+    client.wait_for("connect_failed", |e| e["event"] == "connect_failed");
+
+    for n in 4..=6u8 {
+        client.write_line(&raw(1, &format!("{n:02x}")));
+    }
+
+    // The same port again; its old sockets may hold it for a moment.
+    let started = Instant::now();
+    let (mut second, _) = loop {
+        if let Some(served) = try_serve(&addr, &[]) {
+            break served;
+        }
+        assert!(started.elapsed() < HANG, "cannot listen on {addr} again");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Wait for the queued lines to arrive before closing stdin: see
+    // `connect_flushes_lines_given_before_the_server_is_up` for why.
+    let after: Vec<Value> = (0..3).map(|_| second.next_message()).collect();
+    let out = client.finish();
+    out.assert_code(0);
+    assert!(
+        out.stderr.lines().all(|l| !l.contains("could not be sent")),
+        "{}",
+        out.stderr
+    );
+    let connects = out
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "connected")
+        .count();
+    assert!(connects >= 2, "{:?}", out.stdout);
+
+    let stopped = second.stop();
+    stopped.assert_code(0);
+    // Everything the restarted server printed: no more than those three.
+    let delivered = messages(&stopped.stdout);
+    assert_eq!(bodies(&after), bodies(&delivered));
+    assert_eq!(
+        bodies(&delivered),
+        vec![
+            (1, "04".to_owned()),
+            (1, "05".to_owned()),
+            (1, "06".to_owned())
+        ],
+        "in order, each once, nothing from before the restart"
+    );
+}
+
+/// Lines given while the server is not up yet, then the end of stdin: `connect` must keep
+/// trying (within `--timeout`) and send them.
+///
+/// Fails at present: the reconnecting client's backoff sleep (`ltprotocol/src/client/mod.rs`,
+/// the `select!` after `connect_failed`) evaluates its guard `if self.queue.unsent() == 0` once,
+/// when the sleep starts; a frame queued during the sleep, then `close`, end the client with
+/// the frame unsent ("1 queued messages could not be sent", exit 1). The pause below puts the
+/// line inside that sleep (if the machine is too slow for that, the test passes regardless).
+#[test]
+#[ignore = "ltprotocol client: close during a backoff sleep drops frames queued in that sleep"]
+fn connect_flushes_lines_given_before_the_server_is_up() {
+    // A port that was free a moment ago.
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.local_addr().expect("local address").to_string()
+    };
+    let mut client = start_connect(
+        &addr,
+        &[
+            "--backoff-initial",
+            "1",
+            "--backoff-max",
+            "1",
+            "--backoff-jitter",
+            "0",
+            "--timeout",
+            "50",
+        ],
+    );
+    client.wait_for("connect_failed", |e| e["event"] == "connect_failed");
+    // Now inside the 1 s backoff sleep.
+    std::thread::sleep(Duration::from_millis(100));
+    client.write_line(&raw(1, "01"));
+    client.close_stdin();
+    let started = Instant::now();
+    let (mut server, _) = loop {
+        if let Some(served) = try_serve(&addr, &[]) {
+            break served;
+        }
+        assert!(started.elapsed() < HANG, "cannot listen on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = client.finish();
+    out.assert_code(0);
+    assert_eq!(server.next_message()["body_hex"], "01");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The ancestor's demo.
+
+#[test]
+fn demo_runs_to_completion() {
+    let out = run(&["demo", "--rounds", "4"]);
+    out.assert_code(0);
+    let stdout = out.stdout.join("\n");
+    for expected in [
+        "client got: 200",
+        "client got: hello world!",
+        "client got: 7",
+        "demo: restarting the server",
+        "demo: round 4 of 4 received",
+        "demo: done",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    assert_eq!(out.stdout.last().map(String::as_str), Some("demo: done"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Configuration and usage errors: exit code 2, one line.
+
+/// Runs `ltp serve` and `ltp connect` with `args`; both must exit 2 with the one stderr line
+/// `ltp: ` + `expected`.
+fn assert_config_error(args: &[&str], expected: &str) {
+    let mut serve = vec!["serve", "--listen", "127.0.0.1:0"];
+    serve.extend_from_slice(args);
+    // Never connects: the configuration is loaded first.
+    let mut connect = vec!["connect", "127.0.0.1:0"];
+    connect.extend_from_slice(args);
+    for command in [serve, connect] {
+        let out = run(&command);
+        out.assert_code(2);
+        assert!(out.stdout.is_empty(), "{command:?}: {:?}", out.stdout);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{command:?}: stderr:\n{}", out.stderr);
+        assert!(
+            lines[0].starts_with(&format!("ltp: {expected}")),
+            "{command:?}: {:?} should start with {expected:?}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn invalid_layout_files_name_file_and_line() {
+    for (file, line, problem) in [
+        (
+            "layout_overlapping.toml",
+            6,
+            "field `length` (bytes 0..2) overlaps field `type` (bytes 1..2)",
+        ),
+        (
+            "layout_unknown_key.toml",
+            8,
+            "unknown field `size`, expected one of `offset`, `type`, `struct`",
+        ),
+        ("layout_syntax_error.toml", 4, "invalid basic string"),
+        (
+            "layout_reserved_name.toml",
+            11,
+            "field name `msg` is reserved for the JSON lines",
+        ),
+    ] {
+        let path = data(file);
+        assert_config_error(&["--layout", &path], &format!("{path}:{line}: {problem}"));
+    }
+}
+
+#[test]
+fn invalid_schema_files_name_file_and_line() {
+    for (file, line, problem) in [
+        (
+            "schema_unknown_type.toml",
+            5,
+            "field `num`: unknown type `u33`",
+        ),
+        (
+            "schema_duplicate_type.toml",
+            9,
+            "type 1 is already used by `NumMsg`",
+        ),
+        (
+            "schema_string_not_last.toml",
+            7,
+            "field `str` (string) fills the rest of the body, so it must be the last field",
+        ),
+        ("schema_syntax_error.toml", 4, ""),
+    ] {
+        let path = data(file);
+        assert_config_error(&["--schema", &path], &format!("{path}:{line}: {problem}"));
+    }
+}
+
+#[test]
+fn missing_files_and_unknown_presets_are_usage_errors() {
+    assert_config_error(
+        &["--layout", "/nonexistent/layout.toml"],
+        "/nonexistent/layout.toml: cannot read: ",
+    );
+    assert_config_error(
+        &["--schema", "/nonexistent/schema.toml"],
+        "/nonexistent/schema.toml: cannot read: ",
+    );
+    assert_config_error(
+        &["--layout", "nonesuch"],
+        "unknown layout `nonesuch`: expected ltprotocol, openflow or a TOML file",
+    );
+    assert_config_error(
+        &["--schema", "nonesuch"],
+        "unknown schema `nonesuch`: expected demo, openflow, none or a TOML file",
+    );
+}
+
+#[test]
+fn bad_options_exit_2() {
+    for args in [
+        &["serve", "--bogus"][..],
+        &["serve", "--mode", "nope"],
+        &["serve", "--format", "yaml"],
+        &["serve", "--max-connections", "many"],
+        &["connect"],
+        &["connect", "127.0.0.1:0", "--count", "x"],
+        &["connect", "127.0.0.1:0", "--max-frame", "-1"],
+        &["demo", "--rounds", "x"],
+        &["nonesuch"],
+    ] {
+        let out = run(args);
+        out.assert_code(2);
+        assert!(out.stderr.contains("error"), "{args:?}: {}", out.stderr);
+    }
+    // Checked after parsing: still a usage error, in one line.
+    let out = run(&["connect", "127.0.0.1:0", "--backoff-initial", "nan"]);
+    out.assert_code(2);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "ltp: --backoff-initial: NaN is not a duration in seconds"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Text output.
+
+#[test]
+fn text_format_prints_readable_lines() {
+    let mut server = Ltp::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--format",
+        "text",
+        "--mode",
+        "echo",
+        "--schema",
+        "demo",
+    ]);
+    let first = server.next_line().expect("a first line");
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_owned();
+    let mut client = Ltp::spawn(&[
+        "connect", &addr, "--format", "text", "--schema", "demo", "--count", "1",
+    ]);
+    client.write_line(r#"{"msg":"NumMsg","fields":{"num":200}}"#);
+    let out = client.finish();
+    out.assert_code(0);
+    assert_eq!(out.stdout[0], format!("[#1] connected {addr}"));
+    assert_eq!(
+        out.stdout[1],
+        "[#1] message NumMsg num=200 (type 1, 4 bytes)"
+    );
+
+    let connected = server.next_line().expect("connected");
+    assert!(
+        connected.starts_with("[#1] connected 127.0.0.1:"),
+        "{connected}"
+    );
+    assert_eq!(
+        server.next_line().as_deref(),
+        Some("[#1] message NumMsg num=200 (type 1, 4 bytes)")
+    );
+    assert_eq!(
+        server.next_line().as_deref(),
+        Some("[#1] disconnected: closed by peer")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Graceful shutdown.
+
+#[test]
+fn sigterm_shuts_serve_down_gracefully() {
+    let (mut server, addr) = serve(&["--mode", "echo"]);
+    let mut client = start_connect(&addr, &[]);
+    client.write_line(&raw(1, "01"));
+    assert_eq!(client.next_message()["body_hex"], "01");
+    server.next_message();
+
+    let out = server.stop();
+    out.assert_code(0);
+    let events = out.events();
+    let last = events.last().expect("a last line");
+    assert_eq!(
+        *last,
+        json!({"event": "shutdown", "connections": 1, "forced": 0, "unsent_frames": 0})
+    );
+    let gone = &events[events.len() - 2];
+    assert_eq!(gone["event"], "disconnected", "{gone}");
+    // The client saw the server go, and stops at the end of its input.
+    client.wait_for("disconnected", |e| e["event"] == "disconnected");
+    let out = client.finish();
+    out.assert_code(0);
+}
+
+#[test]
+fn sigterm_with_no_clients_prints_shutdown_and_exits_0() {
+    let (mut server, _) = serve(&[]);
+    let out = server.stop();
+    out.assert_code(0);
+    assert_eq!(
+        out.events(),
+        vec![
+            json!({"event": "listening", "addr": out.events()[0]["addr"]}),
+            json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0}),
+        ]
+    );
+}
