@@ -26,7 +26,7 @@ impl Latency {
             let last = samples.len().checked_sub(1)?;
             // Nearest rank: the smallest sample with at least q of the samples at or below it.
             let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, last + 1) - 1;
-            samples.get(rank).map(|d| d.as_secs_f64() * 1e6)
+            samples.get(rank).map(|d| d.as_nanos() as f64 / 1e3)
         };
         Some(Self {
             p50: at(0.50)?,

@@ -278,6 +278,23 @@ fn text_form(event: &Value) -> Option<String> {
         "connected" => format!("{prefix}connected {}", text("peer")?),
         "disconnected" => format!("{prefix}disconnected: {}", text("reason")?),
         "error" => format!("{prefix}error: {}", text("error")?),
+        "connect_failed" => {
+            let attempt = plain(object.get("attempt")?);
+            let retry = match object.get("retry_in_ms") {
+                Some(Value::Number(ms)) => format!("retrying in {ms} ms"),
+                _ => "giving up".to_owned(),
+            };
+            format!(
+                "connect attempt {attempt} failed: {}; {retry}",
+                text("error")?
+            )
+        }
+        "shutdown" => format!(
+            "shut down: {} connections, {} forced, {} frames unsent",
+            plain(object.get("connections")?),
+            plain(object.get("forced")?),
+            plain(object.get("unsent_frames")?)
+        ),
         "message" => {
             let message_type = plain(object.get("type")?);
             let body_hex = text("body_hex")?;

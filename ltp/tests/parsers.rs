@@ -804,7 +804,7 @@ fn text_lines_are_readable() {
         ),
         (
             json!({"event":"report","count":3}),
-            r#"{"count":3,"event":"report"}"#,
+            r#"{"event":"report","count":3}"#,
         ),
         (json!({"event":"connected"}), r#"{"event":"connected"}"#),
         (json!([1, 2]), "[1,2]"),

@@ -16,7 +16,7 @@
 
 use std::io;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{Frame, HeaderFields, MessageType};
@@ -485,8 +485,10 @@ impl Decoder for FrameCodec {
         else {
             return Ok(None);
         };
-        let mut whole = src.split_to(frame_len);
-        let body = whole.split_off(self.layout.header_len()).freeze();
+        // Skipping the header moves a cursor; only the body becomes a new (shared) handle.
+        let header_len = self.layout.header_len();
+        src.advance(header_len);
+        let body = src.split_to(frame_len - header_len).freeze();
         Ok(Some(Frame {
             message_type,
             fields,

@@ -364,6 +364,11 @@ impl<P: Protocol> Server<P> {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
+                Ok((stream, peer)) if self.inner.shutdown.is_cancelled() => {
+                    debug!(%peer, "closing a connection accepted as shutdown began");
+                    drop(stream);
+                    break;
+                }
                 Ok((stream, peer)) => {
                     pause = Duration::from_millis(10);
                     let Ok(permit) = self.inner.limit.clone().try_acquire_owned() else {
@@ -576,11 +581,7 @@ impl<P: Protocol> Server<P> {
     /// linger), and returns when all are done, or at `deadline`, when what is left is closed
     /// at once. Calling it again waits again and reports on the connections left.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        let handles = self.connections();
-        info!(connections = handles.len(), "shutting down");
-        for handle in &handles {
-            handle.close_with(DisconnectReason::Shutdown);
-        }
+        // Stop accepting first, so that no client slips in while the others are closed.
         self.inner.shutdown.cancel();
         // If nobody is serving, the listener is still here: close it now.
         drop(
@@ -590,6 +591,11 @@ impl<P: Protocol> Server<P> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
+        let handles = self.connections();
+        info!(connections = handles.len(), "shutting down");
+        for handle in &handles {
+            handle.close_with(DisconnectReason::Shutdown);
+        }
         self.inner.tracker.close();
         let mut forced = 0;
         if tokio::time::timeout(deadline, self.inner.tracker.wait())
@@ -678,6 +684,10 @@ async fn run_connection<P: Protocol, H: Handler<P>>(
     let reason = match opened {
         Ok(transport) => {
             inner.registry().insert(id, handle.clone());
+            if inner.shutdown.is_cancelled() {
+                // Accepted just before the shutdown began: it closes with the others' reason.
+                handle.close_with(DisconnectReason::Shutdown);
+            }
             info!(conn = %id, %peer, "connected");
             transport
                 .drive::<P, H>(&handle, &mut queue, &*handler, &inner.link, || {})

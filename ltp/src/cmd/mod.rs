@@ -28,6 +28,14 @@ impl Setup {
     /// A [`ltp::ConfigError`] naming the file, line and problem.
     pub(crate) fn load(common: &Common) -> Result<Self, ltp::ConfigError> {
         let layout = ltp::layout_file::load_layout(&common.layout)?;
+        if let Some(max) = common.max_frame
+            && max < layout.header_len()
+        {
+            return Err(ltp::ConfigError::Invalid(format!(
+                "--max-frame {max} is smaller than the {}-byte header",
+                layout.header_len()
+            )));
+        }
         let schema = match &common.schema {
             Some(spec) => Schema::load(spec)?,
             None => Schema::empty(),

@@ -497,10 +497,21 @@ impl Actor {
                 warn!(addr = %self.addr, failures, "giving up");
                 break;
             };
+            let until = Instant::now() + wait;
             tokio::select! {
                 () = self.abort.cancelled() => break,
-                () = self.close.cancelled(), if self.queue.unsent() == 0 => break,
-                () = tokio::time::sleep(wait) => {}
+                () = self.close.cancelled() => {
+                    // Closing while disconnected: stop now unless frames wait to be sent,
+                    // counting those queued during the wait, which need the next connection.
+                    if self.queue.unsent() == 0 {
+                        break;
+                    }
+                    tokio::select! {
+                        () = self.abort.cancelled() => break,
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                }
+                () = tokio::time::sleep_until(until) => {}
             }
         }
         self.queue.close();

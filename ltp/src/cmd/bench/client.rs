@@ -247,8 +247,10 @@ pub(super) async fn run<L: Link>(
             }
         });
     }
-    barrier.wait().await;
+    // Taken before the release: on a multi-threaded runtime the senders may finish before
+    // this task runs again, and a start taken after would make the run last no time.
     let start = Instant::now();
+    barrier.wait().await;
     let mut finished = start;
     let mut latencies = Vec::new();
     let mut failure = None;

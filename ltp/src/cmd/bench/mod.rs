@@ -340,10 +340,13 @@ impl Latency {
     /// Percentiles of `samples` (sorted in place); `None` when empty.
     pub(crate) fn of(samples: &mut [Duration]) -> Option<Self> {
         samples.sort_unstable();
+        let n = samples.len();
+        if n == 0 {
+            return None;
+        }
         let at = |q: f64| -> Option<f64> {
-            let n = samples.len();
             let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-            samples.get(rank).map(|d| d.as_secs_f64() * 1e6)
+            samples.get(rank).map(|d| d.as_nanos() as f64 / 1e3)
         };
         Some(Self {
             p50: at(0.50)?,
