@@ -993,38 +993,68 @@ fn finish(handle: &ConnectionHandle, reason: Option<DisconnectReason>) -> Discon
     }
 }
 
-/// Takes one received frame the whole way: a pending request it answers, the auto-reply
-/// rule, then typed decoding and the handler.
-async fn dispatch<P, H>(
-    frame: Frame,
-    handle: &ConnectionHandle,
-    handler: &H,
-    config: &LinkConfig,
-) -> Result<(), DisconnectReason>
-where
-    P: Protocol,
-    H: Handler<P>,
-{
+/// What to do with one received frame. Deciding is synchronous; only the steps that must
+/// wait are awaited, in the read loop itself, so the common path builds no future of its own
+/// per frame.
+enum Step<P> {
+    /// A request may be waiting for it: route it first.
+    Route(Frame),
+    /// Answer it at once (auto-reply) instead of delivering it.
+    Reply(Frame),
+    /// Hand it to the handler.
+    Deliver(P, HeaderFields),
+    /// It answered a request; nothing more to do.
+    Done,
+    /// Its body does not decode: the connection ends.
+    Fail(DisconnectReason),
+}
+
+fn classify<P: Protocol>(frame: Frame, handle: &ConnectionHandle, config: &LinkConfig) -> Step<P> {
     handle.inner.received.fetch_add(1, Ordering::Relaxed);
-    let frame = match &handle.inner.requests {
-        Some(table) => match table.route(frame).await {
-            Some(frame) => frame,
-            None => return Ok(()),
-        },
-        None => frame,
-    };
+    match &handle.inner.requests {
+        Some(table) if table.has_waiters() => Step::Route(frame),
+        _ => classify_unrouted(frame, config),
+    }
+}
+
+fn classify_unrouted<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> {
     if let Some(rule) = &config.auto_reply {
         if let Some(reply) = rule(&frame) {
-            // Fails only when the connection is closing: no one to answer.
-            let _ = handle.send_frame(&reply).await;
-            return Ok(());
+            return Step::Reply(reply);
         }
     }
     let order = config.codec.layout().byte_order();
-    let message =
-        P::decode(frame.message_type, frame.body, order).map_err(DisconnectReason::Decode)?;
-    handler.message(handle, message, frame.fields).await;
-    Ok(())
+    match P::decode(frame.message_type, frame.body, order) {
+        Ok(message) => Step::Deliver(message, frame.fields),
+        Err(err) => Step::Fail(DisconnectReason::Decode(err)),
+    }
+}
+
+/// Takes one received frame the whole way: a pending request it answers, the auto-reply
+/// rule, then typed decoding and the handler. Returns from the enclosing function with the
+/// reason when the connection must end.
+macro_rules! dispatch {
+    ($frame:expr, $handle:expr, $handler:expr, $config:expr) => {{
+        let mut step = classify::<P>($frame, $handle, $config);
+        if let Step::Route(frame) = step {
+            step = match $handle.inner.requests.as_ref() {
+                Some(table) => match table.route(frame).await {
+                    Some(frame) => classify_unrouted(frame, $config),
+                    None => Step::Done,
+                },
+                None => classify_unrouted(frame, $config),
+            };
+        }
+        match step {
+            Step::Deliver(message, fields) => $handler.message($handle, message, fields).await,
+            Step::Reply(reply) => {
+                // Fails only when the connection is closing: no one to answer.
+                let _ = $handle.send_frame(&reply).await;
+            }
+            Step::Done | Step::Route(_) => {}
+            Step::Fail(reason) => return reason,
+        }
+    }};
 }
 
 /// What the read loop waits for besides bytes.
@@ -1049,9 +1079,7 @@ where
     H: Handler<P>,
 {
     for frame in deferred {
-        if let Err(reason) = dispatch::<P, H>(frame, handle, handler, config).await {
-            return reason;
-        }
+        dispatch!(frame, handle, handler, config);
     }
     let timeouts = config.timeouts;
     let mut read_size = INITIAL_READ;
@@ -1066,9 +1094,7 @@ where
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     decoded_any = true;
-                    if let Err(reason) = dispatch::<P, H>(frame, handle, handler, config).await {
-                        return reason;
-                    }
+                    dispatch!(frame, handle, handler, config);
                 }
                 Ok(None) => break,
                 Err(err) => return DisconnectReason::Protocol(Arc::new(err)),

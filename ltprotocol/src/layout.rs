@@ -328,6 +328,14 @@ pub enum LayoutError {
         /// The width that was asked for.
         width: usize,
     },
+    /// The header would be longer than [`MAX_HEADER_LEN`].
+    #[error("a {header_len}-byte header is longer than the largest allowed, {max} bytes")]
+    HeaderTooLong {
+        /// The header size the layout would have.
+        header_len: usize,
+        /// [`MAX_HEADER_LEN`].
+        max: usize,
+    },
     /// A field's offset so large that the field would end past the largest `usize`.
     #[error("field `{field}` at offset {offset} ends beyond any possible header")]
     OffsetOverflow {
@@ -366,6 +374,10 @@ pub enum LayoutError {
         header_len: usize,
     },
 }
+
+/// The largest header a layout may have: 64 KiB. Real protocols' headers are a few bytes;
+/// this bound keeps a mistaken offset from becoming a header that no frame can fill.
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct LayoutInner {
@@ -759,6 +771,12 @@ impl HeaderLayoutBuilder {
             }
             None => fields_end,
         };
+        if header_len > MAX_HEADER_LEN {
+            return Err(LayoutError::HeaderTooLong {
+                header_len,
+                max: MAX_HEADER_LEN,
+            });
+        }
         let adjustment = match self.length_counts {
             LengthCounts::Frame => 0,
             LengthCounts::Body => header_len as i64,
@@ -902,6 +920,24 @@ mod tests {
             .field("seq", usize::MAX - 3, Int::U64)
             .build();
         assert!(matches!(extra, Err(LayoutError::OffsetOverflow { .. })));
+    }
+
+    #[test]
+    fn builder_rejects_headers_past_the_maximum() {
+        let far = HeaderLayout::builder()
+            .field("far", MAX_HEADER_LEN, Int::U8)
+            .build();
+        assert!(matches!(
+            far,
+            Err(LayoutError::HeaderTooLong { header_len, max: MAX_HEADER_LEN })
+                if header_len == MAX_HEADER_LEN + 1
+        ));
+        let padded = HeaderLayout::builder()
+            .length(0, Int::U32)
+            .message_type(4, Int::U8)
+            .header_len(MAX_HEADER_LEN)
+            .build();
+        assert!(padded.is_ok());
     }
 
     #[test]

@@ -189,6 +189,11 @@ impl RequestTable {
         }
     }
 
+    /// Whether any request is waiting (frames skip routing when none is).
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+    }
+
     /// Hands `frame` to the request it answers; gives it back when it answers none.
     pub(crate) async fn route(&self, frame: Frame) -> Option<Frame> {
         if self.active.load(Ordering::Acquire) == 0 {

@@ -1,0 +1,4 @@
+//! Fuzz target `schema_toml`: see `ltprotocol_fuzz::ltp_targets::schema_toml`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ltprotocol_fuzz::ltp_targets::schema_toml(data));
