@@ -14,8 +14,7 @@ use tokio::sync::Notify;
 
 use ltprotocol::tls::ClientTls;
 use ltprotocol::{
-    Backoff, ConnectionHandle, DisconnectReason, Frame, Handler, HeaderFields, ReconnectingClient,
-    Unknown,
+    Backoff, ConnectionHandle, DisconnectReason, Handler, HeaderFields, ReconnectingClient, Unknown,
 };
 
 use super::Setup;
@@ -75,26 +74,11 @@ struct Connect {
 
 impl Handler<Unknown> for Connect {
     async fn connected(&self, conn: &ConnectionHandle) {
-        self.setup.output.emit(&json!({
-            "event": "connected",
-            "conn": conn.id().get(),
-            "peer": conn.peer().to_string(),
-        }));
+        self.setup.emit_connected(conn);
     }
 
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        let frame = Frame {
-            message_type: msg.message_type,
-            fields,
-            body: msg.body,
-        };
-        let event = ltp::json::message_event(
-            conn.id().get(),
-            &frame,
-            &self.setup.layout,
-            &self.setup.schema,
-        );
-        self.setup.output.emit(&event);
+        self.setup.emit_message(conn, msg, fields);
         self.received.fetch_add(1, Ordering::AcqRel);
         self.arrived.notify_waiters();
     }

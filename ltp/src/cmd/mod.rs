@@ -6,7 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod serve;
 
 use ltp::schema::Schema;
-use ltprotocol::HeaderLayout;
+use ltprotocol::{ConnectionHandle, Frame, HeaderFields, HeaderLayout, Unknown};
 
 use crate::Common;
 use crate::output::Output;
@@ -21,6 +21,32 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
+    /// Prints a `connected` line.
+    pub(crate) fn emit_connected(&self, conn: &ConnectionHandle) {
+        self.output.emit(&serde_json::json!({
+            "event": "connected",
+            "conn": conn.id().get(),
+            "peer": conn.peer().to_string(),
+        }));
+    }
+
+    /// Prints a `message` line and gives the message back as a frame (for echo and relay).
+    pub(crate) fn emit_message(
+        &self,
+        conn: &ConnectionHandle,
+        msg: Unknown,
+        fields: HeaderFields,
+    ) -> Frame {
+        let frame = Frame {
+            message_type: msg.message_type,
+            fields,
+            body: msg.body,
+        };
+        let event = ltp::json::message_event(conn.id().get(), &frame, &self.layout, &self.schema);
+        self.output.emit(&event);
+        frame
+    }
+
     /// Loads the layout and schema files.
     ///
     /// # Errors

@@ -9,9 +9,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use ltprotocol::tls::{ClientAuth, ServerTls};
-use ltprotocol::{
-    ConnectionHandle, DisconnectReason, Frame, Handler, HeaderFields, Server, Unknown,
-};
+use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, Server, Unknown};
 
 use super::Setup;
 use crate::Common;
@@ -63,26 +61,11 @@ struct Serve {
 
 impl Handler<Unknown> for Serve {
     async fn connected(&self, conn: &ConnectionHandle) {
-        self.setup.output.emit(&json!({
-            "event": "connected",
-            "conn": conn.id().get(),
-            "peer": conn.peer().to_string(),
-        }));
+        self.setup.emit_connected(conn);
     }
 
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        let frame = Frame {
-            message_type: msg.message_type,
-            fields,
-            body: msg.body,
-        };
-        let event = ltp::json::message_event(
-            conn.id().get(),
-            &frame,
-            &self.setup.layout,
-            &self.setup.schema,
-        );
-        self.setup.output.emit(&event);
+        let frame = self.setup.emit_message(conn, msg, fields);
         match self.mode {
             Mode::Print => {}
             Mode::Echo => {
