@@ -46,6 +46,20 @@ pub(crate) struct Common {
     /// Output format; json is the default when stdout is not a terminal.
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
+    /// A handshake run on every connection before anything else: `openflow` exchanges
+    /// HELLO (1.3) and FEATURES, answers ECHO_REQUEST and probes quiet peers (needs
+    /// `--layout openflow`).
+    #[arg(long, value_enum, default_value_t = HandshakeKind::None)]
+    pub(crate) handshake: HandshakeKind,
+}
+
+/// The handshakes `--handshake` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HandshakeKind {
+    /// None: frames flow as soon as the TCP (or TLS) connection is up.
+    None,
+    /// OpenFlow 1.3: HELLO, FEATURES, echo auto-reply, keepalive.
+    Openflow,
 }
 
 /// How events are printed.

@@ -319,3 +319,25 @@ fn an_unreachable_target_fails_instead_of_hanging() {
         assert!(out.stdout.is_empty(), "{mode}");
     }
 }
+
+#[test]
+fn soak_loses_and_duplicates_nothing_across_reconnects() {
+    let out = run(&["bench", "soak", "--duration", "5", "--connections", "20"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ltp bench soak failed: {stdout}\n{stderr}"
+    );
+    let last = stdout.lines().last().expect("a result line");
+    let result: Value = serde_json::from_str(last).expect("the result line is JSON");
+    assert_eq!(result["event"], "result");
+    assert_eq!(result["mode"], "soak");
+    assert_eq!(result["verified"], true, "{result}");
+    assert!(result["sent"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(result["lost"], 0, "{result}");
+    assert_eq!(result["duplicated"], 0, "{result}");
+    assert_eq!(result["relay_out_of_order"], 0, "{result}");
+    assert_eq!(result["relay_duplicated"], 0, "{result}");
+    assert!(result["reconnects"].as_u64().unwrap() > 0, "{result}");
+}

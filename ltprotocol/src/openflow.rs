@@ -173,6 +173,114 @@ pub struct PacketIn {
     pub rest: Bytes,
 }
 
+impl PacketIn {
+    /// The ingress port, from the `OXM_OF_IN_PORT` field of the packet's match.
+    pub fn in_port(&self) -> Option<u32> {
+        // ofp_match: type u16, length u16 (without padding), then OXM TLVs.
+        let length = match self.rest.get(..4)? {
+            &[_, _, high, low] => usize::from(u16::from_be_bytes([high, low])),
+            _ => return None,
+        };
+        let mut oxms = self.rest.get(4..length)?;
+        while let [c0, c1, field, len, rest @ ..] = oxms {
+            let class = u16::from_be_bytes([*c0, *c1]);
+            let len = usize::from(*len);
+            let value = rest.get(..len)?;
+            if class == 0x8000 && field >> 1 == 0 {
+                return Some(u32::from_be_bytes(<[u8; 4]>::try_from(value).ok()?));
+            }
+            oxms = rest.get(len..)?;
+        }
+        None
+    }
+}
+
+/// OFPT_FLOW_MOD (14): the fixed part, then the match and the instructions, raw. Build the
+/// common ones with [`FlowMod::add_output`] and [`FlowMod::table_miss_to_controller`].
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[ltp(message_type = 14, name = "OFPT_FLOW_MOD")]
+pub struct FlowMod {
+    /// Opaque controller-issued identifier.
+    pub cookie: u64,
+    /// Which cookie bits must match (modify and delete).
+    pub cookie_mask: u64,
+    /// The table.
+    pub table_id: u8,
+    /// OFPFC_ADD (0), MODIFY (1), MODIFY_STRICT (2), DELETE (3), DELETE_STRICT (4).
+    pub command: u8,
+    /// Idle time before the flow expires, in seconds (0: never).
+    pub idle_timeout: u16,
+    /// Time before the flow expires, in seconds (0: never).
+    pub hard_timeout: u16,
+    /// The flow's priority.
+    pub priority: u16,
+    /// A buffered packet to apply the flow to, or `0xffff_ffff`.
+    pub buffer_id: u32,
+    /// For delete: output port filter, or `OFPP_ANY`.
+    pub out_port: u32,
+    /// For delete: output group filter, or `OFPG_ANY`.
+    pub out_group: u32,
+    /// OFPFF_* flags.
+    pub flags: u16,
+    /// Padding.
+    pub pad: [u8; 2],
+    /// The match (`ofp_match`, padded to 8 bytes) and the instructions, raw.
+    pub rest: Bytes,
+}
+
+/// OFPP_CONTROLLER: the output port that sends packets to the controller.
+pub const OFPP_CONTROLLER: u32 = 0xffff_fffd;
+
+impl FlowMod {
+    /// OFPFC_ADD of a flow matching the OXM fields `oxm` (raw TLVs, empty to match everything)
+    /// whose instruction applies one output action to `port` (whole packets: max_len
+    /// OFPCML_NO_BUFFER).
+    ///
+    /// ```
+    /// use ltprotocol::openflow::{FlowMod, OFPP_CONTROLLER};
+    /// use ltprotocol::{FrameCodec, HeaderLayout};
+    /// let mut wire = bytes::BytesMut::new();
+    /// FrameCodec::new(HeaderLayout::openflow()).encode_message(&FlowMod::add_output(0, &[], OFPP_CONTROLLER), &mut wire)?;
+    /// assert_eq!(wire.len(), 80); // the table-miss flow
+    /// # Ok::<(), ltprotocol::EncodeError>(())
+    /// ```
+    pub fn add_output(priority: u16, oxm: &[u8], port: u32) -> Self {
+        let mut rest = Vec::with_capacity(48 + oxm.len());
+        // ofp_match: OFPMT_OXM (1), its length without padding, the fields, padding to 8.
+        let match_len = 4 + oxm.len();
+        rest.extend_from_slice(&1u16.to_be_bytes());
+        rest.extend_from_slice(&u16::try_from(match_len).unwrap_or(u16::MAX).to_be_bytes());
+        rest.extend_from_slice(oxm);
+        rest.resize(match_len.div_ceil(8) * 8, 0);
+        // OFPIT_APPLY_ACTIONS (4), 24 bytes, padding; OFPAT_OUTPUT (0), 16 bytes, port,
+        // max_len OFPCML_NO_BUFFER, padding.
+        rest.extend_from_slice(&[0, 4, 0, 24, 0, 0, 0, 0]);
+        rest.extend_from_slice(&[0, 0, 0, 16]);
+        rest.extend_from_slice(&port.to_be_bytes());
+        rest.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+        Self {
+            cookie: 0,
+            cookie_mask: 0,
+            table_id: 0,
+            command: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority,
+            buffer_id: 0xffff_ffff,
+            out_port: 0xffff_ffff,
+            out_group: 0xffff_ffff,
+            flags: 0,
+            pad: [0; 2],
+            rest: rest.into(),
+        }
+    }
+
+    /// The table-miss flow: priority 0, match everything, send to the controller.
+    pub fn table_miss_to_controller() -> Self {
+        Self::add_output(0, &[], OFPP_CONTROLLER)
+    }
+}
+
 /// OFPT_PORT_STATUS (12).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
 #[ltp(message_type = 12, name = "OFPT_PORT_STATUS")]
@@ -267,6 +375,8 @@ pub enum OpenFlow13 {
     PacketIn(PacketIn),
     /// OFPT_PORT_STATUS.
     PortStatus(PortStatus),
+    /// OFPT_FLOW_MOD.
+    FlowMod(FlowMod),
     /// OFPT_MULTIPART_REQUEST.
     MultipartRequest(MultipartRequest),
     /// OFPT_MULTIPART_REPLY.

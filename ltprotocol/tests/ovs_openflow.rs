@@ -10,7 +10,8 @@ mod ovs_support;
 use std::time::Duration;
 
 use ltprotocol::openflow::{
-    self, BarrierReply, BarrierRequest, MultipartReply, MultipartRequest, OpenFlow13, SwitchInfo,
+    self, BarrierReply, BarrierRequest, FlowMod, MultipartReply, MultipartRequest, OpenFlow13,
+    SwitchInfo,
 };
 use ltprotocol::{Event, Message, Protocol, ReconnectingClient, Server};
 use ovs_support::{Ovs, free_port, next_connected, within};
@@ -64,6 +65,49 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
     assert!(body.starts_with(b"Nicira, Inc."), "{body:?}");
     assert!(within("end of parts", 5, parts.next()).await.is_none());
 
+    // The table-miss flow, as the example controller installs it, appears in the switch.
+    switch
+        .send(&FlowMod::table_miss_to_controller())
+        .await
+        .unwrap();
+    within(
+        "BARRIER after FLOW_MOD",
+        20,
+        switch.request(&BarrierRequest),
+    )
+    .await
+    .unwrap();
+    let flows = ovs.run("ovs-ofctl", &["-O", "OpenFlow13", "dump-flows", "br0"]);
+    assert!(
+        flows.contains("priority=0 actions=CONTROLLER:65535"),
+        "{flows}"
+    );
+
+    // A generated packet misses every other flow and reaches us as PACKET_IN.
+    ovs.run(
+        "ovs-appctl",
+        &[
+            "ofproto/trace",
+            "br0",
+            "in_port=LOCAL,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02",
+            "-generate",
+        ],
+    );
+    loop {
+        match within("PACKET_IN", 20, events.next()).await {
+            Some(Event::Message {
+                message: OpenFlow13::PacketIn(packet_in),
+                ..
+            }) => {
+                assert_eq!(packet_in.in_port(), Some(0xffff_fffe), "OFPP_LOCAL");
+                break;
+            }
+            Some(Event::Disconnected { reason, .. }) => panic!("disconnected: {reason:?}"),
+            Some(_) => {}
+            None => panic!("event stream ended"),
+        }
+    }
+
     // An asynchronous message (xid 0) arrives as an ordinary message while requests work.
     ovs.run(
         "ovs-vsctl",
@@ -93,10 +137,10 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
         }
     }
 
-    // Keepalive: 12 s of application silence span OVS's 5 s probe and 5 s deadline. Our
+    // Keepalive: 15 s of application silence span OVS's 5 s probe and 5 s deadline. Our
     // auto-reply answers its ECHO_REQUEST, so the same connection still answers afterwards,
     // and no disconnect was reported before that answer.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
     assert!(switch.is_connected());
     let reply = within(
         "BARRIER_REPLY after idle",
@@ -171,6 +215,36 @@ async fn reconnecting_client_handshakes_with_ovs_passive_listener() {
     let typed =
         OpenFlow13::decode(reply.message_type, reply.body, ltprotocol::ByteOrder::Big).unwrap();
     assert_eq!(typed.name(), "OFPT_BARRIER_REPLY");
+    // FEATURES through request(), and DESC naming the hardware.
+    let features = within(
+        "FEATURES_REPLY",
+        20,
+        conn.request(&openflow::FeaturesRequest),
+    )
+    .await
+    .unwrap();
+    let typed = OpenFlow13::decode(
+        features.message_type,
+        features.body,
+        ltprotocol::ByteOrder::Big,
+    )
+    .unwrap();
+    assert!(
+        matches!(&typed, OpenFlow13::FeaturesReply(f) if f.datapath_id == 0xa1),
+        "{typed:?}"
+    );
+    let mut parts = conn
+        .request_stream(&MultipartRequest::new(0), openflow::is_last_part)
+        .await
+        .unwrap();
+    let desc = within("DESC", 20, parts.next()).await.unwrap().unwrap();
+    // The reply's body: mp_type, flags, pad (8 bytes), then ofp_desc: mfr_desc[256], hw_desc[256].
+    let hw = desc.body.get(8 + 256..8 + 512).expect("hw_desc");
+    assert!(
+        hw.starts_with(b"Open vSwitch"),
+        "{:?}",
+        String::from_utf8_lossy(hw)
+    );
     let report = client.close(Duration::from_secs(5)).await;
     assert_eq!(report.unsent_frames, 0);
 }

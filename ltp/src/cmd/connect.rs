@@ -145,6 +145,11 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if let Some(max) = setup.max_frame {
         builder.max_inbound(max).max_outbound(max);
     }
+    if setup.handshake == crate::HandshakeKind::Openflow {
+        <ReconnectingClient<Unknown> as ltprotocol::openflow::Configurable>::configure(
+            &mut builder,
+        );
+    }
     if let Some(tls) = client_tls(&args)? {
         builder.tls(tls);
     }

@@ -8,8 +8,8 @@ pub(crate) mod serve;
 use ltp::schema::Schema;
 use ltprotocol::{ConnectionHandle, Frame, HeaderFields, HeaderLayout, Unknown};
 
-use crate::Common;
 use crate::output::Output;
+use crate::{Common, HandshakeKind};
 
 /// What the common options resolve to.
 #[derive(Debug, Clone)]
@@ -18,6 +18,7 @@ pub(crate) struct Setup {
     pub(crate) schema: Schema,
     pub(crate) max_frame: Option<usize>,
     pub(crate) output: Output,
+    pub(crate) handshake: HandshakeKind,
 }
 
 impl Setup {
@@ -62,6 +63,15 @@ impl Setup {
                 layout.header_len()
             )));
         }
+        if common.handshake == HandshakeKind::Openflow
+            && (layout.field("xid").is_none() || layout.field("version").is_none())
+        {
+            return Err(ltp::ConfigError::Invalid(
+                "--handshake openflow needs a layout with `version` and `xid` fields \
+                 (--layout openflow)"
+                    .to_owned(),
+            ));
+        }
         let schema = match &common.schema {
             Some(spec) => Schema::load(spec)?,
             None => Schema::empty(),
@@ -70,6 +80,7 @@ impl Setup {
             layout,
             schema,
             max_frame: common.max_frame,
+            handshake: common.handshake,
             output: Output::new(common.format),
         })
     }

@@ -115,6 +115,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(max) = setup.max_frame {
         builder.max_inbound(max).max_outbound(max);
     }
+    if setup.handshake == crate::HandshakeKind::Openflow {
+        <Server<Unknown> as ltprotocol::openflow::Configurable>::configure(&mut builder);
+    }
     if let Some(tls) = server_tls(&args)? {
         builder.tls(tls);
     }

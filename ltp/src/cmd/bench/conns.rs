@@ -150,7 +150,7 @@ fn hold(
 }
 
 /// `VmRSS` of a process (`None`: this one), in bytes.
-fn vm_rss(pid: Option<u32>) -> Option<u64> {
+pub(super) fn vm_rss(pid: Option<u32>) -> Option<u64> {
     let path = pid.map_or_else(
         || "/proc/self/status".to_owned(),
         |p| format!("/proc/{p}/status"),

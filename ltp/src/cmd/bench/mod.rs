@@ -29,6 +29,10 @@
 //!   that process (`"server-pid"`); with `--target` alone only this client's own memory can be
 //!   read (`"client-only"`, which says nothing about the server). Then up to 100 of the idle
 //!   connections are probed with a round trip (`latency_us`).
+//! * `soak [--duration SECS] [--connections N]`: always in-process; a relaying server and N
+//!   reconnecting clients that send sequence-numbered messages and drop their connections at
+//!   random. Its result line has its own keys (see [`soak`]): sent, delivered, lost,
+//!   duplicated, unsent, relay order checks, reconnects and RSS at start, middle and end.
 //!
 //! # Output
 //!
@@ -68,6 +72,7 @@ mod client;
 mod conns;
 mod progress;
 mod server;
+mod soak;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -106,6 +111,8 @@ enum BenchCommand {
     Fanout(LoadArgs),
     /// `--connections` idle connections held open; resident memory per connection.
     Conns(LoadArgs),
+    /// Relaying server and reconnecting clients dropping links at random: nothing lost.
+    Soak(soak::SoakArgs),
 }
 
 /// Options about the wire, shared by the server and the load.
@@ -276,6 +283,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Pingpong(args) => load_command("pingpong", &args).await,
         BenchCommand::Fanout(args) => load_command("fanout", &args).await,
         BenchCommand::Conns(args) => load_command("conns", &args).await,
+        BenchCommand::Soak(args) => soak::run(&args).await,
     }
 }
 
