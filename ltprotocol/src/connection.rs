@@ -788,6 +788,69 @@ impl ConnectionHandle {
     /// # Cancel safety
     ///
     /// Dropping the future forgets the request; a late reply then goes the ordinary way.
+    ///
+    /// # Example
+    ///
+    /// A protocol of our own with a `seq` header field: the server answers type 1 with type
+    /// 2 carrying the same `seq`, and announces itself (type 3) unprompted, which does not
+    /// disturb the pairing. A keepalive probes a quiet server after a minute.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ltprotocol::{
+    ///     ConnectionHandle, Correlation, Event, Frame, Handler, HeaderFields, HeaderLayout, Int,
+    ///     Keepalive, MessageType, ReconnectingClient, Server, Unknown,
+    /// };
+    ///
+    /// struct Answer;
+    ///
+    /// impl Handler<Unknown> for Answer {
+    ///     async fn connected(&self, conn: &ConnectionHandle) {
+    ///         let hello = Unknown { message_type: MessageType::new(3), body: "hi".into() };
+    ///         let _ = conn.send(&hello).await;
+    ///     }
+    ///
+    ///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    ///         let reply = Unknown { message_type: MessageType::new(2), body: msg.body };
+    ///         let _ = conn.send_with(&reply, &fields).await; // same seq
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layout = HeaderLayout::builder()
+    ///     .length(0, Int::U16)
+    ///     .message_type(2, Int::U8)
+    ///     .field("seq", 3, Int::U32)
+    ///     .build()?;
+    /// let server = Server::<Unknown>::builder(layout.clone()).bind("127.0.0.1:0").await?;
+    /// let serving = server.clone();
+    /// tokio::spawn(async move { serving.serve(Answer).await });
+    ///
+    /// let (client, mut events) = ReconnectingClient::<Unknown>::builder(layout.clone())
+    ///     .correlation(Correlation::new(&layout, "seq").unwrap())
+    ///     .keepalive(Keepalive {
+    ///         idle: Duration::from_secs(60),
+    ///         timeout: Duration::from_secs(10),
+    ///         probe: Frame::new(MessageType::new(4), bytes::Bytes::new()),
+    ///     })
+    ///     .connect(server.local_addr().to_string());
+    /// let conn = client.wait_connected().await.unwrap();
+    /// let ask = Unknown { message_type: MessageType::new(1), body: "42?".into() };
+    /// let reply = conn.request(&ask).await?;
+    /// assert_eq!((reply.message_type, &reply.body[..]), (MessageType::new(2), &b"42?"[..]));
+    /// // The unsolicited hello went to the ordinary event stream.
+    /// loop {
+    ///     if let Some(Event::Message { message, .. }) = events.next().await {
+    ///         assert_eq!(message.message_type, MessageType::new(3));
+    ///         break;
+    ///     }
+    /// }
+    /// client.close(Duration::from_secs(5)).await;
+    /// server.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn request<M: Encode + ?Sized>(&self, msg: &M) -> Result<Frame, RequestError> {
         let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
         let timeout = table.config.timeout;
