@@ -515,3 +515,35 @@ fn check_protocol<P: crate::Protocol + Debug>(
         }
     }
 }
+
+/// Runs every file of `corpus/target` through `run` (each panic is printed as it happens),
+/// then panics naming every input that failed: the fuzz corpora replayed as plain tests, here
+/// and in `ltp`.
+///
+/// # Panics
+///
+/// When the directory cannot be read or is empty, or any input panics.
+pub fn replay_corpus(corpus: &std::path::Path, target: &str, run: fn(&[u8])) {
+    let dir = corpus.join(target);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    let failed: Vec<String> = files
+        .into_iter()
+        .filter(|path| {
+            let data =
+                std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            std::panic::catch_unwind(|| run(&data)).is_err()
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{target}: {} inputs fail: {failed:#?}",
+        failed.len()
+    );
+}
