@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Recorder, num_bytes, read_num, start_server, within, write_raw};
+use common::{Recorder, num_bytes, open_fds, read_num, start_server, within, write_raw};
 use tokio::net::TcpStream;
 
 /// This process's `RLIMIT_NOFILE` as `(soft, hard)`, from `/proc/self/limits`.
@@ -35,10 +35,6 @@ fn set_soft_nofile(soft: &str, hard: &str) -> bool {
         ])
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

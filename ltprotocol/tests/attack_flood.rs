@@ -7,19 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Recorder, connect, expect_closed, num_bytes, read_num, start_server, until, write_raw,
+    Recorder, connect, expect_closed, num_bytes, open_fds, read_num, rss_bytes, start_server,
+    until, write_raw,
 };
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_past_the_limit_is_refused_while_admitted_clients_keep_working() {

@@ -7,20 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, expect_closed, num_bytes, within, write_raw};
+use common::{connect, expect_closed, num_bytes, rss_bytes, within, write_raw};
 use ltprotocol::{
     DisconnectReason, Event, Frame, HeaderLayout, Int, Keepalive, MessageType, Server, TimeoutKind,
     Timeouts, Unknown,
 };
 use tokio::io::AsyncWriteExt;
-
-/// The resident memory of this process, from `/proc/self/status`.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_peers_are_closed_by_the_frame_read_timeout_with_bounded_memory() {

@@ -347,3 +347,27 @@ pub(crate) async fn connection_of(
         }
     }
 }
+
+// ---- process figures -------------------------------------------------------------------------
+
+/// The resident memory of this process, from `/proc/self/status`.
+pub(crate) fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+/// How many file descriptors this process has open, from `/proc/self/fd`.
+pub(crate) fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
