@@ -211,6 +211,20 @@ struct ServerInner {
 }
 
 impl ServerInner {
+    /// Takes a place under both connection limits for a peer at `ip`, or says which limit
+    /// (and its value) refuses it.
+    fn admit_connection(&self, ip: IpAddr) -> Result<OwnedSemaphorePermit, (&'static str, usize)> {
+        let permit = self
+            .limit
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ("connection", self.max_connections))?;
+        if !self.admit(ip) {
+            return Err(("per-address", self.max_per_ip.unwrap_or_default()));
+        }
+        Ok(permit)
+    }
+
     /// Counts a connection from `ip` against the per-address limit; `false` if over it.
     fn admit(&self, ip: IpAddr) -> bool {
         let Some(max) = self.max_per_ip else {
@@ -371,26 +385,15 @@ impl<P: Protocol> Server<P> {
                 }
                 Ok((stream, peer)) => {
                     pause = Duration::from_millis(10);
-                    let Ok(permit) = self.inner.limit.clone().try_acquire_owned() else {
-                        self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                        warn!(
-                            %peer,
-                            max = self.inner.max_connections,
-                            "refusing connection: connection limit reached"
-                        );
-                        drop(stream);
-                        continue;
+                    let permit = match self.inner.admit_connection(peer.ip()) {
+                        Ok(permit) => permit,
+                        Err((limit, max)) => {
+                            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                            warn!(%peer, max, "refusing connection: {limit} limit reached");
+                            drop(stream);
+                            continue;
+                        }
                     };
-                    if !self.inner.admit(peer.ip()) {
-                        self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                        warn!(
-                            %peer,
-                            max = self.inner.max_per_ip,
-                            "refusing connection: per-address limit reached"
-                        );
-                        drop(stream);
-                        continue;
-                    }
                     let inner = self.inner.clone();
                     let handler = handler.clone();
                     self.inner
