@@ -109,3 +109,28 @@ impl ltprotocol::Handler<common::Demo> for Discard {
     ) {
     }
 }
+
+#[tokio::test]
+async fn a_per_address_limit_refuses_more_from_one_ip_and_admits_again_when_one_leaves() {
+    let mut builder = common::demo_server();
+    builder.max_connections_per_ip(2);
+    let (recorder, _seen) = Recorder::echo();
+    let server = start_server(&builder, recorder).await;
+    let addr = server.local_addr();
+    let mut first = connect(addr).await;
+    let mut second = connect(addr).await;
+    for (num, stream) in [(1, &mut first), (2, &mut second)] {
+        write_raw(stream, &num_bytes(num)).await;
+        assert_eq!(read_num(stream).await, num);
+    }
+    let mut third = connect(addr).await;
+    expect_closed(&mut third).await;
+    assert_eq!(server.refused(), 1);
+    drop(first);
+    until(|| server.len() == 1).await;
+    let mut again = connect(addr).await;
+    write_raw(&mut again, &num_bytes(3)).await;
+    assert_eq!(read_num(&mut again).await, 3);
+    drop((second, again));
+    server.shutdown(Duration::from_secs(5)).await;
+}
