@@ -1,5 +1,6 @@
 //! The load: throughput and pingpong over either sending path ([`CodecLink`] or
-//! [`RuntimeLink`]), and fanout's receivers and control connection (codec path).
+//! [`RuntimeLink`]), and fanout's receivers and control connection (codec path); each over
+//! plain TCP or, with `--tls`, TLS.
 
 use std::future::Future;
 use std::io;
@@ -11,11 +12,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::either::Either;
 
 use ltprotocol::{Event, EventStream, Frame, FrameCodec, MessageType, ReconnectingClient, Unknown};
 
@@ -30,11 +32,8 @@ const PROGRESS_STEP: u64 = 1024;
 
 /// One client connection as the workloads see it.
 pub(super) trait Link: Sized + Send + 'static {
-    /// Connects and waits until the connection is up.
-    fn connect(
-        addr: SocketAddr,
-        codec: &FrameCodec,
-    ) -> impl Future<Output = io::Result<Self>> + Send;
+    /// Connects (with `load.tls`, over TLS) and waits until the connection is up.
+    fn connect(addr: SocketAddr, load: &Load) -> impl Future<Output = io::Result<Self>> + Send;
     /// Queues a frame (buffered).
     fn send(&mut self, frame: &Frame) -> impl Future<Output = io::Result<()>> + Send;
     /// Writes out what is buffered.
@@ -56,28 +55,56 @@ fn eof() -> io::Error {
     )
 }
 
-/// The codec path: [`FrameCodec`] over the two halves of a `TcpStream`, encoding into one
-/// 256 KiB write buffer and decoding from one read buffer (bodies are slices of it).
+/// The codec path's stream: a `TcpStream`, or with `--tls` a tokio-rustls stream over one.
+/// One task both writes and reads it, never at once, so it needs no split into halves.
+type CodecStream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
+/// The codec path: [`FrameCodec`] over a `TcpStream` (or a TLS stream over one), encoding into
+/// one 256 KiB write buffer and decoding from one read buffer (bodies are slices of it).
 #[derive(Debug)]
 pub(super) struct CodecLink {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    stream: CodecStream,
     codec: FrameCodec,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    /// The first two bytes the server sent, to tell a TLS server answering a plain client.
+    first_bytes: Option<[u8; 2]>,
+}
+
+impl CodecLink {
+    /// A framing error as an `io::Error`, saying so when a plain link's server speaks TLS
+    /// (its alert or handshake record then reads as a frame header).
+    fn explain(&self, err: &(dyn std::error::Error + 'static)) -> io::Error {
+        // A TLS record starts with its content type (21 alert, 22 handshake), then major
+        // version 3.
+        let tls_reply = matches!(self.first_bytes, Some([21 | 22, 3]));
+        if tls_reply && matches!(self.stream, Either::Left(_)) {
+            return io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the server answered with TLS (add --tls): {}",
+                    ltprotocol::error_chain(err)
+                ),
+            );
+        }
+        invalid(err)
+    }
 }
 
 impl Link for CodecLink {
-    async fn connect(addr: SocketAddr, codec: &FrameCodec) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (reader, writer) = stream.into_split();
+    async fn connect(addr: SocketAddr, load: &Load) -> io::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &load.tls {
+            None => Either::Left(tcp),
+            Some(tls) => Either::Right(Box::new(super::tls::connect(tls, addr, tcp).await?)),
+        };
         Ok(Self {
-            reader,
-            writer,
-            codec: codec.clone(),
+            stream,
+            codec: load.codec.clone(),
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
+            first_bytes: None,
         })
     }
 
@@ -93,8 +120,10 @@ impl Link for CodecLink {
 
     async fn flush(&mut self) -> io::Result<()> {
         if !self.write_buf.is_empty() {
-            self.writer.write_all(&self.write_buf).await?;
+            self.stream.write_all(&self.write_buf).await?;
             self.write_buf.clear();
+            // TLS may hold records back until flushed; for a `TcpStream` this does nothing.
+            self.stream.flush().await?;
         }
         Ok(())
     }
@@ -104,25 +133,31 @@ impl Link for CodecLink {
             if let Some(frame) = self
                 .codec
                 .decode(&mut self.read_buf)
-                .map_err(|e| invalid(&e))?
+                .map_err(|e| self.explain(&e))?
             {
                 return Ok(Some(frame));
             }
             if self.read_buf.capacity() - self.read_buf.len() < 4096 {
                 self.read_buf.reserve(64 * 1024);
             }
-            if self.reader.read_buf(&mut self.read_buf).await? == 0 {
+            if self.stream.read_buf(&mut self.read_buf).await? == 0 {
                 return self
                     .codec
                     .decode_eof(&mut self.read_buf)
-                    .map_err(|e| invalid(&e));
+                    .map_err(|e| self.explain(&e));
+            }
+            if self.first_bytes.is_none()
+                && let Some(&[a, b]) = self.read_buf.get(..2)
+            {
+                self.first_bytes = Some([a, b]);
             }
         }
     }
 
     async fn close(mut self) {
-        // The run is over: a failure to say goodbye changes nothing measured.
-        let _ = self.writer.shutdown().await;
+        // The run is over: a failure to say goodbye changes nothing measured. Over TLS this
+        // sends close_notify first.
+        let _ = self.stream.shutdown().await;
     }
 }
 
@@ -135,16 +170,39 @@ pub(super) struct RuntimeLink {
 }
 
 impl Link for RuntimeLink {
-    async fn connect(addr: SocketAddr, codec: &FrameCodec) -> io::Result<Self> {
-        let (client, events) = ReconnectingClient::<Unknown>::builder(codec.layout().clone())
+    async fn connect(addr: SocketAddr, load: &Load) -> io::Result<Self> {
+        let codec = &load.codec;
+        let mut builder = ReconnectingClient::<Unknown>::builder(codec.layout().clone());
+        builder
             .max_inbound(codec.inbound_limit())
-            .max_outbound(codec.outbound_limit())
-            .connect(addr.to_string());
-        if client.wait_connected().await.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the client gave up",
-            ));
+            .max_outbound(codec.outbound_limit());
+        if let Some(tls) = &load.tls {
+            builder.tls(tls.clone());
+        }
+        let (client, mut events) = builder.connect(addr.to_string());
+        // A bench does not retry: the first failed attempt (refused, or a TLS handshake that
+        // fails) ends the run with its reason instead of backing off forever.
+        loop {
+            match events.next().await {
+                Some(Event::Connected(_)) => break,
+                Some(Event::ConnectFailed { error, .. }) => {
+                    client.close(Duration::from_secs(2)).await;
+                    return Err(io::Error::new(
+                        error.kind(),
+                        format!(
+                            "cannot connect to {addr}: {}",
+                            ltprotocol::error_chain(error.as_ref())
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "the client gave up",
+                    ));
+                }
+            }
         }
         Ok(Self { client, events })
     }
@@ -296,7 +354,7 @@ async fn throughput_conn<L: Link>(
     done: Arc<AtomicU64>,
 ) -> io::Result<ConnResult> {
     // Whatever happens, reach the barrier: the others (and the clock) wait for everyone.
-    let link = L::connect(addr, &load.codec).await;
+    let link = L::connect(addr, load).await;
     barrier.wait().await;
     let mut link = link?;
     let data = frame(DATA, super::pattern_body(load.body_size, 0));
@@ -342,7 +400,7 @@ async fn pingpong_conn<L: Link>(
 ) -> io::Result<ConnResult> {
     // Whatever happens, reach the barrier: the others (and the clock) wait for everyone.
     let ready = async {
-        let mut link = L::connect(addr, &load.codec).await?;
+        let mut link = L::connect(addr, load).await?;
         link.send(&frame(ECHO, Bytes::new())).await?;
         // Clean counters, and proof that the server is echoing before the clock starts.
         end_and_report(&mut link).await?;
@@ -397,12 +455,12 @@ pub(super) async fn fanout(
     addr: SocketAddr,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let mut control = CodecLink::connect(addr, &load.codec).await?;
+    let mut control = CodecLink::connect(addr, load).await?;
     end_and_report(&mut control).await?;
     // Each receiver's END → REPORT proves the server has registered it.
     let mut receivers = Vec::with_capacity(load.connections);
     for _ in 0..load.connections {
-        let mut link = CodecLink::connect(addr, &load.codec).await?;
+        let mut link = CodecLink::connect(addr, load).await?;
         end_and_report(&mut link).await?;
         receivers.push(link);
     }

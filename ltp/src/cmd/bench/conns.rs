@@ -1,8 +1,12 @@
 //! The conns workload: idle connections held open, resident memory per connection. The
 //! client side uses blocking `std` sockets (no buffers, no runtime registration), so that when
 //! the server runs in this process the figure is the server's.
+//!
+//! Over TLS each client socket carries a rustls session too (its keys and buffers), so an
+//! in-process figure then counts both ends (`rss_scope: "server-and-client-in-process"`);
+//! `ltp bench serve --tls` with `--server-pid` measures the server alone.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -10,8 +14,10 @@ use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use ltprotocol::tls::ClientTls;
 use ltprotocol::{Frame, FrameCodec, MessageType};
 
+use super::tls::BlockingStream;
 use super::{DATA, ECHO, END, Latency, Load, Outcome, REPORT, Rss};
 
 /// Connections opened before their END → REPORT synchronisation is read.
@@ -29,6 +35,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let (pid, scope) = match (load.server_pid, in_process) {
         (Some(pid), _) => (Some(pid), "server-pid"),
+        (None, true) if load.tls.is_some() => (None, "server-and-client-in-process"),
         (None, true) => (None, "server-in-process"),
         (None, false) => (None, "client-only"),
     };
@@ -48,8 +55,8 @@ pub(super) async fn run(
             },
         );
     }
-    let (n, codec) = (load.connections, load.codec.clone());
-    let held = tokio::task::spawn_blocking(move || hold(addr, n, &codec, pid, scope))
+    let (n, codec, tls) = (load.connections, load.codec.clone(), load.tls.clone());
+    let held = tokio::task::spawn_blocking(move || hold(addr, n, &codec, tls.as_ref(), pid, scope))
         .await
         .context("the connections' thread failed")??;
     outcome.elapsed = held.elapsed;
@@ -75,10 +82,56 @@ fn encode(codec: &mut FrameCodec, message_type: i128, body: &[u8]) -> anyhow::Re
     Ok(buf.to_vec())
 }
 
+/// An idle connection: a plain socket, or a TLS session over one (boxed: a rustls session is
+/// large, a socket is not).
+enum Idle {
+    Plain(TcpStream),
+    Tls(Box<BlockingStream>),
+}
+
+impl Idle {
+    fn connect(addr: SocketAddr, tls: Option<&ClientTls>) -> io::Result<Self> {
+        let sock = TcpStream::connect(addr)?;
+        sock.set_nodelay(true)?;
+        // Also bounds the TLS handshake below.
+        sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(match tls {
+            None => Self::Plain(sock),
+            Some(tls) => Self::Tls(Box::new(super::tls::connect_blocking(tls, addr, sock)?)),
+        })
+    }
+
+    /// Writes `bytes` whole and out (a TLS session may otherwise hold them back).
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(sock) => sock.write_all(bytes),
+            Self::Tls(stream) => {
+                stream.write_all(bytes)?;
+                stream.flush()
+            }
+        }
+    }
+}
+
+impl Read for Idle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(sock) => sock.read(buf),
+            Self::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
 /// Reads exactly one frame of `len` bytes from `sock` and decodes it.
-fn read_frame(sock: &mut TcpStream, codec: &mut FrameCodec, len: usize) -> anyhow::Result<Frame> {
+fn read_frame(sock: &mut Idle, codec: &mut FrameCodec, len: usize) -> anyhow::Result<Frame> {
     let mut raw = vec![0; len];
-    sock.read_exact(&mut raw)?;
+    sock.read_exact(&mut raw).with_context(|| {
+        let hint = match sock {
+            Idle::Plain(_) => " (if it serves TLS, add --tls)",
+            Idle::Tls(_) => "",
+        };
+        format!("no {len}-byte reply from the server{hint}")
+    })?;
     let mut buf = BytesMut::from(&raw[..]);
     codec
         .decode(&mut buf)?
@@ -89,6 +142,7 @@ fn hold(
     addr: SocketAddr,
     n: usize,
     codec: &FrameCodec,
+    tls: Option<&ClientTls>,
     pid: Option<u32>,
     scope: &'static str,
 ) -> anyhow::Result<Held> {
@@ -97,16 +151,14 @@ fn hold(
     let end = encode(&mut codec, END, &[])?;
     let before = vm_rss(pid).context("cannot read VmRSS")?;
     let started = Instant::now();
-    let mut socks: Vec<TcpStream> = Vec::with_capacity(n);
+    let mut socks: Vec<Idle> = Vec::with_capacity(n);
     let mut problems = Vec::new();
     while socks.len() < n {
         let first = socks.len();
         for _ in first..n.min(first + CHUNK) {
-            let mut sock = TcpStream::connect(addr)
+            let mut sock = Idle::connect(addr, tls)
                 .with_context(|| format!("connection {} of {n}", socks.len() + 1))?;
-            sock.set_nodelay(true)?;
-            sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-            sock.write_all(&end)?;
+            sock.send(&end)?;
             socks.push(sock);
         }
         for sock in socks.iter_mut().skip(first) {
@@ -129,7 +181,7 @@ fn hold(
     let mut probes = Vec::new();
     for sock in socks.iter_mut().step_by(step).take(PROBES) {
         let t0 = Instant::now();
-        sock.write_all(&probe)?;
+        sock.send(&probe)?;
         let echoed = read_frame(sock, &mut codec, header_len + body.len())?;
         probes.push(t0.elapsed());
         if echoed.message_type.value() != DATA || echoed.body != body[..] {

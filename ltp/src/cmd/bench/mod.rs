@@ -73,8 +73,10 @@ mod conns;
 mod progress;
 mod server;
 mod soak;
+mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -83,6 +85,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use ltp::ConfigError;
+use ltprotocol::tls::{ClientTls, ServerTls};
 use ltprotocol::{FrameCodec, HeaderLayout, Int};
 
 /// Bench message types.
@@ -136,8 +139,46 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free one (see the `listening` line).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+    /// Serve TLS, with a self-signed certificate for 127.0.0.1 and localhost made in memory
+    /// at start (ECDSA P-256), or with `--tls-cert` and `--tls-key`.
+    #[arg(long)]
+    tls: bool,
+    /// With `--tls`: present this certificate chain (PEM) instead of a generated one.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+    /// With `--tls`: write the generated certificate (PEM) to this file before the
+    /// `listening` line, for the load's `--ca`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        conflicts_with = "tls_cert"
+    )]
+    tls_ca_out: Option<PathBuf>,
     #[command(flatten)]
     wire: WireArgs,
+}
+
+impl ServeArgs {
+    /// The server's TLS settings (`None` without `--tls`); writes `--tls-ca-out`.
+    fn server_tls(&self) -> anyhow::Result<Option<ServerTls>> {
+        if !self.tls {
+            return Ok(None);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let tls = ServerTls::from_pem_files(cert, key)
+                .map_err(|err| ConfigError::Invalid(ltprotocol::error_chain(&err)))?;
+            return Ok(Some(tls));
+        }
+        let generated = tls::Generated::new()?;
+        if let Some(path) = &self.tls_ca_out {
+            generated.write_pem(path)?;
+        }
+        Ok(Some(generated.server()?))
+    }
 }
 
 /// How the load is sent.
@@ -183,6 +224,19 @@ struct LoadArgs {
     /// For conns with `--target`: the server's process id, whose memory is then measured.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
+    /// Run over TLS. In-process, the server gets a self-signed certificate made at start and
+    /// the client trusts that certificate only; with `--target`, the server's certificate is
+    /// checked against `--ca` (or the system's roots) and `--server-name`.
+    #[arg(long)]
+    tls: bool,
+    /// With `--tls --target`: trust the CAs in this bundle (PEM), e.g. the file written by
+    /// `ltp bench serve --tls --tls-ca-out FILE`, instead of the system's roots.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "target"])]
+    ca: Option<PathBuf>,
+    /// With `--tls --target`: the name the server's certificate must carry (default: the
+    /// host part of `--target`).
+    #[arg(long, value_name = "NAME", requires_all = ["tls", "target"])]
+    server_name: Option<String>,
     #[command(flatten)]
     wire: WireArgs,
 }
@@ -196,6 +250,8 @@ pub(crate) struct Load {
     pub(crate) messages: u64,
     pub(crate) duration: Option<Duration>,
     pub(crate) codec: FrameCodec,
+    /// The client's TLS settings; `None` for plain TCP.
+    pub(crate) tls: Option<ClientTls>,
     layout_name: String,
     client: ClientPath,
     server_pid: Option<u32>,
@@ -250,6 +306,8 @@ impl Load {
             messages: args.messages.unwrap_or(messages),
             duration,
             codec: codec_for(&args.wire)?,
+            // Set once the server is known (see `load_command`).
+            tls: None,
             layout_name: args.wire.layout.clone(),
             client: args.client,
             server_pid: args.server_pid,
@@ -278,7 +336,10 @@ impl Load {
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        BenchCommand::Serve(args) => server::serve_command(&args.listen, &args.wire).await,
+        BenchCommand::Serve(args) => {
+            let tls = args.server_tls()?;
+            server::serve_command(&args.listen, &args.wire, tls).await
+        }
         BenchCommand::Throughput(args) => load_command("throughput", &args).await,
         BenchCommand::Pingpong(args) => load_command("pingpong", &args).await,
         BenchCommand::Fanout(args) => load_command("fanout", &args).await,
@@ -288,11 +349,24 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn load_command(mode: &'static str, args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    let load = Load::new(mode, args)?;
+    let mut load = Load::new(mode, args)?;
     let (addr, own_server) = match &args.target {
-        Some(target) => (resolve(target).await?, None),
+        Some(target) => {
+            if args.tls {
+                let (ca, name) = (args.ca.as_deref(), args.server_name.as_deref());
+                load.tls = Some(tls::client_for_target(target, ca, name)?);
+            }
+            (resolve(target).await?, None)
+        }
         None => {
-            let server = server::start(&args.wire, "127.0.0.1:0")
+            let server_tls = if args.tls {
+                let generated = tls::Generated::new()?;
+                load.tls = Some(generated.client("127.0.0.1")?);
+                Some(generated.server()?)
+            } else {
+                None
+            };
+            let server = server::start(&args.wire, "127.0.0.1:0", server_tls)
                 .await
                 .context("cannot start the in-process server")?;
             (server.local_addr(), Some(server))
@@ -389,6 +463,7 @@ pub(crate) struct Outcome {
     client: &'static str,
     target: String,
     layout: String,
+    tls: bool,
     pub(crate) connections: usize,
     body_size: usize,
     header_len: usize,
@@ -413,6 +488,7 @@ impl Outcome {
             client,
             target,
             layout: load.layout_name.clone(),
+            tls: load.tls.is_some(),
             connections: load.connections,
             body_size: load.body_size,
             header_len: load.header_len(),
@@ -465,6 +541,7 @@ impl Outcome {
             "client": self.client,
             "target": self.target,
             "layout": self.layout,
+            "tls": self.tls,
             "connections": self.connections,
             "body_size": self.body_size,
             "messages": self.messages,

@@ -165,8 +165,12 @@ impl Handler<Unknown> for BenchHandler {
     }
 }
 
-/// Binds a bench server on `listen` and serves it on a spawned task.
-pub(super) async fn start(wire: &WireArgs, listen: &str) -> anyhow::Result<Server<Unknown>> {
+/// Binds a bench server on `listen` (over TLS with `tls`) and serves it on a spawned task.
+pub(super) async fn start(
+    wire: &WireArgs,
+    listen: &str,
+    tls: Option<ltprotocol::tls::ServerTls>,
+) -> anyhow::Result<Server<Unknown>> {
     let codec = super::codec_for(wire)?;
     let mut builder = Server::<Unknown>::builder(codec.layout().clone());
     builder
@@ -174,6 +178,9 @@ pub(super) async fn start(wire: &WireArgs, listen: &str) -> anyhow::Result<Serve
         .max_outbound(codec.outbound_limit());
     if let Some(bytes) = wire.outbox_bytes {
         builder.outbox_capacity(bytes);
+    }
+    if let Some(tls) = tls {
+        builder.tls(tls);
     }
     let server = builder
         .bind(listen)
@@ -190,8 +197,12 @@ pub(super) async fn start(wire: &WireArgs, listen: &str) -> anyhow::Result<Serve
 }
 
 /// `ltp bench serve`: prints the `listening` line, serves until SIGINT or SIGTERM.
-pub(super) async fn serve_command(listen: &str, wire: &WireArgs) -> anyhow::Result<ExitCode> {
-    let server = start(wire, listen).await?;
+pub(super) async fn serve_command(
+    listen: &str,
+    wire: &WireArgs,
+    tls: Option<ltprotocol::tls::ServerTls>,
+) -> anyhow::Result<ExitCode> {
+    let server = start(wire, listen, tls).await?;
     println!(
         "{}",
         json!({"event": "listening", "addr": server.local_addr().to_string()})
