@@ -1,21 +1,24 @@
 //! `ltp bench` end to end: every mode with tiny sizes, in-process and against `ltp bench
-//! serve`, checking the final JSON line's keys and that every REPORT was verified. No timing
-//! assertions: speed is what the command reports, not what the tests judge.
+//! serve`, over plain TCP and TLS, checking the final JSON line's keys and that every REPORT
+//! was verified. No timing assertions: speed is what the command reports, not what the tests
+//! judge.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 /// The keys every result line carries (values may be null where a mode has no such figure).
-const RESULT_KEYS: [&str; 20] = [
+const RESULT_KEYS: [&str; 21] = [
     "event",
     "implementation",
     "mode",
     "client",
     "target",
     "layout",
+    "tls",
     "connections",
     "body_size",
     "messages",
@@ -92,6 +95,7 @@ fn throughput_codec_path_is_verified_in_process() {
     assert_eq!(result["mode"], "throughput");
     assert_eq!(result["client"], "codec");
     assert_eq!(result["target"], "in-process");
+    assert_eq!(result["tls"], false);
     assert_eq!(result["messages"], 2000);
     assert_eq!(result["connections"], 2);
     assert_eq!(result["body_size"], 16);
@@ -232,7 +236,14 @@ struct ServeChild {
 
 impl ServeChild {
     fn start() -> Self {
-        let mut child = ltp(&["bench", "serve", "--listen", "127.0.0.1:0"])
+        Self::start_with(&[])
+    }
+
+    /// `ltp bench serve` with `extra` options (e.g. `--tls`).
+    fn start_with(extra: &[&str]) -> Self {
+        let mut args = vec!["bench", "serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = ltp(&args)
             .stderr(Stdio::null())
             .spawn()
             .expect("ltp bench serve starts");
@@ -340,4 +351,226 @@ fn soak_loses_and_duplicates_nothing_across_reconnects() {
     assert_eq!(result["relay_out_of_order"], 0, "{result}");
     assert_eq!(result["relay_duplicated"], 0, "{result}");
     assert!(result["reconnects"].as_u64().unwrap() > 0, "{result}");
+}
+
+/// A fresh directory for one test's files, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ltp-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        Self(dir)
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().expect("a UTF-8 path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn throughput_over_tls_is_verified_in_process_on_both_paths() {
+    for client in ["codec", "runtime"] {
+        let result = bench(&[
+            "bench",
+            "throughput",
+            "--tls",
+            "--client",
+            client,
+            "--messages",
+            "2000",
+            "--connections",
+            "2",
+        ]);
+        assert_eq!(result["tls"], true, "{result}");
+        assert_eq!(result["client"], client);
+        assert_eq!(result["messages"], 2000);
+    }
+    // Bodies of the largest size: each spans several TLS records.
+    let result = bench(&[
+        "bench",
+        "throughput",
+        "--tls",
+        "--body-size",
+        "65532",
+        "--messages",
+        "50",
+    ]);
+    assert_eq!(result["tls"], true, "{result}");
+}
+
+#[test]
+fn pingpong_over_tls_reports_latency_percentiles() {
+    for client in ["codec", "runtime"] {
+        let result = bench(&[
+            "bench",
+            "pingpong",
+            "--tls",
+            "--client",
+            client,
+            "--messages",
+            "300",
+        ]);
+        assert_eq!(result["tls"], true, "{result}");
+        assert!(result["latency_us"]["p50"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn fanout_and_conns_over_tls_run_in_process() {
+    let result = bench(&[
+        "bench",
+        "fanout",
+        "--tls",
+        "--messages",
+        "100",
+        "--connections",
+        "10",
+    ]);
+    assert_eq!(result["tls"], true, "{result}");
+    assert_eq!(result["deliveries"], 1000);
+    let result = bench(&["bench", "conns", "--tls", "--connections", "30"]);
+    assert_eq!(result["tls"], true, "{result}");
+    // The client's TLS sessions live in this process too: the figure says so.
+    assert_eq!(result["rss_scope"], "server-and-client-in-process");
+    assert!(result["latency_us"]["p50"].is_number());
+}
+
+#[test]
+fn every_mode_runs_against_bench_serve_over_tls() {
+    let dir = TempDir::new("tls-split");
+    let ca = dir.file("ca.pem");
+    let server = ServeChild::start_with(&["--tls", "--tls-ca-out", &ca]);
+    let target = server.addr.as_str();
+    let tls = ["--target", target, "--tls", "--ca", ca.as_str()];
+    let with_tls = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        all.extend(tls.iter().map(|&a| a.to_owned()));
+        all
+    };
+    let run_tls = |args: &[&str]| {
+        let all = with_tls(args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let result = bench(&all);
+        assert_eq!(result["tls"], true, "{result}");
+        assert_eq!(result["target"], target);
+        result
+    };
+    let result = run_tls(&["bench", "fanout", "--messages", "50", "--connections", "5"]);
+    assert_eq!(result["deliveries"], 250);
+    let result = run_tls(&[
+        "bench",
+        "throughput",
+        "--messages",
+        "2000",
+        "--connections",
+        "2",
+    ]);
+    assert_eq!(result["messages"], 2000);
+    run_tls(&[
+        "bench",
+        "throughput",
+        "--client",
+        "runtime",
+        "--messages",
+        "500",
+    ]);
+    let result = run_tls(&["bench", "pingpong", "--messages", "200"]);
+    assert!(result["latency_us"]["p50"].is_number());
+    // The certificate names localhost too.
+    let port = target.rsplit_once(':').expect("HOST:PORT").1;
+    let by_name = format!("localhost:{port}");
+    let result = bench(&[
+        "bench",
+        "pingpong",
+        "--target",
+        &by_name,
+        "--tls",
+        "--ca",
+        &ca,
+        "--messages",
+        "50",
+    ]);
+    assert_eq!(result["tls"], true, "{result}");
+    let pid = server.child.id().to_string();
+    let result = run_tls(&[
+        "bench",
+        "conns",
+        "--connections",
+        "30",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(result["rss_scope"], "server-pid");
+}
+
+#[test]
+fn a_tls_server_is_refused_with_the_reason_by_an_untrusting_or_plain_client() {
+    let dir = TempDir::new("tls-refused");
+    let server = ServeChild::start_with(&["--tls"]);
+    let target = server.addr.as_str();
+    // A CA bundle that did not issue the server's certificate.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let other_ca = dir.file("other.pem");
+    std::fs::write(&other_ca, other.cert.pem()).unwrap();
+    for client in ["codec", "runtime"] {
+        let out = run(&[
+            "bench",
+            "throughput",
+            "--target",
+            target,
+            "--tls",
+            "--ca",
+            &other_ca,
+            "--client",
+            client,
+            "--messages",
+            "10",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{client}: {stderr}");
+        assert!(
+            stderr.contains("invalid peer certificate"),
+            "{client}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // Plain TCP to a TLS port: the server's TLS alert is recognised, not misread as a frame.
+    let out = run(&[
+        "bench",
+        "throughput",
+        "--target",
+        target,
+        "--messages",
+        "10",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("add --tls"), "{stderr}");
+}
+
+#[test]
+fn tls_options_without_tls_are_usage_errors() {
+    for args in [
+        &[
+            "bench",
+            "throughput",
+            "--target",
+            "127.0.0.1:1",
+            "--ca",
+            "ca.pem",
+        ][..],
+        &["bench", "serve", "--tls-ca-out", "ca.pem"][..],
+        &["bench", "soak", "--tls"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }

@@ -41,15 +41,24 @@ pub(super) struct Generated {
 }
 
 impl Generated {
-    /// An ECDSA P-256 self-signed certificate for `127.0.0.1` and `localhost`.
+    /// An ECDSA P-256 self-signed certificate for `127.0.0.1` and `localhost`, named
+    /// "ltp bench".
     pub(super) fn new() -> anyhow::Result<Self> {
-        let names: Vec<String> = NAMES.iter().map(|&n| n.to_owned()).collect();
-        let made = rcgen::generate_simple_self_signed(names)
-            .context("cannot generate the bench's TLS certificate")?;
+        let make = || -> Result<_, rcgen::Error> {
+            let names: Vec<String> = NAMES.iter().map(|&n| n.to_owned()).collect();
+            let mut params = rcgen::CertificateParams::new(names)?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "ltp bench");
+            let key = rcgen::KeyPair::generate()?;
+            let cert = params.self_signed(&key)?;
+            Ok((cert, key))
+        };
+        let (cert, key) = make().context("cannot generate the bench's TLS certificate")?;
         Ok(Self {
-            cert: made.cert.der().clone(),
-            pem: made.cert.pem(),
-            key: made.signing_key.serialize_der(),
+            cert: cert.der().clone(),
+            pem: cert.pem(),
+            key: key.serialize_der(),
         })
     }
 
