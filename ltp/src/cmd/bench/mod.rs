@@ -34,13 +34,34 @@
 //!   random. Its result line has its own keys (see [`soak`]): sent, delivered, lost,
 //!   duplicated, unsent, relay order checks, reconnects and RSS at start, middle and end.
 //!
+//! # TLS
+//!
+//! `--tls` runs throughput, pingpong, fanout and conns over TLS (soak has no `--tls`), with
+//! rustls's `ring` provider as [`ltprotocol::tls`] uses; nothing is left unverified:
+//!
+//! * in-process, the server gets a self-signed ECDSA P-256 certificate for `127.0.0.1` and
+//!   `localhost`, made in memory at start (rcgen), and the client trusts that certificate and
+//!   nothing else;
+//! * split, `ltp bench serve --tls --tls-ca-out FILE` writes that certificate (PEM) before its
+//!   `listening` line, and `ltp bench MODE --target ADDR --tls --ca FILE` trusts it
+//!   (`--server-name` as in `ltp connect`; without `--ca`, the system's roots). `ltp bench
+//!   serve --tls --tls-cert FILE --tls-key FILE` presents a certificate of one's own instead.
+//!
+//! The server is [`ServerBuilder::tls`](ltprotocol::ServerBuilder::tls); `--client runtime` is
+//! [`ClientBuilder::tls`](ltprotocol::ClientBuilder::tls); the codec path wraps its
+//! `TcpStream` in tokio-rustls's `TlsConnector` (the 256 KiB write buffer is written through
+//! it and flushed); conns's blocking sockets carry a `rustls::StreamOwned` each, so that an
+//! in-process conns run counts the client's TLS sessions too and says so
+//! (`rss_scope: "server-and-client-in-process"`; measure `ltp bench serve --tls` with
+//! `--server-pid` for the server alone). The result line says `"tls": true`.
+//!
 //! # Output
 //!
 //! A progress bar on stderr when stderr is a terminal; one final JSON line on stdout:
 //!
 //! ```text
 //! {"event":"result","implementation":"ltp","mode":"throughput","client":"codec",
-//!  "target":"in-process","layout":"ltprotocol","connections":1,"body_size":16,
+//!  "target":"in-process","layout":"ltprotocol","tls":false,"connections":1,"body_size":16,
 //!  "messages":1000000,"deliveries":1000000,"elapsed_secs":0.21,"msgs_per_sec":4.7e6,
 //!  "mb_per_sec":75.4,"wire_mb_per_sec":89.5,"latency_us":null,"rss_bytes":null,
 //!  "rss_per_conn_bytes":null,"rss_scope":null,"verified":true,"problems":[]}
