@@ -1,6 +1,6 @@
 //! Summarises the result lines `bench/compare.sh` collected: a table of medians with min–max
-//! per workload and implementation, ratios against the hand-rolled loop (per round, then their
-//! median), and the same as JSON.
+//! per workload and implementation, ratios against the hand-rolled loop and against the Python
+//! ancestor (per round, then their median), and the same as JSON.
 //!
 //! ```text
 //! cargo run --release -p bench --bin compare-report -- RAW.jsonl OUT.json "MACHINE"
@@ -14,8 +14,11 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-/// The implementation every ratio is taken against.
+/// The implementation the first ratio is taken against.
 const BASELINE: &str = "handrolled";
+/// The implementation the second ratio is taken against: the Python ancestor, its client
+/// against its server.
+const ANCESTOR: &str = "ancestor";
 
 /// What a workload is judged by: a key of the result line (a JSON pointer), its unit, and
 /// whether more is better.
@@ -66,6 +69,24 @@ fn human(x: f64) -> String {
 }
 
 type Key = (String, String);
+
+/// `value / reference` for every round both have, in round order.
+fn ratios_per_round(
+    rounds: &BTreeMap<u64, f64>,
+    reference: Option<&BTreeMap<u64, f64>>,
+) -> Vec<f64> {
+    rounds
+        .iter()
+        .filter_map(|(round, v)| {
+            let base = reference?.get(round)?;
+            (*base > 0.0).then(|| v / base)
+        })
+        .collect()
+}
+
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or("–".to_owned(), |r| format!("{r:.2}"))
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -126,7 +147,8 @@ fn main() -> ExitCode {
         "ltp-runtime".into(),
         BASELINE.into(),
         "lengthdelimited".into(),
-        "ancestor".into(),
+        ANCESTOR.into(),
+        "ancestor-server".into(),
     ];
     order.retain(|i| impls.contains(i));
     let rest: Vec<String> = impls
@@ -139,13 +161,14 @@ fn main() -> ExitCode {
     println!("{machine}");
     println!();
     println!(
-        "| workload | implementation | median | min–max | ×{BASELINE} (median of per-round) | extras | runs |"
+        "| workload | implementation | median | min–max | ×{BASELINE} | ×{ANCESTOR} | extras | runs |"
     );
-    println!("|---|---|---:|---:|---:|---|---:|");
+    println!("|---|---|---:|---:|---:|---:|---|---:|");
     let mut rows = Vec::new();
     for workload in &workloads {
         let (_, unit, _) = metric(workload);
         let baseline = values.get(&(workload.clone(), BASELINE.to_owned()));
+        let ancestor = values.get(&(workload.clone(), ANCESTOR.to_owned()));
         for implementation in &order {
             let key = (workload.clone(), implementation.clone());
             let Some(rounds) = values.get(&key) else {
@@ -159,14 +182,10 @@ fn main() -> ExitCode {
                 all.first().copied().unwrap_or(med),
                 all.last().copied().unwrap_or(med),
             );
-            let mut ratios: Vec<f64> = rounds
-                .iter()
-                .filter_map(|(round, v)| {
-                    let base = baseline?.get(round)?;
-                    (*base > 0.0).then(|| v / base)
-                })
-                .collect();
-            let ratio = median(&mut ratios);
+            let ratios = ratios_per_round(rounds, baseline);
+            let ratio = median(&mut ratios.clone());
+            let ancestor_ratios = ratios_per_round(rounds, ancestor);
+            let ancestor_ratio = median(&mut ancestor_ratios.clone());
             let mut extra_json = serde_json::Map::new();
             let mut extra_text = Vec::new();
             for &(_, label) in extras(workload) {
@@ -178,11 +197,12 @@ fn main() -> ExitCode {
                 }
             }
             println!(
-                "| {workload} ({unit}) | {implementation} | {} | {}–{} | {} | {} | {} |",
+                "| {workload} ({unit}) | {implementation} | {} | {}–{} | {} | {} | {} | {} |",
                 human(med),
                 human(min),
                 human(max),
-                ratio.map_or("–".to_owned(), |r| format!("{r:.2}")),
+                ratio_text(ratio),
+                ratio_text(ancestor_ratio),
                 extra_text.join(", "),
                 all.len(),
             );
@@ -196,10 +216,17 @@ fn main() -> ExitCode {
                 "per_round": rounds,
                 "ratio_vs_handrolled": ratio,
                 "ratio_vs_handrolled_per_round": ratios,
+                "ratio_vs_ancestor": ancestor_ratio,
+                "ratio_vs_ancestor_per_round": ancestor_ratios,
                 "extras": extra_json,
             }));
         }
     }
+    println!();
+    println!(
+        "×{BASELINE}, ×{ANCESTOR}: the median of the per-round ratios (this implementation's figure \
+         over the reference's in the same round; for B/conn, above 1 means more memory)."
+    );
     if !failures.is_empty() {
         println!();
         println!("Runs left out (not verified or failed): {}", failures.len());
@@ -207,7 +234,18 @@ fn main() -> ExitCode {
             println!("  {failure}");
         }
     }
-    let summary = json!({ "machine": machine, "results": rows, "failures": failures });
+    let rounds = values
+        .values()
+        .flat_map(BTreeMap::keys)
+        .collect::<BTreeSet<_>>()
+        .len();
+    let summary = json!({
+        "machine": machine,
+        "rounds": rounds,
+        "ratios_against": [BASELINE, ANCESTOR],
+        "results": rows,
+        "failures": failures,
+    });
     if let Err(err) = std::fs::write(out_path, format!("{summary:#}\n")) {
         eprintln!("compare-report: cannot write {out_path}: {err}");
         return ExitCode::from(1);
