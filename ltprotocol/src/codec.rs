@@ -463,10 +463,35 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if let DecodeState::Head = self.state {
-            if src.len() < self.layout.header_len() {
+            let header_len = self.layout.header_len();
+            if src.len() < header_len {
                 return Ok(None);
             }
-            self.state = self.read_head(src)?;
+            let head = self.read_head(src)?;
+            let DecodeState::Body {
+                frame_len,
+                message_type,
+                fields,
+            } = head
+            else {
+                return Ok(None);
+            };
+            if src.len() >= frame_len {
+                // The common case, a whole frame at hand: cut it without storing the header
+                // in the decoder's state first.
+                src.advance(header_len);
+                let body = src.split_to(frame_len - header_len).freeze();
+                return Ok(Some(Frame {
+                    message_type,
+                    fields,
+                    body,
+                }));
+            }
+            self.state = DecodeState::Body {
+                frame_len,
+                message_type,
+                fields,
+            };
         }
         let DecodeState::Body { frame_len, .. } = self.state else {
             return Ok(None);

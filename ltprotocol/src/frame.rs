@@ -78,13 +78,23 @@ const INLINE_FIELDS: usize = 4;
 /// assert_eq!(fields.get(xid), Some(7));
 /// assert_eq!(fields.get(layout.field("version").unwrap()), None);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default)]
 pub struct HeaderFields {
-    inline: [i128; INLINE_FIELDS],
+    /// The low 64 bits of the first fields' values.
+    inline: [u64; INLINE_FIELDS],
     /// Bit `i` says whether `inline[i]` is set.
     inline_set: u8,
-    spill: Vec<Option<i128>>,
+    /// Bit `i` says that `inline[i]` is an unsigned value above `i64::MAX`; otherwise it is
+    /// read as an `i64`.
+    inline_high: u8,
+    /// Fields past the inline ones, and values no 8-byte field holds (`spill[i]` is field
+    /// `i`). Boxed so that a frame stays small: moving frames is the receive path's main cost.
+    spill: Option<Box<Spill>>,
 }
+
+/// The spilled fields, by field index (one pointer in [`HeaderFields`], not three).
+#[derive(Clone, Default)]
+struct Spill(Vec<Option<i128>>);
 
 impl HeaderFields {
     /// No field set.
@@ -92,20 +102,23 @@ impl HeaderFields {
         Self {
             inline: [0; INLINE_FIELDS],
             inline_set: 0,
-            spill: Vec::new(),
+            inline_high: 0,
+            spill: None,
         }
     }
 
     /// The value of a field, if set (every field of a received frame is set).
     pub fn get(&self, id: FieldId) -> Option<i128> {
         let index = id.index();
-        match index.checked_sub(INLINE_FIELDS) {
-            None => {
-                let set = self.inline_set & (1 << index) != 0;
-                self.inline.get(index).copied().filter(|_| set)
-            }
-            Some(spilled) => self.spill.get(spilled).copied().flatten(),
+        if index < INLINE_FIELDS && self.inline_set & (1 << index) != 0 {
+            let bits = self.inline.get(index).copied()?;
+            return Some(if self.inline_high & (1 << index) != 0 {
+                i128::from(bits)
+            } else {
+                i128::from(bits as i64)
+            });
         }
+        self.spill.as_ref()?.0.get(index).copied().flatten()
     }
 
     /// The value of a field by name, looked up in `layout`.
@@ -124,18 +137,40 @@ impl HeaderFields {
     /// Sets a field's value. Whether it fits the field is checked when the frame is encoded.
     pub fn set(&mut self, id: FieldId, value: i128) {
         let index = id.index();
-        match index.checked_sub(INLINE_FIELDS) {
-            None => {
-                if let Some(slot) = self.inline.get_mut(index) {
-                    *slot = value;
-                    self.inline_set |= 1 << index;
+        let inline = if index < INLINE_FIELDS {
+            // Every value of an 8-byte or smaller field, signed or not, lives inline.
+            if let Ok(v) = i64::try_from(value) {
+                Some((v as u64, false))
+            } else {
+                u64::try_from(value).ok().map(|v| (v, true))
+            }
+        } else {
+            None
+        };
+        match (inline, self.inline.get_mut(index)) {
+            (Some((bits, high)), Some(slot)) => {
+                *slot = bits;
+                self.inline_set |= 1 << index;
+                if high {
+                    self.inline_high |= 1 << index;
+                } else {
+                    self.inline_high &= !(1 << index);
+                }
+                if let Some(slot) = self.spill.as_mut().and_then(|s| s.0.get_mut(index)) {
+                    *slot = None;
                 }
             }
-            Some(spilled) => {
-                if self.spill.len() <= spilled {
-                    self.spill.resize(spilled + 1, None);
+            (_, inline_slot) => {
+                if let Some(slot) = inline_slot {
+                    *slot = 0;
+                    self.inline_set &= !(1 << index);
+                    self.inline_high &= !(1 << index);
                 }
-                if let Some(slot) = self.spill.get_mut(spilled) {
+                let spill = &mut self.spill.get_or_insert_with(Box::default).0;
+                if spill.len() <= index {
+                    spill.resize(index + 1, None);
+                }
+                if let Some(slot) = spill.get_mut(index) {
                     *slot = Some(value);
                 }
             }
@@ -150,19 +185,34 @@ impl HeaderFields {
 
     /// Whether no field is set.
     pub fn is_empty(&self) -> bool {
-        self.inline_set == 0 && self.spill.iter().all(Option::is_none)
+        self.iter().next().is_none()
     }
 
     /// Every set field as `(id, value)`, in layout order.
     pub fn iter(&self) -> impl Iterator<Item = (FieldId, i128)> + '_ {
-        let inline =
-            (0..INLINE_FIELDS).filter_map(|i| self.get(FieldId(i)).map(|v| (FieldId(i), v)));
-        let spill = self
+        let len = self
             .spill
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (FieldId(i + INLINE_FIELDS), v)));
-        inline.chain(spill)
+            .as_ref()
+            .map_or(0, |spill| spill.0.len())
+            .max(INLINE_FIELDS);
+        (0..len).filter_map(|i| self.get(FieldId(i)).map(|v| (FieldId(i), v)))
+    }
+}
+
+impl PartialEq for HeaderFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderFields {}
+
+impl std::hash::Hash for HeaderFields {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for (id, value) in self.iter() {
+            id.index().hash(state);
+            value.hash(state);
+        }
     }
 }
 
@@ -211,5 +261,53 @@ impl Frame {
     pub fn with_field(mut self, id: FieldId, value: i128) -> Self {
         self.fields.set(id, value);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_value_round_trips_inline_or_spilled() {
+        let values = [
+            0,
+            -1,
+            1,
+            i128::from(i64::MIN),
+            i128::from(i64::MAX),
+            i128::from(i64::MAX) + 1,
+            i128::from(u64::MAX),
+            i128::from(u64::MAX) + 1,
+            i128::from(i64::MIN) - 1,
+            i128::MIN,
+            i128::MAX,
+        ];
+        for index in 0..7 {
+            for &first in &values {
+                for &second in &values {
+                    let mut fields = HeaderFields::new();
+                    fields.set(FieldId(index), first);
+                    assert_eq!(fields.get(FieldId(index)), Some(first));
+                    fields.set(FieldId(index), second);
+                    assert_eq!(fields.get(FieldId(index)), Some(second), "field {index}");
+                    // However it got there, equal contents are equal and hash alike.
+                    let fresh = HeaderFields::new().with(FieldId(index), second);
+                    assert_eq!(fields, fresh);
+                    let state = std::hash::RandomState::new();
+                    assert_eq!(
+                        std::hash::BuildHasher::hash_one(&state, &fields),
+                        std::hash::BuildHasher::hash_one(&state, &fresh)
+                    );
+                    assert_eq!(
+                        fields.iter().collect::<Vec<_>>(),
+                        vec![(FieldId(index), second)]
+                    );
+                    assert!(!fields.is_empty());
+                }
+            }
+        }
+        assert!(HeaderFields::new().is_empty());
+        assert!(std::mem::size_of::<HeaderFields>() <= 48);
     }
 }
