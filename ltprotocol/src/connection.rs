@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -197,37 +197,57 @@ pub enum SendError {
 
 /// A bounded queue of encoded frames, measured in bytes. Shared by every handle of a
 /// connection (or, for a client, across its connections); the writer drains it.
+///
+/// Senders take room from a byte budget (a semaphore, so waiting senders are served in
+/// order), push under a short lock and wake the writer only when the queue was empty; the
+/// writer takes everything queued in one swap. Nothing is allocated until a frame is queued,
+/// and an idle writer gives its buffers back.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::UnboundedSender<Bytes>,
-    budget: Arc<Semaphore>,
+    shared: Arc<OutboxShared>,
+}
+
+#[derive(Debug)]
+struct OutboxShared {
+    pending: Mutex<VecDeque<Bytes>>,
+    /// Set (under the `pending` lock) once the receiver is closed: no frame is taken after.
+    closed: AtomicBool,
+    /// Wakes the writer when the queue turns non-empty.
+    ready: Notify,
+    budget: Semaphore,
     capacity: usize,
+}
+
+impl OutboxShared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
+        // Every critical section is one push or one swap: consistent even after a panic.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The receiving end of an [`Outbox`], owned by the writer, with the frames taken from the
 /// queue but not yet confirmed written (sent again on a client's next connection).
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    budget: Arc<Semaphore>,
-    capacity: usize,
+    shared: Arc<OutboxShared>,
     inflight: VecDeque<Bytes>,
 }
 
 pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Semaphore::new(capacity));
+    let shared = Arc::new(OutboxShared {
+        pending: Mutex::new(VecDeque::new()),
+        closed: AtomicBool::new(false),
+        ready: Notify::new(),
+        budget: Semaphore::new(capacity),
+        capacity,
+    });
     (
         Outbox {
-            tx,
-            budget: budget.clone(),
-            capacity,
+            shared: shared.clone(),
         },
         OutboxReceiver {
-            rx,
-            budget,
-            capacity,
+            shared,
             inflight: VecDeque::new(),
         },
     )
@@ -242,13 +262,14 @@ fn permits_for(len: usize, capacity: usize) -> u32 {
 
 impl Outbox {
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.shared.capacity
     }
 
     /// Queues a frame, waiting for room.
     pub(crate) async fn send(&self, frame: Bytes, id: ConnectionId) -> Result<(), SendError> {
-        let permits = permits_for(frame.len(), self.capacity);
+        let permits = permits_for(frame.len(), self.shared.capacity);
         let permit = self
+            .shared
             .budget
             .acquire_many(permits)
             .await
@@ -259,14 +280,14 @@ impl Outbox {
 
     /// Queues a frame if there is room now.
     pub(crate) fn try_send(&self, frame: Bytes, id: ConnectionId) -> Result<(), SendError> {
-        let permits = permits_for(frame.len(), self.capacity);
-        match self.budget.try_acquire_many(permits) {
+        let permits = permits_for(frame.len(), self.shared.capacity);
+        match self.shared.budget.try_acquire_many(permits) {
             Ok(permit) => permit.forget(),
             Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed { id }),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 return Err(SendError::QueueFull {
                     id,
-                    capacity: self.capacity,
+                    capacity: self.shared.capacity,
                 });
             }
         }
@@ -274,38 +295,120 @@ impl Outbox {
     }
 
     fn push(&self, frame: Bytes, permits: u32, id: ConnectionId) -> Result<(), SendError> {
-        self.tx.send(frame).map_err(|_| {
-            self.budget.add_permits(permits as usize);
-            SendError::Closed { id }
-        })
+        let was_empty = {
+            let mut pending = self.shared.pending();
+            if self.shared.closed.load(Ordering::Relaxed) {
+                drop(pending);
+                self.shared.budget.add_permits(permits as usize);
+                return Err(SendError::Closed { id });
+            }
+            pending.push_back(frame);
+            pending.len() == 1
+        };
+        if was_empty {
+            // The writer takes all it finds, so only the first frame after a take wakes it.
+            self.shared.ready.notify_one();
+        }
+        Ok(())
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.closed.load(Ordering::Acquire)
     }
 }
 
 impl OutboxReceiver {
     /// Frames queued or in flight, not yet confirmed written.
     pub(crate) fn unsent(&self) -> usize {
-        self.inflight.len() + self.rx.len()
+        self.inflight.len() + self.shared.pending().len()
     }
 
     /// Refuses further frames; those already queued can still be drained.
     pub(crate) fn close(&mut self) {
-        self.rx.close();
-        self.budget.close();
+        let _pending = self.shared.pending();
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.budget.close();
+    }
+
+    /// Moves every queued frame behind those in flight; false when nothing was queued.
+    fn take(&mut self) -> bool {
+        let mut pending = self.shared.pending();
+        if pending.is_empty() {
+            return false;
+        }
+        if self.inflight.is_empty() {
+            // The emptied in-flight buffer becomes the queue's: no allocation per batch.
+            std::mem::swap(&mut *pending, &mut self.inflight);
+        } else {
+            self.inflight.extend(pending.drain(..));
+        }
+        true
+    }
+
+    /// Waits until frames are queued and moves them in flight.
+    async fn recv(&mut self) {
+        loop {
+            if self.take() {
+                return;
+            }
+            // `notify_one` keeps a permit when the writer is not waiting: no wake-up is lost
+            // between the check above and this wait.
+            self.shared.ready.notified().await;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shared.pending().is_empty()
+    }
+
+    /// Gives back the buffers of an idle writer, so an idle connection holds none.
+    fn release_buffers(&mut self) {
+        if self.inflight.is_empty() {
+            self.inflight = VecDeque::new();
+        }
+        let mut pending = self.shared.pending();
+        if pending.is_empty() {
+            *pending = VecDeque::new();
+        }
     }
 
     /// Confirms the first `count` frames in flight: written whole.
     fn confirm_front(&mut self, count: usize) {
         let mut released = 0usize;
         for frame in self.inflight.drain(..count.min(self.inflight.len())) {
-            released += permits_for(frame.len(), self.capacity) as usize;
+            released += permits_for(frame.len(), self.shared.capacity) as usize;
         }
         if released > 0 {
-            self.budget.add_permits(released);
+            self.shared.budget.add_permits(released);
         }
+    }
+}
+
+/// A byte source that can tell when bytes are waiting without taking them, so that an idle
+/// connection waits without a read buffer.
+pub(crate) trait ReadReady {
+    /// Ready once a read would find bytes (or end of stream, or an error); may be ready early.
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>>;
+}
+
+impl ReadReady for tokio::net::tcp::OwnedReadHalf {
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.as_ref().poll_read_ready(cx)
+    }
+}
+
+impl<T: ReadReady + ?Sized> ReadReady for &mut T {
+    fn poll_read_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
     }
 }
 
@@ -490,6 +593,9 @@ struct HandleInner {
     close: CancellationToken,
     /// Cancelled to close at once, dropping what is queued.
     abort: CancellationToken,
+    /// Set when the connection starts closing (close, abort, or its writer saw a shutdown):
+    /// the cheap check that refuses new frames.
+    closing: AtomicBool,
     connected: AtomicBool,
     received: AtomicU64,
     requests: Option<Arc<RequestTable>>,
@@ -543,6 +649,7 @@ impl ConnectionHandle {
                 codec,
                 abort: CancellationToken::new(),
                 close,
+                closing: AtomicBool::new(false),
                 connected: AtomicBool::new(true),
                 received: AtomicU64::new(0),
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
@@ -640,12 +747,14 @@ impl ConnectionHandle {
 
     pub(crate) fn close_with(&self, reason: DisconnectReason) {
         self.set_reason(reason);
+        self.inner.closing.store(true, Ordering::Release);
         self.inner.close.cancel();
     }
 
     /// Closes at once, dropping what is queued.
     pub(crate) fn abort_with(&self, reason: DisconnectReason) {
         self.set_reason(reason);
+        self.inner.closing.store(true, Ordering::Release);
         self.inner.abort.cancel();
     }
 
@@ -690,7 +799,7 @@ impl ConnectionHandle {
     }
 
     fn check_open(&self) -> Result<(), SendError> {
-        if self.inner.close.is_cancelled() || self.inner.outbox.is_closed() {
+        if self.inner.closing.load(Ordering::Acquire) || self.inner.outbox.is_closed() {
             Err(SendError::Closed { id: self.inner.id })
         } else {
             Ok(())
@@ -931,7 +1040,7 @@ pub(crate) async fn drive<R, W, P, H>(
     on_ready: impl FnOnce(),
 ) -> DisconnectReason
 where
-    R: AsyncRead + Unpin + Send,
+    R: AsyncRead + ReadReady + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
     P: Protocol,
     H: Handler<P>,
@@ -999,6 +1108,7 @@ where
         &mut writer,
         queue,
         &handle.inner.close,
+        &handle.inner.closing,
         config.timeouts.write,
     );
     tokio::pin!(write);
@@ -1014,6 +1124,7 @@ where
             // the last good frame before a bad one, say), within the linger. Only a broken
             // socket cannot take it.
             if !matches!(reason, DisconnectReason::Io(_)) {
+                handle.inner.closing.store(true, Ordering::Release);
                 handle.inner.close.cancel();
                 tokio::select! {
                     () = abort.cancelled() => {}
@@ -1101,7 +1212,8 @@ macro_rules! dispatch {
         let mut step = classify::<P>($frame, $handle, $config);
         if let Step::Route(frame) = step {
             step = match $handle.inner.requests.as_ref() {
-                Some(table) => match table.route(frame).await {
+                // Boxed: a rare path, kept out of the read loop's own (per-connection) state.
+                Some(table) => match Box::pin(table.route(frame)).await {
                     Some(frame) => classify_unrouted(frame, $config),
                     None => Step::Done,
                 },
@@ -1137,7 +1249,7 @@ async fn read_loop<R, P, H>(
     config: &LinkConfig,
 ) -> DisconnectReason
 where
-    R: AsyncRead + Unpin + Send,
+    R: AsyncRead + ReadReady + Unpin + Send,
     P: Protocol,
     H: Handler<P>,
 {
@@ -1176,10 +1288,6 @@ where
         } else if partial_since.is_none() {
             partial_since = Some(last_arrival);
         }
-        if buf.capacity() - buf.len() < read_size / 2 {
-            buf.reserve(read_size);
-        }
-        let spare = buf.capacity() - buf.len();
         let mut deadline: Option<(Instant, Deadline)> = None;
         let mut consider = |at: Instant, what: Deadline| {
             if deadline.is_none_or(|(current, _)| at < current) {
@@ -1213,9 +1321,20 @@ where
                 ),
             }
         }
+        // An idle connection holds no read buffer: it waits until bytes are there to read.
+        let fill = async {
+            if buf.capacity() == 0 {
+                std::future::poll_fn(|cx| reader.poll_read_ready(cx)).await?;
+            }
+            if buf.capacity() - buf.len() < read_size / 2 {
+                buf.reserve(read_size);
+            }
+            let spare = buf.capacity() - buf.len();
+            reader.read_buf(&mut buf).await.map(|n| (n, spare))
+        };
         let read = match deadline {
             Some((at, what)) => {
-                match tokio::time::timeout_at(at, reader.read_buf(&mut buf)).await {
+                match tokio::time::timeout_at(at, fill).await {
                     Ok(read) => read,
                     Err(_) => match what {
                         Deadline::Expire(kind, after) => {
@@ -1236,17 +1355,17 @@ where
                     },
                 }
             }
-            None => reader.read_buf(&mut buf).await,
+            None => fill.await,
         };
         match read {
-            Ok(0) => {
+            Ok((0, _)) => {
                 // Every complete frame was decoded above, so what is left is a cut frame.
                 return match codec.decode_eof(&mut buf) {
                     Ok(_) => DisconnectReason::PeerClosed,
                     Err(err) => DisconnectReason::Protocol(Arc::new(err)),
                 };
             }
-            Ok(n) => {
+            Ok((n, spare)) => {
                 last_arrival = Instant::now();
                 probe_sent = None;
                 if n == spare {
@@ -1298,6 +1417,7 @@ async fn write_loop<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
     close: &CancellationToken,
+    closing_flag: &AtomicBool,
     limit: Option<Duration>,
 ) -> io::Result<()>
 where
@@ -1308,38 +1428,32 @@ where
     loop {
         // Frames left unconfirmed by an earlier connection (a client's) go first.
         if queue.inflight.is_empty() {
-            let next = if closing {
+            if closing {
                 // Closing: write what is queued now, then stop. Handles refuse new frames
                 // once the close token is cancelled.
-                queue.rx.try_recv().ok()
+                if !queue.take() {
+                    break;
+                }
             } else {
                 tokio::select! {
                     biased;
-                    frame = queue.rx.recv() => frame,
+                    () = queue.recv() => {}
                     () = close.cancelled() => {
                         closing = true;
+                        closing_flag.store(true, Ordering::Release);
                         continue;
                     }
                 }
-            };
-            let Some(first) = next else { break };
-            queue.inflight.push_back(first);
-        }
-        let mut total: usize = queue.inflight.iter().map(Bytes::len).sum();
-        while total < BATCH_BYTES {
-            match queue.rx.try_recv() {
-                Ok(frame) => {
-                    total += frame.len();
-                    queue.inflight.push_back(frame);
-                }
-                Err(_) => break,
             }
+        } else {
+            queue.take();
         }
         write_inflight(writer, queue, &mut batch, limit).await?;
-        if queue.rx.is_empty() {
+        if queue.is_empty() {
             flush_timed(writer, limit).await?;
-            // Going idle: release the batch buffer.
+            // Going idle: give the buffers back.
             batch = BytesMut::new();
+            queue.release_buffers();
         }
     }
     flush_timed(writer, limit).await?;

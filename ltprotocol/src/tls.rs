@@ -1067,6 +1067,12 @@ impl<R> Sniff<R> {
     }
 }
 
+impl<R: crate::connection::ReadReady> crate::connection::ReadReady for Sniff<R> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_read_ready(cx)
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for Sniff<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -1094,6 +1100,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Sniff<R> {
 /// clean end, as on plain TCP.
 #[derive(Debug)]
 pub(crate) struct EofAsClose<R>(pub(crate) R);
+
+/// TLS decrypts into buffers of its own, so a TLS reader is always read at once.
+impl<R> crate::connection::ReadReady for EofAsClose<R> {
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
 
 impl<R: AsyncRead + Unpin> AsyncRead for EofAsClose<R> {
     fn poll_read(
