@@ -3,6 +3,7 @@
 #
 #   bench/compare.sh [ROUNDS]     # default 5 interleaved rounds
 #   bench/compare.sh --quick      # one short round (CI: proves it still works)
+#   bench/compare.sh --no-ancestor [...]   # without the Python ancestor (no venv, no registry)
 #
 # Builds release binaries once, then for every round, every workload and every implementation
 # starts that implementation's server (`… serve --listen 127.0.0.1:0`, reading the port from
@@ -10,21 +11,29 @@
 # its PID. Every run checks its REPORTs; an unverified run is left out and reported.
 # Implementations: ltp-codec (ltp bench serve + ltp client on FrameCodec), ltp-runtime (same
 # server, client through ReconnectingClient::send_wait), handrolled and lengthdelimited
-# (bench/src/bin/*, current-thread runtimes). The ltp processes use ltp's multi-threaded
-# runtime (one worker per core).
+# (bench/src/bin/*, current-thread runtimes), ancestor (the Python ltprotocol 0.2.1 on Twisted,
+# its client against its server: bench/ancestor/, set up here in a virtual environment, which
+# needs python3 with venv and the Python package registry the first time), and, for fan-out
+# only, ancestor-server (the ancestor's server driven by the hand-rolled client: its own Python
+# receivers, not its broadcast, limit the ancestor row there). The ltp processes use ltp's
+# multi-threaded runtime (one worker per core). The ancestor runs every workload: the u32 layout
+# is its `len_type='I'`, and its 8 connections share one single-threaded reactor per process.
 #
 # Prints the machine and a table of medians with min–max and ratios against the hand-rolled
-# loop; writes bench/results/latest.json (summary) and bench/results/latest-raw.jsonl (every run).
+# loop and the ancestor; writes bench/results/latest.json (summary),
+# bench/results/latest-raw.jsonl (every run) and bench/results/latest.svg (the chart).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 ROUNDS=5
 QUICK=0
+ANCESTOR=1
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1; ROUNDS=1 ;;
-        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [ROUNDS]" >&2; exit 2 ;;
+        --no-ancestor) ANCESTOR=0 ;;
+        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [--no-ancestor] [ROUNDS]" >&2; exit 2 ;;
         *) ROUNDS=$arg ;;
     esac
 done
@@ -34,10 +43,26 @@ if [ "$QUICK" = 1 ]; then
 else
     DUR=2; FAN100=20000; FAN1000=2000; CONNS=10000
 fi
+# The ancestor's fan-out runs a quarter of the broadcasts, to take about as long as the others.
+ANC_FAN100=$((FAN100 / 4)); ANC_FAN1000=$((FAN1000 / 4))
 
 echo "building release binaries…" >&2
 cargo build --release --quiet -p ltp -p bench
 BIN=target/release
+
+ANCESTOR_PY=
+ANCESTOR_VERSIONS=
+if [ "$ANCESTOR" = 1 ]; then
+    echo "setting up the Python ancestor (bench/ancestor/setup.sh)…" >&2
+    if ! ANCESTOR_PY=$(bash bench/ancestor/setup.sh); then
+        echo "compare.sh: setting up the Python ancestor failed (see above);" \
+            "bench/compare.sh --no-ancestor compares without it" >&2
+        exit 1
+    fi
+    ANCESTOR_VERSIONS=", $("$ANCESTOR_PY" -c 'import sys, twisted
+print("Python %d.%d.%d" % sys.version_info[:3], "+ Twisted", twisted.__version__)')"
+fi
+ANCESTOR_BENCH=bench/ancestor/ltp_ancestor_bench.py
 # Each conns run holds CONNS sockets in the client and as many in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -47,6 +72,7 @@ RAW=$OUT/latest-raw.jsonl
 : > "$RAW"
 TMP=$(mktemp -d)
 SERVER_PID=
+# shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
     rm -rf "$TMP"
@@ -54,7 +80,8 @@ cleanup() {
 trap cleanup EXIT
 
 MACHINE="machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), \
-$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(rustc --version)"
+$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), $(rustc --version)\
+$ANCESTOR_VERSIONS"
 
 # server_cmd IMPL LAYOUT → the command line of IMPL's server
 server_cmd() {
@@ -62,6 +89,7 @@ server_cmd() {
         ltp-*) echo "$BIN/ltp bench serve --listen 127.0.0.1:0 --layout $2" ;;
         handrolled) echo "$BIN/baseline-handrolled serve --listen 127.0.0.1:0 --layout $2" ;;
         lengthdelimited) echo "$BIN/baseline-lengthdelimited serve --listen 127.0.0.1:0 --layout $2" ;;
+        ancestor*) echo "$ANCESTOR_PY $ANCESTOR_BENCH serve --listen 127.0.0.1:0 --layout $2" ;;
     esac
 }
 
@@ -72,6 +100,8 @@ client_cmd() {
         ltp-runtime) echo "$BIN/ltp bench" ;;
         handrolled) echo "$BIN/baseline-handrolled" ;;
         lengthdelimited) echo "$BIN/baseline-lengthdelimited" ;;
+        ancestor) echo "$ANCESTOR_PY $ANCESTOR_BENCH" ;;
+        ancestor-server) echo "$BIN/baseline-handrolled" ;;
     esac
 }
 
@@ -82,16 +112,25 @@ client_extra() {
     esac
 }
 
+# impl_load IMPL "MODE ARGS" → the arguments IMPL runs with (the ancestor broadcasts fewer)
+impl_load() {
+    case "$1" in
+        ancestor*) echo "$2" | sed "s/--messages $FAN100\$/--messages $ANC_FAN100/; \
+            s/--messages $FAN1000\$/--messages $ANC_FAN1000/" ;;
+        *) echo "$2" ;;
+    esac
+}
+
 # Workloads: NAME|LAYOUT|MODE ARGS|IMPLEMENTATIONS
 WORKLOADS=(
-    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited"
-    "oneway16x8|ltprotocol|throughput --body-size 16 --connections 8 --duration $DUR|ltp-codec handrolled lengthdelimited"
-    "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited"
-    "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited"
-    "pingpong16|ltprotocol|pingpong --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited"
-    "fanout64x100|ltprotocol|fanout --body-size 64 --connections 100 --messages $FAN100|ltp-codec handrolled lengthdelimited"
-    "fanout64x1000|ltprotocol|fanout --body-size 64 --connections 1000 --messages $FAN1000|ltp-codec handrolled lengthdelimited"
-    "conns|ltprotocol|conns --connections $CONNS|ltp-codec handrolled lengthdelimited"
+    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
+    "oneway16x8|ltprotocol|throughput --body-size 16 --connections 8 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor"
+    "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
+    "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor"
+    "pingpong16|ltprotocol|pingpong --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
+    "fanout64x100|ltprotocol|fanout --body-size 64 --connections 100 --messages $FAN100|ltp-codec handrolled lengthdelimited ancestor ancestor-server"
+    "fanout64x1000|ltprotocol|fanout --body-size 64 --connections 1000 --messages $FAN1000|ltp-codec handrolled lengthdelimited ancestor ancestor-server"
+    "conns|ltprotocol|conns --connections $CONNS|ltp-codec handrolled lengthdelimited ancestor"
 )
 
 # json_string TEXT → TEXT as a JSON string literal
@@ -101,12 +140,14 @@ json_string() {
 
 # run_one ROUND WORKLOAD LAYOUT "MODE ARGS" IMPL: appends one line to $RAW
 run_one() {
-    local round=$1 workload=$2 layout=$3 load=$4 impl=$5
+    local round=$1 workload=$2 layout=$3 impl=$5
+    local load
+    load=$(impl_load "$impl" "$4")
     # A fresh file per run: the server's redirection may happen after we start reading.
     local out=$TMP/server.$round.$workload.$impl.out
     : > "$out"
     local line addr result rc
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2091  # the command line is meant to be split and run
     $(server_cmd "$impl" "$layout") >> "$out" 2> "$TMP/server.err" &
     SERVER_PID=$!
     addr=
@@ -138,7 +179,7 @@ run_one() {
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
-    echo "$result" | sed "s/^{/{\"round\":$round,\"workload\":\"$workload\",\"impl\":\"$impl\",/" >> "$RAW"
+    echo "{\"round\":$round,\"workload\":\"$workload\",\"impl\":\"$impl\",${result#\{}" >> "$RAW"
     printf '  round %s %-16s %-16s %s\n' "$round" "$workload" "$impl" \
         "$(echo "$result" | grep -o '"\(msgs_per_sec\|wire_mb_per_sec\|rss_per_conn_bytes\|verified\|error\)":[^,]*' | tr '\n' ' ')" >&2
 }
@@ -148,6 +189,7 @@ for round in $(seq "$ROUNDS"); do
     for spec in "${WORKLOADS[@]}"; do
         IFS='|' read -r workload layout load impls <<< "$spec"
         for impl in $impls; do
+            if [ "$ANCESTOR" = 0 ] && [ "${impl#ancestor}" != "$impl" ]; then continue; fi
             run_one "$round" "$workload" "$layout" "$load" "$impl"
         done
     done
@@ -157,6 +199,7 @@ echo
 echo "## ltp bench comparison: $ROUNDS round(s)$([ "$QUICK" = 1 ] && echo ', quick')"
 status=0
 "$BIN/compare-report" "$RAW" "$OUT/latest.json" "$MACHINE" || status=$?
+"$BIN/compare-chart" "$OUT/latest.json" "$OUT/latest.svg" || status=1
 echo
-echo "wrote $OUT/latest.json and $RAW"
+echo "wrote $OUT/latest.json, $RAW and the chart $OUT/latest.svg"
 exit "$status"

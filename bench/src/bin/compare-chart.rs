@@ -216,7 +216,9 @@ where
     chart.draw_series(panel.bars.iter().zip(0..).map(|(bar, i)| {
         let text = match bar.ratio {
             _ if bar.implementation == "handrolled" => "reference".to_owned(),
-            Some(r) => format!("{r:.2}× handrolled"),
+            Some(r) if r >= 0.1 => format!("{r:.2}× handrolled"),
+            Some(r) if r >= 0.01 => format!("{r:.3}× handrolled"),
+            Some(r) => format!("{r:.4}× handrolled"),
             None => String::new(),
         };
         Text::new(text, (centre(i), above(bar)), ratio_style.clone())

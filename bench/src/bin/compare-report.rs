@@ -84,8 +84,16 @@ fn ratios_per_round(
         .collect()
 }
 
+/// A ratio to three significant figures (`165`, `25.6`, `0.16`, `0.0031`).
 fn ratio_text(ratio: Option<f64>) -> String {
-    ratio.map_or("–".to_owned(), |r| format!("{r:.2}"))
+    match ratio {
+        None => "–".to_owned(),
+        Some(r) if r >= 100.0 => format!("{r:.0}"),
+        Some(r) if r >= 10.0 => format!("{r:.1}"),
+        Some(r) if r >= 0.1 => format!("{r:.2}"),
+        Some(r) if r >= 0.01 => format!("{r:.3}"),
+        Some(r) => format!("{r:.4}"),
+    }
 }
 
 fn main() -> ExitCode {
