@@ -306,3 +306,32 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(median: f64, min: f64, max: f64) -> Bar {
+        Bar {
+            implementation: "x".to_owned(),
+            median,
+            min,
+            max,
+            ratio: None,
+        }
+    }
+
+    #[test]
+    fn axis_spans_powers_of_ten_around_every_figure() {
+        assert_eq!(
+            axis(&[bar(290e3, 280e3, 300e3), bar(47.8e6, 40e6, 50e6)]),
+            (1e5, 1e9)
+        );
+        assert_eq!(axis(&[]), (1.0, 10.0));
+    }
+
+    #[test]
+    fn ticks_drop_trailing_zeros() {
+        assert_eq!([tick(1e9), tick(1e5), tick(100.0)], ["1 G", "100 k", "100"]);
+    }
+}

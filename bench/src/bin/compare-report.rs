@@ -264,3 +264,26 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_keep_three_significant_figures() {
+        let texts: Vec<String> = [Some(164.9), Some(25.57), Some(0.155), Some(0.0061), None]
+            .into_iter()
+            .map(ratio_text)
+            .collect();
+        assert_eq!(texts, ["165", "25.6", "0.15", "0.0061", "–"]);
+    }
+
+    #[test]
+    fn ratios_pair_rounds_and_skip_missing_ones() {
+        let ours = BTreeMap::from([(1, 10.0), (2, 30.0), (3, 5.0)]);
+        let theirs = BTreeMap::from([(1, 5.0), (2, 10.0)]);
+        assert_eq!(ratios_per_round(&ours, Some(&theirs)), [2.0, 3.0]);
+        assert!(ratios_per_round(&ours, None).is_empty());
+        assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), Some(2.5));
+    }
+}
