@@ -9,9 +9,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -359,6 +361,16 @@ impl OutboxReceiver {
 
     fn is_empty(&self) -> bool {
         self.shared.pending().is_empty()
+    }
+
+    /// Waits until a frame is queued, without taking it.
+    async fn wait_queued(&self) {
+        loop {
+            if !self.is_empty() {
+                return;
+            }
+            self.shared.ready.notified().await;
+        }
     }
 
     /// Gives back the buffers of an idle writer, so an idle connection holds none.
@@ -1084,20 +1096,206 @@ where
         }
         Ok(())
     };
+    // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
+    // the connection.
     let ready = tokio::select! {
         () = abort.cancelled() => Err(DisconnectReason::Closed),
-        ready = setup => ready,
+        ready = Box::pin(setup) => ready,
     };
     if let Err(reason) = ready {
         return finish(handle, Some(reason));
     }
     on_ready();
 
+    // A connection alternates between active spells, whose state (buffers, the handler's
+    // future, a write in progress) is boxed, and idle waits that hold only what must
+    // survive: an idle connection costs little.
+    let mut state = ReadState::new();
+    let reason = loop {
+        let spell = Box::pin(active::<R, W, P, H>(
+            &mut reader,
+            &mut writer,
+            Link {
+                codec: &mut codec,
+                buf: &mut buf,
+                deferred: &mut deferred,
+                state: &mut state,
+            },
+            handle,
+            queue,
+            handler,
+            config,
+        ));
+        match spell.await {
+            Spell::Ended(reason) => break reason,
+            Spell::Idle => {}
+        }
+        if let ControlFlow::Break(reason) =
+            idle_wait(&mut reader, queue, &mut state, handle, config).await
+        {
+            break reason;
+        }
+    };
+    finish(handle, reason)
+}
+
+/// What an active spell works on and leaves for the next.
+struct Link<'a> {
+    codec: &'a mut FrameCodec,
+    buf: &'a mut BytesMut,
+    deferred: &'a mut VecDeque<Frame>,
+    state: &'a mut ReadState,
+}
+
+/// How an active spell ended.
+enum Spell {
+    /// Nothing buffered, nothing to write: wait idle.
+    Idle,
+    /// The connection is over (`None`: aborted).
+    Ended(Option<DisconnectReason>),
+}
+
+/// What the read side keeps between active spells.
+#[derive(Debug)]
+struct ReadState {
+    /// How much the next read reserves.
+    read_size: usize,
+    /// When bytes last arrived.
+    last_arrival: Instant,
+    /// When the first byte of the frame now being assembled arrived.
+    partial_since: Option<Instant>,
+    /// When the keepalive probe was sent, if one is unanswered.
+    probe_sent: Option<Instant>,
+}
+
+impl ReadState {
+    fn new() -> Self {
+        Self {
+            read_size: INITIAL_READ,
+            last_arrival: Instant::now(),
+            partial_since: None,
+            probe_sent: None,
+        }
+    }
+
+    /// The next deadline of the frame-read, idle and keepalive timers, the earliest first.
+    fn deadline(&self, config: &LinkConfig) -> Option<(Instant, Deadline)> {
+        let mut deadline: Option<(Instant, Deadline)> = None;
+        let mut consider = |at: Instant, what: Deadline| {
+            if deadline.is_none_or(|(current, _)| at < current) {
+                deadline = Some((at, what));
+            }
+        };
+        let timeouts = config.timeouts;
+        match self.partial_since {
+            Some(since) => {
+                if let Some(limit) = timeouts.frame_read {
+                    consider(
+                        since + limit,
+                        Deadline::Expire(TimeoutKind::FrameRead, limit),
+                    );
+                }
+            }
+            None => {
+                if let Some(limit) = timeouts.idle {
+                    consider(
+                        self.last_arrival + limit,
+                        Deadline::Expire(TimeoutKind::Idle, limit),
+                    );
+                }
+            }
+        }
+        if let Some(keepalive) = &config.keepalive {
+            match self.probe_sent {
+                None => consider(self.last_arrival + keepalive.idle, Deadline::Probe),
+                Some(sent) => consider(
+                    sent + keepalive.timeout,
+                    Deadline::Expire(TimeoutKind::Keepalive, keepalive.idle + keepalive.timeout),
+                ),
+            }
+        }
+        deadline
+    }
+
+    /// Sends the keepalive probe and notes when.
+    fn probe(&mut self, handle: &ConnectionHandle, config: &LinkConfig) {
+        self.probe_sent = Some(Instant::now());
+        if let Some(keepalive) = &config.keepalive {
+            // A full outbox means traffic is flowing our way anyway.
+            if let Ok(frame) = handle.encode(&keepalive.probe, &keepalive.probe.fields) {
+                let _ = handle.try_send_encoded(frame);
+            }
+        }
+    }
+}
+
+/// Set by the read and write loops while each waits with nothing in hand; when both are, the
+/// spell ends and its state is dropped.
+#[derive(Debug, Default)]
+struct Quiet {
+    read: AtomicBool,
+    write: AtomicBool,
+}
+
+/// Waits, holding nothing but the timers, until bytes can be read, frames are queued, the
+/// connection is closed or aborted, or a timer expires. `Continue` means: go active.
+async fn idle_wait<R: ReadReady>(
+    reader: &mut R,
+    queue: &OutboxReceiver,
+    state: &mut ReadState,
+    handle: &ConnectionHandle,
+    config: &LinkConfig,
+) -> ControlFlow<Option<DisconnectReason>> {
+    loop {
+        let deadline = state.deadline(config);
+        let expiry = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = handle.inner.abort.cancelled() => return ControlFlow::Break(None),
+            () = handle.inner.close.cancelled() => return ControlFlow::Continue(()),
+            // An error is for the read to report.
+            _ = std::future::poll_fn(|cx| reader.poll_read_ready(cx)) => {
+                return ControlFlow::Continue(());
+            }
+            () = queue.wait_queued() => return ControlFlow::Continue(()),
+            () = expiry => match deadline {
+                Some((_, Deadline::Expire(kind, after))) => {
+                    return ControlFlow::Break(Some(DisconnectReason::TimedOut { kind, after }));
+                }
+                Some((_, Deadline::Probe)) => state.probe(handle, config),
+                None => {}
+            },
+        }
+    }
+}
+
+/// Reads and delivers frames and writes queued frames until both sides have nothing in hand
+/// (`Idle`) or the connection ends.
+async fn active<R, W, P, H>(
+    reader: &mut R,
+    writer: &mut W,
+    link: Link<'_>,
+    handle: &ConnectionHandle,
+    queue: &mut OutboxReceiver,
+    handler: &H,
+    config: &LinkConfig,
+) -> Spell
+where
+    R: AsyncRead + ReadReady + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+    P: Protocol,
+    H: Handler<P>,
+{
+    let quiet = Quiet::default();
     let read = AssertUnwindSafe(read_loop::<R, P, H>(
-        &mut reader,
-        &mut codec,
-        buf,
-        deferred,
+        reader,
+        link,
+        &quiet.read,
         handle,
         handler,
         config,
@@ -1105,17 +1303,46 @@ where
     .catch_unwind();
     tokio::pin!(read);
     let write = write_loop(
-        &mut writer,
+        writer,
         queue,
         &handle.inner.close,
         &handle.inner.closing,
+        &quiet.write,
         config.timeouts.write,
     );
     tokio::pin!(write);
+    let aborted = handle.inner.abort.cancelled();
+    tokio::pin!(aborted);
 
-    let reason = tokio::select! {
-        () = abort.cancelled() => None,
-        read_result = &mut read => {
+    enum First {
+        Aborted,
+        Read(std::thread::Result<DisconnectReason>),
+        Write(io::Result<()>),
+        Idle,
+    }
+    let first = std::future::poll_fn(|cx| {
+        if aborted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(First::Aborted);
+        }
+        if let Poll::Ready(read) = read.as_mut().poll(cx) {
+            return Poll::Ready(First::Read(read));
+        }
+        if let Poll::Ready(write) = write.as_mut().poll(cx) {
+            return Poll::Ready(First::Write(write));
+        }
+        // Both wait with nothing in hand (polled just now, in this order, so a frame the
+        // reader queued has been seen by the writer).
+        if quiet.read.load(Ordering::Relaxed) && quiet.write.load(Ordering::Relaxed) {
+            return Poll::Ready(First::Idle);
+        }
+        Poll::Pending
+    })
+    .await;
+
+    let reason = match first {
+        First::Idle => return Spell::Idle,
+        First::Aborted => None,
+        First::Read(read_result) => {
             let reason = match read_result {
                 Ok(reason) => reason,
                 Err(_) => DisconnectReason::HandlerPanicked,
@@ -1127,33 +1354,31 @@ where
                 handle.inner.closing.store(true, Ordering::Release);
                 handle.inner.close.cancel();
                 tokio::select! {
-                    () = abort.cancelled() => {}
+                    () = &mut aborted => {}
                     _ = &mut write => {}
                     () = tokio::time::sleep(config.linger) => {}
                 }
             }
             Some(reason)
         }
-        write_result = &mut write => match write_result {
-            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
-                Some(DisconnectReason::TimedOut {
-                    kind: TimeoutKind::Write,
-                    after: config.timeouts.write.unwrap_or_default(),
-                })
+        First::Write(Err(err)) if err.kind() == io::ErrorKind::TimedOut => {
+            Some(DisconnectReason::TimedOut {
+                kind: TimeoutKind::Write,
+                after: config.timeouts.write.unwrap_or_default(),
+            })
+        }
+        First::Write(Err(err)) => Some(DisconnectReason::Io(Arc::new(err))),
+        // Our side is closed and flushed: keep reading (and delivering) until the peer
+        // closes too, so nothing it sent is lost, but not for longer than the linger.
+        First::Write(Ok(())) => {
+            tokio::select! {
+                () = &mut aborted => None,
+                _ = &mut read => None,
+                () = tokio::time::sleep(config.linger) => None,
             }
-            Err(err) => Some(DisconnectReason::Io(Arc::new(err))),
-            // Our side is closed and flushed: keep reading (and delivering) until the peer
-            // closes too, so nothing it sent is lost, but not for longer than the linger.
-            Ok(()) => {
-                tokio::select! {
-                    () = abort.cancelled() => None,
-                    _ = &mut read => None,
-                    () = tokio::time::sleep(config.linger) => None,
-                }
-            }
-        },
+        }
     };
-    finish(handle, reason)
+    Spell::Ended(reason)
 }
 
 fn finish(handle: &ConnectionHandle, reason: Option<DisconnectReason>) -> DisconnectReason {
@@ -1205,8 +1430,8 @@ fn classify_unrouted<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> 
 }
 
 /// Takes one received frame the whole way: a pending request it answers, the auto-reply
-/// rule, then typed decoding and the handler. Returns from the enclosing function with the
-/// reason when the connection must end.
+/// rule, then typed decoding and the handler. Returns `Err(reason)` from the enclosing function
+/// when the connection must end.
 macro_rules! dispatch {
     ($frame:expr, $handle:expr, $handler:expr, $config:expr) => {{
         let mut step = classify::<P>($frame, $handle, $config);
@@ -1227,9 +1452,51 @@ macro_rules! dispatch {
                 let _ = $handle.send_frame(&reply).await;
             }
             Step::Done | Step::Route(_) => {}
-            Step::Fail(reason) => return reason,
+            Step::Fail(reason) => return Err(reason),
         }
     }};
+}
+
+/// Delivers frames read before the connection was ready (during its handshake).
+async fn deliver_frames<P, H>(
+    frames: VecDeque<Frame>,
+    handle: &ConnectionHandle,
+    handler: &H,
+    config: &LinkConfig,
+) -> Result<(), DisconnectReason>
+where
+    P: Protocol,
+    H: Handler<P>,
+{
+    for frame in frames {
+        dispatch!(frame, handle, handler, config);
+    }
+    Ok(())
+}
+
+/// Decodes and delivers every complete frame in `buf`; says whether there was one.
+async fn deliver_buffered<P, H>(
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+    handle: &ConnectionHandle,
+    handler: &H,
+    config: &LinkConfig,
+) -> Result<bool, DisconnectReason>
+where
+    P: Protocol,
+    H: Handler<P>,
+{
+    let mut decoded_any = false;
+    loop {
+        match codec.decode(buf) {
+            Ok(Some(frame)) => {
+                decoded_any = true;
+                dispatch!(frame, handle, handler, config);
+            }
+            Ok(None) => return Ok(decoded_any),
+            Err(err) => return Err(DisconnectReason::Protocol(Arc::new(err))),
+        }
+    }
 }
 
 /// What the read loop waits for besides bytes.
@@ -1241,9 +1508,8 @@ enum Deadline {
 
 async fn read_loop<R, P, H>(
     reader: &mut R,
-    codec: &mut FrameCodec,
-    mut buf: BytesMut,
-    deferred: VecDeque<Frame>,
+    link: Link<'_>,
+    quiet: &AtomicBool,
     handle: &ConnectionHandle,
     handler: &H,
     config: &LinkConfig,
@@ -1253,123 +1519,86 @@ where
     P: Protocol,
     H: Handler<P>,
 {
-    for frame in deferred {
-        dispatch!(frame, handle, handler, config);
+    let Link {
+        codec,
+        buf,
+        deferred,
+        state,
+    } = link;
+    if !deferred.is_empty() {
+        let frames = std::mem::take(deferred);
+        if let Err(reason) = Box::pin(deliver_frames(frames, handle, handler, config)).await {
+            return reason;
+        }
     }
-    let timeouts = config.timeouts;
-    let mut read_size = INITIAL_READ;
-    let mut last_arrival = Instant::now();
-    // When the first byte of the frame now being assembled arrived.
-    let mut partial_since: Option<Instant> = None;
-    // When the keepalive probe was sent, if one is unanswered.
-    let mut probe_sent: Option<Instant> = None;
     loop {
-        let mut decoded_any = false;
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    decoded_any = true;
-                    dispatch!(frame, handle, handler, config);
-                }
-                Ok(None) => break,
-                Err(err) => return DisconnectReason::Protocol(Arc::new(err)),
-            }
-        }
-        if decoded_any {
-            partial_since = None;
-        }
-        if buf.is_empty() && !codec.is_mid_frame() {
-            partial_since = None;
-            if buf.capacity() > 0 {
-                // Idle between frames: give the buffer back, so an idle connection costs little.
-                buf = BytesMut::new();
-                read_size = INITIAL_READ;
-            }
-        } else if partial_since.is_none() {
-            partial_since = Some(last_arrival);
-        }
-        let mut deadline: Option<(Instant, Deadline)> = None;
-        let mut consider = |at: Instant, what: Deadline| {
-            if deadline.is_none_or(|(current, _)| at < current) {
-                deadline = Some((at, what));
+        // Delivering holds the handler's future, which an idle connection should not keep:
+        // it runs boxed, one allocation per read rather than a larger task for ever.
+        let decoded_any = if buf.is_empty() {
+            false
+        } else {
+            match Box::pin(deliver_buffered(codec, buf, handle, handler, config)).await {
+                Ok(decoded_any) => decoded_any,
+                Err(reason) => return reason,
             }
         };
-        match partial_since {
-            Some(since) => {
-                if let Some(limit) = timeouts.frame_read {
-                    consider(
-                        since + limit,
-                        Deadline::Expire(TimeoutKind::FrameRead, limit),
-                    );
-                }
-            }
-            None => {
-                if let Some(limit) = timeouts.idle {
-                    consider(
-                        last_arrival + limit,
-                        Deadline::Expire(TimeoutKind::Idle, limit),
-                    );
-                }
-            }
+        if decoded_any {
+            state.partial_since = None;
         }
-        if let Some(keepalive) = &config.keepalive {
-            match probe_sent {
-                None => consider(last_arrival + keepalive.idle, Deadline::Probe),
-                Some(sent) => consider(
-                    sent + keepalive.timeout,
-                    Deadline::Expire(TimeoutKind::Keepalive, keepalive.idle + keepalive.timeout),
-                ),
+        if buf.is_empty() && !codec.is_mid_frame() {
+            state.partial_since = None;
+            if buf.capacity() > 0 {
+                // Idle between frames: give the buffer back, so an idle connection costs little.
+                *buf = BytesMut::new();
+                state.read_size = INITIAL_READ;
             }
+        } else if state.partial_since.is_none() {
+            state.partial_since = Some(state.last_arrival);
         }
+        let deadline = state.deadline(config);
+        let read_size = state.read_size;
         // An idle connection holds no read buffer: it waits until bytes are there to read.
         let fill = async {
             if buf.capacity() == 0 {
-                std::future::poll_fn(|cx| reader.poll_read_ready(cx)).await?;
+                quiet.store(true, Ordering::Relaxed);
+                let ready = std::future::poll_fn(|cx| reader.poll_read_ready(cx)).await;
+                quiet.store(false, Ordering::Relaxed);
+                ready?;
             }
             if buf.capacity() - buf.len() < read_size / 2 {
                 buf.reserve(read_size);
             }
             let spare = buf.capacity() - buf.len();
-            reader.read_buf(&mut buf).await.map(|n| (n, spare))
+            reader.read_buf(&mut *buf).await.map(|n| (n, spare))
         };
         let read = match deadline {
-            Some((at, what)) => {
-                match tokio::time::timeout_at(at, fill).await {
-                    Ok(read) => read,
-                    Err(_) => match what {
-                        Deadline::Expire(kind, after) => {
-                            return DisconnectReason::TimedOut { kind, after };
-                        }
-                        Deadline::Probe => {
-                            probe_sent = Some(Instant::now());
-                            if let Some(keepalive) = &config.keepalive {
-                                // A full outbox means traffic is flowing our way anyway.
-                                if let Ok(frame) =
-                                    handle.encode(&keepalive.probe, &keepalive.probe.fields)
-                                {
-                                    let _ = handle.try_send_encoded(frame);
-                                }
-                            }
-                            continue;
-                        }
-                    },
-                }
-            }
+            Some((at, what)) => match tokio::time::timeout_at(at, fill).await {
+                Ok(read) => read,
+                Err(_) => match what {
+                    Deadline::Expire(kind, after) => {
+                        return DisconnectReason::TimedOut { kind, after };
+                    }
+                    Deadline::Probe => {
+                        state.probe(handle, config);
+                        continue;
+                    }
+                },
+            },
             None => fill.await,
         };
         match read {
             Ok((0, _)) => {
                 // Every complete frame was decoded above, so what is left is a cut frame.
-                return match codec.decode_eof(&mut buf) {
+                return match codec.decode_eof(buf) {
                     Ok(_) => DisconnectReason::PeerClosed,
                     Err(err) => DisconnectReason::Protocol(Arc::new(err)),
                 };
             }
             Ok((n, spare)) => {
-                last_arrival = Instant::now();
-                probe_sent = None;
+                state.last_arrival = Instant::now();
+                state.probe_sent = None;
                 if n == spare {
-                    read_size = (read_size * 2).min(MAX_READ);
+                    state.read_size = (state.read_size * 2).min(MAX_READ);
                 }
             }
             Err(err) => return DisconnectReason::Io(Arc::new(err)),
@@ -1418,6 +1647,7 @@ async fn write_loop<W>(
     queue: &mut OutboxReceiver,
     close: &CancellationToken,
     closing_flag: &AtomicBool,
+    quiet: &AtomicBool,
     limit: Option<Duration>,
 ) -> io::Result<()>
 where
@@ -1435,29 +1665,48 @@ where
                     break;
                 }
             } else {
-                tokio::select! {
+                quiet.store(true, Ordering::Relaxed);
+                let closed = tokio::select! {
                     biased;
-                    () = queue.recv() => {}
-                    () = close.cancelled() => {
-                        closing = true;
-                        closing_flag.store(true, Ordering::Release);
-                        continue;
-                    }
+                    () = queue.recv() => false,
+                    () = close.cancelled() => true,
+                };
+                quiet.store(false, Ordering::Relaxed);
+                if closed {
+                    closing = true;
+                    closing_flag.store(true, Ordering::Release);
+                    continue;
                 }
             }
         } else {
             queue.take();
         }
-        write_inflight(writer, queue, &mut batch, limit).await?;
-        if queue.is_empty() {
-            flush_timed(writer, limit).await?;
-            // Going idle: give the buffers back.
-            batch = BytesMut::new();
-            queue.release_buffers();
-        }
+        // Writing runs boxed, one allocation per batch, so an idle connection's task does not
+        // carry the state of a write in progress.
+        Box::pin(write_batch(writer, queue, &mut batch, limit)).await?;
     }
     flush_timed(writer, limit).await?;
     writer.shutdown().await
+}
+
+/// Writes what is in flight, and flushes and gives the buffers back if nothing more is queued.
+async fn write_batch<W>(
+    writer: &mut W,
+    queue: &mut OutboxReceiver,
+    batch: &mut BytesMut,
+    limit: Option<Duration>,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + Send,
+{
+    write_inflight(writer, queue, batch, limit).await?;
+    if queue.is_empty() {
+        flush_timed(writer, limit).await?;
+        // Going idle: give the buffers back.
+        *batch = BytesMut::new();
+        queue.release_buffers();
+    }
+    Ok(())
 }
 
 /// Writes every frame of `queue.inflight`, confirming each as soon as the socket has taken

@@ -681,7 +681,13 @@ async fn run_connection<P: Protocol, H: Handler<P>>(
     // TLS first: a connection that fails it is never registered nor reported connected,
     // only disconnected, with the reason.
     #[cfg(feature = "tls")]
-    let opened = crate::tls::accept(stream, inner.tls.as_ref(), &handle, &inner.shutdown).await;
+    let opened = Box::pin(crate::tls::accept(
+        stream,
+        inner.tls.as_ref(),
+        &handle,
+        &inner.shutdown,
+    ))
+    .await;
     #[cfg(not(feature = "tls"))]
     let opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
     let reason = match opened {
