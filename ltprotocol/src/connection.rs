@@ -72,7 +72,7 @@ pub enum DisconnectReason {
     Protocol(#[source] Arc<FrameError>),
     /// A frame of a known type carried a body that does not decode.
     #[error("undecodable message")]
-    Decode(#[source] DecodeError),
+    Decode(#[source] Arc<DecodeError>),
     /// Reading or writing failed.
     #[error("i/o error")]
     Io(#[source] Arc<io::Error>),
@@ -427,8 +427,9 @@ impl<T: ReadReady + ?Sized> ReadReady for &mut T {
 /// Everything a connection runs with: limits, timeouts, request matching, handshake.
 #[derive(Clone)]
 pub(crate) struct LinkConfig {
-    /// The codec, with the inbound and outbound maxima.
-    pub(crate) codec: FrameCodec,
+    /// The codec, with the inbound and outbound maxima; shared by every connection's handle
+    /// (each connection decodes with a copy of its own).
+    pub(crate) codec: Arc<FrameCodec>,
     /// How long a gracefully closing connection waits for the peer's end of stream.
     pub(crate) linger: Duration,
     /// Read, idle and write timeouts.
@@ -463,7 +464,7 @@ impl fmt::Debug for LinkConfig {
 impl LinkConfig {
     pub(crate) fn new(codec: FrameCodec) -> Self {
         Self {
-            codec,
+            codec: Arc::new(codec),
             linger: DEFAULT_LINGER,
             timeouts: Timeouts::default(),
             correlation: None,
@@ -484,7 +485,7 @@ macro_rules! link_setters {
         /// before any body byte is buffered. Default: what the length field can describe, at
         /// most 8 MiB (65,535 for both presets).
         pub fn max_inbound(&mut self, max: usize) -> &mut Self {
-            self.link.codec = self.link.codec.clone().max_inbound(max);
+            self.link.codec = Arc::new((*self.link.codec).clone().max_inbound(max));
             self
         }
 
@@ -492,7 +493,7 @@ macro_rules! link_setters {
         /// [`EncodeError::TooLarge`](crate::EncodeError::TooLarge). Default: what the length
         /// field can describe.
         pub fn max_outbound(&mut self, max: usize) -> &mut Self {
-            self.link.codec = self.link.codec.clone().max_outbound(max);
+            self.link.codec = Arc::new((*self.link.codec).clone().max_outbound(max));
             self
         }
 
@@ -600,7 +601,7 @@ struct HandleInner {
     peer: SocketAddr,
     local: SocketAddr,
     outbox: Outbox,
-    codec: FrameCodec,
+    codec: Arc<FrameCodec>,
     /// Cancelled to close gracefully: drain the outbox, then close.
     close: CancellationToken,
     /// Cancelled to close at once, dropping what is queued.
@@ -615,7 +616,7 @@ struct HandleInner {
     reason: Mutex<Option<DisconnectReason>>,
     /// Set once a TLS handshake succeeded: the peer's verified certificate, if it sent one.
     #[cfg(feature = "tls")]
-    tls: OnceLock<Option<crate::tls::PeerIdentity>>,
+    tls: OnceLock<Option<Box<crate::tls::PeerIdentity>>>,
 }
 
 /// The application's handle on one connection: cheap to clone, usable from any task.
@@ -648,7 +649,7 @@ impl ConnectionHandle {
         peer: SocketAddr,
         local: SocketAddr,
         outbox: Outbox,
-        codec: FrameCodec,
+        codec: Arc<FrameCodec>,
         close: CancellationToken,
         correlation: Option<&Correlation>,
     ) -> Self {
@@ -888,12 +889,12 @@ impl ConnectionHandle {
     /// ```
     #[cfg(feature = "tls")]
     pub fn peer_identity(&self) -> Option<&crate::tls::PeerIdentity> {
-        self.inner.tls.get()?.as_ref()
+        self.inner.tls.get()?.as_deref()
     }
 
     #[cfg(feature = "tls")]
     pub(crate) fn set_tls(&self, identity: Option<crate::tls::PeerIdentity>) {
-        let _ = self.inner.tls.set(identity);
+        let _ = self.inner.tls.set(identity.map(Box::new));
     }
 
     /// Sends `msg` with a fresh correlation id and waits for the frame carrying the same id
@@ -1057,7 +1058,7 @@ where
     P: Protocol,
     H: Handler<P>,
 {
-    let mut codec = config.codec.clone();
+    let mut codec = (*config.codec).clone();
     codec.reset();
     let abort = handle.inner.abort.clone();
     let mut buf = BytesMut::new();
@@ -1248,9 +1249,12 @@ async fn idle_wait<R: ReadReady>(
 ) -> ControlFlow<Option<DisconnectReason>> {
     loop {
         let deadline = state.deadline(config);
+        // Boxed, and only when a timer runs: without idle timeout and keepalive (the
+        // defaults) an idle connection carries no timer at all.
+        let mut timer = deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
         let expiry = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
+            match timer.as_mut() {
+                Some(sleep) => sleep.await,
                 None => std::future::pending().await,
             }
         };
@@ -1425,7 +1429,7 @@ fn classify_unrouted<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> 
     let order = config.codec.layout().byte_order();
     match P::decode(frame.message_type, frame.body, order) {
         Ok(message) => Step::Deliver(message, frame.fields),
-        Err(err) => Step::Fail(DisconnectReason::Decode(err)),
+        Err(err) => Step::Fail(DisconnectReason::Decode(Arc::new(err))),
     }
 }
 

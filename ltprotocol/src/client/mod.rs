@@ -162,7 +162,7 @@ impl<P: Protocol> ClientBuilder<P> {
         addr: impl Into<String>,
         handler: H,
     ) -> ReconnectingClient<P> {
-        let codec = self.link.codec.clone();
+        let codec = (*self.link.codec).clone();
         let (outbox, queue) = connection::outbox(self.queue_bytes);
         let (connected_tx, connected_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
