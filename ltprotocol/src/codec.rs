@@ -16,7 +16,7 @@
 
 use std::io;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{Frame, HeaderFields, MessageType};
@@ -142,7 +142,7 @@ enum DecodeState {
 /// - **Decoding** reads the header once, checks `header ≤ whole frame ≤ max_inbound` from the
 ///   header alone, then waits for the body without reserving the declared size up front (a
 ///   header that declares a huge frame and then trickles costs only what arrives). Bodies are
-///   [`Bytes`](bytes::Bytes) slices of the read buffer: no copy. Any split or coalescing of
+///   [`Bytes`] slices of the read buffer: no copy. Any split or coalescing of
 ///   the stream gives the same frames.
 /// - **Encoding** writes header and body into the destination in one pass and fills in the
 ///   length last; a frame over `max_outbound`, a type or header field out of its field's
@@ -342,6 +342,34 @@ impl FrameCodec {
         })
     }
 
+    /// Encodes a message once, for sending to many connections of this layout with
+    /// [`ConnectionHandle::send_encoded`](crate::ConnectionHandle::send_encoded).
+    ///
+    /// ```
+    /// use ltprotocol::{FrameCodec, HeaderFields, HeaderLayout, MessageType, Unknown};
+    /// let codec = FrameCodec::new(HeaderLayout::ltprotocol());
+    /// let msg = Unknown { message_type: MessageType::new(9), body: "hi".into() };
+    /// let frame = codec.encode_once(&msg, &HeaderFields::new())?;
+    /// assert_eq!(frame.as_bytes(), b"\x00\x05\x09hi");
+    /// # Ok::<(), ltprotocol::EncodeError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_with`](Self::encode_with).
+    pub fn encode_once<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<EncodedFrame, EncodeError> {
+        let mut buf = BytesMut::new();
+        self.encode_message_with(msg, fields, &mut buf)?;
+        Ok(EncodedFrame {
+            bytes: buf.freeze(),
+            layout: self.layout.clone(),
+        })
+    }
+
     fn write_header(
         &self,
         message_type: MessageType,
@@ -454,6 +482,45 @@ impl FrameCodec {
             message_type: MessageType::new(message_type),
             fields,
         })
+    }
+}
+
+/// A message encoded once, header and body, ready to be queued on any number of
+/// connections of the same header layout without encoding it again: what a broadcast does
+/// inside, for a group the application chooses. Cheap to clone.
+///
+/// Made by [`FrameCodec::encode_once`] or [`Server::encode`](crate::Server::encode); sent
+/// with [`ConnectionHandle::send_encoded`](crate::ConnectionHandle::send_encoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedFrame {
+    bytes: Bytes,
+    layout: HeaderLayout,
+}
+
+impl EncodedFrame {
+    /// The frame's bytes, header included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The frame's bytes as a shared buffer.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The layout it was encoded for.
+    pub fn layout(&self) -> &HeaderLayout {
+        &self.layout
+    }
+
+    /// Its length in bytes, header included.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a frame has at least its header.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 }
 

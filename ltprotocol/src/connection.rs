@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{EncodeError, FrameCodec, FrameError};
+use crate::codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
 use crate::event::Handler;
 use crate::frame::{Frame, HeaderFields};
 use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
@@ -190,6 +190,12 @@ pub enum SendError {
         id: ConnectionId,
         /// The outbox's capacity in bytes.
         capacity: usize,
+    },
+    /// An [`EncodedFrame`] made for another header layout than the connection's.
+    #[error("frame for connection {id} was encoded for another header layout")]
+    LayoutMismatch {
+        /// The connection.
+        id: ConnectionId,
     },
     /// The message cannot be encoded (too large for the length field or the outbound maximum,
     /// or a type or header field out of range); nothing was queued.
@@ -729,7 +735,7 @@ impl ConnectionHandle {
         fields: &HeaderFields,
     ) -> Result<(), SendError> {
         let frame = self.encode(msg, fields)?;
-        self.send_encoded(frame).await
+        self.queue_bytes(frame).await
     }
 
     /// Queues a raw frame with its own header fields, waiting while the outbox is full.
@@ -750,6 +756,55 @@ impl ConnectionHandle {
         let frame = self.encode(msg, &HeaderFields::new())?;
         self.check_open()?;
         self.inner.outbox.try_send(frame, self.inner.id)
+    }
+
+    /// Queues a frame encoded once with [`Server::encode`](crate::Server::encode) (or
+    /// [`FrameCodec::encode_once`](crate::FrameCodec::encode_once)), waiting while the outbox
+    /// is full: sending one message to a group of connections encodes it once.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, MessageType, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _client = tokio::net::TcpStream::connect(server.local_addr()).await?;
+    /// let Some(ltprotocol::Event::Connected(conn)) = events.next().await else { return Ok(()) };
+    /// let tick = server.encode(&Unknown { message_type: MessageType::new(1), body: "tick".into() })?;
+    /// for target in [&conn] {
+    ///     target.send_encoded(&tick).await?;
+    /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::LayoutMismatch`] when the frame was encoded for another header layout, and
+    /// as [`send`](Self::send).
+    pub async fn send_encoded(&self, frame: &EncodedFrame) -> Result<(), SendError> {
+        self.check_layout(frame)?;
+        self.queue_bytes(frame.bytes().clone()).await
+    }
+
+    /// Like [`send_encoded`](Self::send_encoded), if the outbox has room now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::QueueFull`] when the outbox is full, and as
+    /// [`send_encoded`](Self::send_encoded).
+    pub fn try_send_encoded(&self, frame: &EncodedFrame) -> Result<(), SendError> {
+        self.check_layout(frame)?;
+        self.try_queue_bytes(frame.bytes().clone())
+    }
+
+    fn check_layout(&self, frame: &EncodedFrame) -> Result<(), SendError> {
+        if frame.layout() == self.inner.codec.layout() {
+            Ok(())
+        } else {
+            Err(SendError::LayoutMismatch { id: self.inner.id })
+        }
     }
 
     /// Closes the connection gracefully: what is queued is written, then our side closes and
@@ -800,13 +855,13 @@ impl ConnectionHandle {
         Ok(buf.freeze())
     }
 
-    pub(crate) async fn send_encoded(&self, frame: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn queue_bytes(&self, frame: Bytes) -> Result<(), SendError> {
         self.check_open()?;
         self.inner.outbox.send(frame, self.inner.id).await
     }
 
     /// Queues an already encoded frame without waiting (broadcast).
-    pub(crate) fn try_send_encoded(&self, frame: Bytes) -> Result<(), SendError> {
+    pub(crate) fn try_queue_bytes(&self, frame: Bytes) -> Result<(), SendError> {
         self.check_open()?;
         self.inner.outbox.try_send(frame, self.inner.id)
     }
@@ -1224,7 +1279,7 @@ impl ReadState {
         if let Some(keepalive) = &config.keepalive {
             // A full outbox means traffic is flowing our way anyway.
             if let Ok(frame) = handle.encode(&keepalive.probe, &keepalive.probe.fields) {
-                let _ = handle.try_send_encoded(frame);
+                let _ = handle.try_queue_bytes(frame);
             }
         }
     }

@@ -83,7 +83,7 @@ pub mod tls;
 mod transport;
 
 pub use client::{Backoff, ClientBuilder, CloseReport, ReconnectingClient};
-pub use codec::{EncodeError, FrameCodec, FrameError};
+pub use codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
 pub use connection::{
     AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError, TimeoutKind,
     Timeouts,

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::codec::{EncodeError, FrameCodec};
+use crate::codec::{EncodeError, EncodedFrame, FrameCodec};
 use crate::connection::{
     self, ConnectionHandle, ConnectionId, DisconnectReason, LinkConfig, SendError,
 };
@@ -465,18 +465,69 @@ impl<P: Protocol> Server<P> {
         fields: &HeaderFields,
         include: impl Fn(ConnectionId) -> bool,
     ) -> Result<usize, EncodeError> {
-        let mut buf = bytes::BytesMut::new();
-        self.inner
-            .link
-            .codec
-            .encode_message_with(msg, fields, &mut buf)?;
-        let frame = buf.freeze();
+        let frame = self.encode_with(msg, fields)?;
+        Ok(self.broadcast_encoded_filtered(&frame, include))
+    }
+
+    /// Encodes a message once, for [`broadcast_encoded`](Self::broadcast_encoded) or for
+    /// [`ConnectionHandle::send_encoded`] to a group of connections the application chooses
+    /// (a snapshot of [`connections`](Self::connections), say): sending it again costs no
+    /// encoding.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, MessageType, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let tick = server.encode(&Unknown { message_type: MessageType::new(1), body: "tick".into() })?;
+    /// assert_eq!(tick.as_bytes(), b"\x00\x07\x01tick");
+    /// for _ in 0..3 {
+    ///     server.broadcast_encoded(&tick);
+    /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An [`EncodeError`] when the message cannot be framed.
+    pub fn encode<M: Encode + ?Sized>(&self, msg: &M) -> Result<EncodedFrame, EncodeError> {
+        self.encode_with(msg, &HeaderFields::new())
+    }
+
+    /// Like [`encode`](Self::encode), with extra header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode`](Self::encode).
+    pub fn encode_with<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<EncodedFrame, EncodeError> {
+        self.inner.link.codec.encode_once(msg, fields)
+    }
+
+    /// Like [`broadcast`](Self::broadcast), with a frame encoded once by
+    /// [`encode`](Self::encode): a message broadcast repeatedly is encoded only once. A frame
+    /// of another header layout reaches nobody. Returns how many connections it was queued
+    /// for.
+    pub fn broadcast_encoded(&self, frame: &EncodedFrame) -> usize {
+        self.broadcast_encoded_filtered(frame, |_| true)
+    }
+
+    fn broadcast_encoded_filtered(
+        &self,
+        frame: &EncodedFrame,
+        include: impl Fn(ConnectionId) -> bool,
+    ) -> usize {
         let mut reached = 0;
         let mut slow = Vec::new();
         {
             let registry = self.inner.registry();
             for handle in registry.values().filter(|h| include(h.id())) {
-                match handle.try_send_encoded(frame.clone()) {
+                match handle.try_send_encoded(frame) {
                     Ok(()) => reached += 1,
                     Err(SendError::QueueFull { .. }) => slow.push(handle.clone()),
                     Err(_) => {}
@@ -494,7 +545,7 @@ impl<P: Protocol> Server<P> {
                 capacity: handle.outbox_capacity(),
             });
         }
-        Ok(reached)
+        reached
     }
 
     /// Like [`broadcast`](Self::broadcast), to every live connection but `except` (a chat

@@ -105,3 +105,77 @@ async fn broadcast_reaches_every_client_once() {
 async fn broadcast_reaches_every_client_once_multi_thread() {
     broadcast_scenario().await;
 }
+
+/// A message encoded once goes to a group the application picks (every other client, here)
+/// and to everyone with `broadcast_encoded`, byte for byte as `broadcast` sends it; a frame
+/// encoded for another layout is refused, not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_once_reaches_a_chosen_group_and_everyone() {
+    let (handler, _seen) = Recorder::silent();
+    let server = start_server(&demo_server(), handler).await;
+    let addr = server.local_addr();
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(connect(addr).await);
+    }
+    until(|| server.len() == clients.len()).await;
+
+    let five = server.encode(&NumMsg { num: 5 }).unwrap();
+    let mut plain = bytes::BytesMut::new();
+    server
+        .codec()
+        .encode_message_with(
+            &NumMsg { num: 5 },
+            &ltprotocol::HeaderFields::new(),
+            &mut plain,
+        )
+        .unwrap();
+    assert_eq!(five.as_bytes(), &plain[..]);
+
+    // The odd clients, by their address, each sent the frame three times.
+    let odd: Vec<_> = clients
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|c| c.local_addr().unwrap())
+        .collect();
+    let group: Vec<_> = server
+        .connections()
+        .into_iter()
+        .filter(|conn| odd.contains(&conn.peer()))
+        .collect();
+    assert_eq!(group.len(), 5);
+    for _ in 0..3 {
+        for conn in &group {
+            within(conn.send_encoded(&five)).await.unwrap();
+        }
+    }
+    assert_eq!(
+        server.broadcast_encoded(&server.encode(&NumMsg { num: 9 }).unwrap()),
+        10
+    );
+    for (i, client) in clients.iter_mut().enumerate() {
+        if i % 2 == 1 {
+            for _ in 0..3 {
+                assert_eq!(read_num(client).await, 5);
+            }
+        }
+        assert_eq!(read_num(client).await, 9);
+    }
+
+    // Another layout's frame reaches nobody.
+    let foreign = ltprotocol::FrameCodec::new(ltprotocol::HeaderLayout::openflow())
+        .encode_once(&NumMsg { num: 5 }, &ltprotocol::HeaderFields::new())
+        .unwrap();
+    let conn = group.first().unwrap();
+    assert!(matches!(
+        conn.try_send_encoded(&foreign),
+        Err(ltprotocol::SendError::LayoutMismatch { id }) if id == conn.id()
+    ));
+    assert_eq!(server.broadcast_encoded(&foreign), 0);
+    assert_eq!(server.broadcast(&NumMsg { num: 10 }).unwrap(), 10);
+    for client in &mut clients {
+        assert_eq!(read_num(client).await, 10);
+    }
+    server.shutdown(Duration::from_secs(10)).await;
+}
