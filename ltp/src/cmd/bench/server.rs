@@ -13,8 +13,8 @@ use futures::future::Either;
 use serde_json::json;
 
 use ltprotocol::{
-    ConnectionHandle, ConnectionId, DisconnectReason, Handler, HeaderFields, MessageType, Server,
-    Unknown,
+    ConnectionHandle, ConnectionId, DisconnectReason, Handler, HeaderFields, MessageType,
+    SendError, Server, Unknown,
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
@@ -22,8 +22,8 @@ use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
 /// The per-connection counters live in this many independently locked maps, so that
 /// connections served by different threads rarely meet on one lock.
 const SHARDS: usize = 64;
-/// A FANOUT yields to the runtime after this many broadcasts, so that the connections'
-/// writers drain their outboxes while it goes on.
+/// A FANOUT yields to the runtime after this many rounds, so that the connections' writers
+/// drain their outboxes while it goes on (on a single-thread runtime too).
 const FANOUT_CHUNK: u64 = 64;
 
 /// What one connection has sent since it opened or since its last END.
@@ -113,29 +113,45 @@ impl BenchHandler {
     }
 
     async fn fanout(&self, conn: &ConnectionHandle, count: u64, size: usize) {
-        let data = Unknown {
-            message_type: MessageType::new(DATA),
-            body: Bytes::from(vec![0; size]),
+        let encode = |message_type, body| {
+            self.server.encode(&Unknown {
+                message_type: MessageType::new(message_type),
+                body,
+            })
         };
+        let (data, end) = match (
+            encode(DATA, Bytes::from(vec![0; size])),
+            encode(END, Bytes::new()),
+        ) {
+            (Ok(data), Ok(end)) => (data, end),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(conn = %conn.id(), error = %err, "cannot encode the fan-out");
+                return;
+            }
+        };
+        // The receivers as they are now, each sent the frame encoded once; a full outbox is
+        // waited for (the bench counts deliveries, it does not shed slow readers).
+        let targets: Vec<ConnectionHandle> = self
+            .server
+            .connections()
+            .into_iter()
+            .filter(|target| target.id() != conn.id())
+            .collect();
         let mut delivered = 0u64;
         for i in 0..count {
-            match self.server.broadcast_except(&data, conn.id()) {
-                Ok(reached) => delivered += reached as u64,
-                Err(err) => {
-                    tracing::warn!(conn = %conn.id(), error = %err, "cannot broadcast");
-                    break;
-                }
+            for target in &targets {
+                let sent = match target.try_send_encoded(&data) {
+                    Err(SendError::QueueFull { .. }) => target.send_encoded(&data).await,
+                    sent => sent,
+                };
+                delivered += u64::from(sent.is_ok());
             }
             if i % FANOUT_CHUNK == FANOUT_CHUNK - 1 {
                 tokio::task::yield_now().await;
             }
         }
-        let end = Unknown {
-            message_type: MessageType::new(END),
-            body: Bytes::new(),
-        };
-        if let Err(err) = self.server.broadcast_except(&end, conn.id()) {
-            tracing::warn!(conn = %conn.id(), error = %err, "cannot broadcast END");
+        for target in &targets {
+            let _ = target.send_encoded(&end).await;
         }
         let report = Unknown {
             message_type: MessageType::new(REPORT),
