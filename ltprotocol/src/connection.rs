@@ -1468,7 +1468,9 @@ enum Step<P> {
 }
 
 fn classify<P: Protocol>(frame: Frame, handle: &ConnectionHandle, config: &LinkConfig) -> Step<P> {
-    handle.inner.received.fetch_add(1, Ordering::Relaxed);
+    // Only this connection's task writes the count: a plain load and store, no locked add.
+    let received = &handle.inner.received;
+    received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     match &handle.inner.requests {
         Some(table) if table.has_waiters() => Step::Route(frame),
         _ => classify_unrouted(frame, config),
