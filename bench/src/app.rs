@@ -1,5 +1,6 @@
 //! The `main` both baselines share: parse the command line, start the runtime, then serve or
-//! run one workload and print its result line.
+//! run one workload and print its result line; its `serve` step and address lookup are public
+//! for `baseline-rawtcp`, which has a command line of its own.
 
 use std::future::Future;
 use std::io;
@@ -57,7 +58,13 @@ where
     }
 }
 
-async fn serve_command<S, F>(args: ServeArgs, serve: S) -> Result<ExitCode, String>
+/// `serve`: binds `--listen`, prints `{"event":"listening","addr":"127.0.0.1:PORT"}` and runs
+/// `serve` on the listener (given `--layout`).
+///
+/// # Errors
+///
+/// The address could not be bound, or `serve` failed.
+pub async fn serve_command<S, F>(args: ServeArgs, serve: S) -> Result<ExitCode, String>
 where
     S: Fn(TcpListener, Layout) -> F,
     F: Future<Output = io::Result<()>>,
@@ -133,7 +140,12 @@ where
     })
 }
 
-async fn resolve(target: &str) -> Result<SocketAddr, String> {
+/// The first address `target` (`HOST:PORT`) resolves to.
+///
+/// # Errors
+///
+/// It does not resolve.
+pub async fn resolve(target: &str) -> Result<SocketAddr, String> {
     tokio::net::lookup_host(target)
         .await
         .map_err(|e| format!("cannot resolve {target}: {e}"))?

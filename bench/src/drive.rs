@@ -72,7 +72,7 @@ fn check_report(what: &str, got: (u64, u64), want: (u64, u64), problems: &mut Ve
 }
 
 /// Splits `total` into `parts` shares that differ by at most one.
-fn shares(total: u64, parts: usize) -> impl Iterator<Item = u64> {
+pub fn shares(total: u64, parts: usize) -> impl Iterator<Item = u64> {
     let parts = parts.max(1) as u64;
     (0..parts).map(move |i| total / parts + u64::from(i < total % parts))
 }

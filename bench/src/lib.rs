@@ -10,6 +10,10 @@
 //! * `baseline-lengthdelimited`: tokio-util's `LengthDelimitedCodec` in `FramedRead` /
 //!   `FramedWrite`.
 //!
+//! A third, `baseline-rawtcp`, speaks no protocol at all: a sink that discards what it reads and
+//! answers the byte count at end of stream, and a client writing 256 KiB chunks, the ceiling
+//! for one-way bytes. It shares only the command line's pieces and the result line.
+//!
 //! # The bench wire protocol
 //!
 //! Frames in the default layout (`[length u16][type u8][body]`, big-endian, the length counting
