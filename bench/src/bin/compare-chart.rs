@@ -45,6 +45,7 @@ fn colour(implementation: &str) -> RGBColor {
         "ltp-runtime" => RGBColor(122, 174, 214),
         "handrolled" => RGBColor(255, 127, 14),
         "lengthdelimited" => RGBColor(44, 160, 44),
+        "rawtcp" => RGBColor(140, 86, 75),
         "ancestor" => RGBColor(148, 103, 189),
         "ancestor-server" => RGBColor(197, 176, 213),
         _ => RGBColor(127, 127, 127),

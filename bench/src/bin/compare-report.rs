@@ -1,6 +1,6 @@
 //! Summarises the result lines `bench/compare.sh` collected: a table of medians with min–max
-//! per workload and implementation, ratios against the hand-rolled loop and against the Python
-//! ancestor (per round, then their median), and the same as JSON.
+//! per workload and implementation, ratios against the hand-rolled loop, the Python ancestor
+//! and the raw TCP sink where it ran (per round, then their median), and the same as JSON.
 //!
 //! ```text
 //! cargo run --release -p bench --bin compare-report -- RAW.jsonl OUT.json "MACHINE"
@@ -19,6 +19,11 @@ const BASELINE: &str = "handrolled";
 /// The implementation the second ratio is taken against: the Python ancestor, its client
 /// against its server.
 const ANCESTOR: &str = "ancestor";
+/// The third: the raw TCP sink, no framing at all (only in the large-body one-way workloads).
+const RAW_SINK: &str = "rawtcp";
+/// Every reference, in column order: each gives a `×NAME` column and the JSON keys
+/// `ratio_vs_NAME` (median) and `ratio_vs_NAME_per_round`; `–` and `null` where it did not run.
+const REFERENCES: [&str; 3] = [BASELINE, ANCESTOR, RAW_SINK];
 
 /// What a workload is judged by: a key of the result line (a JSON pointer), its unit, and
 /// whether more is better.
@@ -80,6 +85,24 @@ fn ratios_per_round(
         .filter_map(|(round, v)| {
             let base = reference?.get(round)?;
             (*base > 0.0).then(|| v / base)
+        })
+        .collect()
+}
+
+/// Per reference, in [`REFERENCES`] order: the per-round ratios of `rounds` (an
+/// implementation's figures in `workload`) to that reference's, and their median.
+fn reference_ratios(
+    values: &BTreeMap<Key, BTreeMap<u64, f64>>,
+    workload: &str,
+    rounds: &BTreeMap<u64, f64>,
+) -> Vec<(&'static str, Vec<f64>, Option<f64>)> {
+    REFERENCES
+        .iter()
+        .map(|&reference| {
+            let theirs = values.get(&(workload.to_owned(), reference.to_owned()));
+            let per_round = ratios_per_round(rounds, theirs);
+            let ratio = median(&mut per_round.clone());
+            (reference, per_round, ratio)
         })
         .collect()
 }
@@ -155,6 +178,7 @@ fn main() -> ExitCode {
         "ltp-runtime".into(),
         BASELINE.into(),
         "lengthdelimited".into(),
+        RAW_SINK.into(),
         ANCESTOR.into(),
         "ancestor-server".into(),
     ];
@@ -168,15 +192,15 @@ fn main() -> ExitCode {
 
     println!("{machine}");
     println!();
+    let ratio_heads: String = REFERENCES.iter().map(|r| format!(" ×{r} |")).collect();
+    println!("| workload | implementation | median | min–max |{ratio_heads} extras | runs |");
     println!(
-        "| workload | implementation | median | min–max | ×{BASELINE} | ×{ANCESTOR} | extras | runs |"
+        "|---|---|---:|---:|{}---|---:|",
+        "---:|".repeat(REFERENCES.len())
     );
-    println!("|---|---|---:|---:|---:|---:|---|---:|");
     let mut rows = Vec::new();
     for workload in &workloads {
         let (_, unit, _) = metric(workload);
-        let baseline = values.get(&(workload.clone(), BASELINE.to_owned()));
-        let ancestor = values.get(&(workload.clone(), ANCESTOR.to_owned()));
         for implementation in &order {
             let key = (workload.clone(), implementation.clone());
             let Some(rounds) = values.get(&key) else {
@@ -190,10 +214,7 @@ fn main() -> ExitCode {
                 all.first().copied().unwrap_or(med),
                 all.last().copied().unwrap_or(med),
             );
-            let ratios = ratios_per_round(rounds, baseline);
-            let ratio = median(&mut ratios.clone());
-            let ancestor_ratios = ratios_per_round(rounds, ancestor);
-            let ancestor_ratio = median(&mut ancestor_ratios.clone());
+            let ratios = reference_ratios(&values, workload, rounds);
             let mut extra_json = serde_json::Map::new();
             let mut extra_text = Vec::new();
             for &(_, label) in extras(workload) {
@@ -204,36 +225,40 @@ fn main() -> ExitCode {
                     extra_text.push(format!("{label} {}", human(m)));
                 }
             }
+            let ratio_cells: String = ratios
+                .iter()
+                .map(|(_, _, ratio)| format!(" {} |", ratio_text(*ratio)))
+                .collect();
             println!(
-                "| {workload} ({unit}) | {implementation} | {} | {}–{} | {} | {} | {} | {} |",
+                "| {workload} ({unit}) | {implementation} | {} | {}–{} |{ratio_cells} {} | {} |",
                 human(med),
                 human(min),
                 human(max),
-                ratio_text(ratio),
-                ratio_text(ancestor_ratio),
                 extra_text.join(", "),
                 all.len(),
             );
-            rows.push(json!({
-                "workload": workload,
-                "impl": implementation,
-                "unit": unit,
-                "median": med,
-                "min": min,
-                "max": max,
-                "per_round": rounds,
-                "ratio_vs_handrolled": ratio,
-                "ratio_vs_handrolled_per_round": ratios,
-                "ratio_vs_ancestor": ancestor_ratio,
-                "ratio_vs_ancestor_per_round": ancestor_ratios,
-                "extras": extra_json,
-            }));
+            let mut row = serde_json::Map::new();
+            row.insert("workload".into(), json!(workload));
+            row.insert("impl".into(), json!(implementation));
+            row.insert("unit".into(), json!(unit));
+            row.insert("median".into(), json!(med));
+            row.insert("min".into(), json!(min));
+            row.insert("max".into(), json!(max));
+            row.insert("per_round".into(), json!(rounds));
+            for (reference, per_round, ratio) in ratios {
+                row.insert(format!("ratio_vs_{reference}"), json!(ratio));
+                row.insert(format!("ratio_vs_{reference}_per_round"), json!(per_round));
+            }
+            row.insert("extras".into(), Value::Object(extra_json));
+            rows.push(Value::Object(row));
         }
     }
     println!();
     println!(
-        "×{BASELINE}, ×{ANCESTOR}: the median of the per-round ratios (this implementation's figure \
-         over the reference's in the same round; for B/conn, above 1 means more memory)."
+        "{}: the median of the per-round ratios (this implementation's figure over the \
+         reference's in the same round; for B/conn, above 1 means more memory; – where the \
+         reference did not run: {RAW_SINK} runs only the large-body one-way workloads).",
+        REFERENCES.map(|r| format!("×{r}")).join(", ")
     );
     if !failures.is_empty() {
         println!();
@@ -250,7 +275,7 @@ fn main() -> ExitCode {
     let summary = json!({
         "machine": machine,
         "rounds": rounds,
-        "ratios_against": [BASELINE, ANCESTOR],
+        "ratios_against": REFERENCES,
         "results": rows,
         "failures": failures,
     });
@@ -285,5 +310,39 @@ mod tests {
         assert_eq!(ratios_per_round(&ours, Some(&theirs)), [2.0, 3.0]);
         assert!(ratios_per_round(&ours, None).is_empty());
         assert_eq!(median(&mut [3.0, 1.0, 2.0, 10.0]), Some(2.5));
+    }
+
+    #[test]
+    fn raw_sink_ratios_appear_only_in_workloads_it_ran() {
+        let key = |workload: &str, implementation: &str| -> Key {
+            (workload.to_owned(), implementation.to_owned())
+        };
+        let values = BTreeMap::from([
+            (
+                key("oneway-big65532", "ltp-codec"),
+                BTreeMap::from([(1, 3000.0), (2, 2000.0)]),
+            ),
+            (
+                key("oneway-big65532", RAW_SINK),
+                BTreeMap::from([(1, 4000.0), (2, 4000.0)]),
+            ),
+            (key("oneway16", "ltp-codec"), BTreeMap::from([(1, 10.0)])),
+            (key("oneway16", BASELINE), BTreeMap::from([(1, 20.0)])),
+        ]);
+        let big = reference_ratios(
+            &values,
+            "oneway-big65532",
+            &values[&key("oneway-big65532", "ltp-codec")],
+        );
+        let names: Vec<&str> = big.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(names, [BASELINE, ANCESTOR, RAW_SINK]);
+        assert_eq!(
+            (big[2].1.as_slice(), big[2].2),
+            ([0.75, 0.5].as_slice(), Some(0.625))
+        );
+        assert_eq!(big[0].2, None);
+        let small = reference_ratios(&values, "oneway16", &values[&key("oneway16", "ltp-codec")]);
+        assert_eq!(small[0].2, Some(0.5));
+        assert!(small[2].1.is_empty() && small[2].2.is_none());
     }
 }
