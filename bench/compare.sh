@@ -8,19 +8,23 @@
 # Builds release binaries once, then for every round, every workload and every implementation
 # starts that implementation's server (`… serve --listen 127.0.0.1:0`, reading the port from
 # its `listening` line), runs that implementation's client against it, and stops the server by
-# its PID. Every run checks its REPORTs; an unverified run is left out and reported.
+# its PID. Every run checks its REPORTs (the raw sink: its byte count); an unverified run is
+# left out and reported.
 # Implementations: ltp-codec (ltp bench serve + ltp client on FrameCodec), ltp-runtime (same
 # server, client through ReconnectingClient::send_wait), handrolled and lengthdelimited
 # (bench/src/bin/*, current-thread runtimes), ancestor (the Python ltprotocol 0.2.1 on Twisted,
 # its client against its server: bench/ancestor/, set up here in a virtual environment, which
-# needs python3 with venv and the Python package registry the first time), and, for fan-out
-# only, ancestor-server (the ancestor's server driven by the hand-rolled client: its own Python
-# receivers, not its broadcast, limit the ancestor row there). The ltp processes use ltp's
-# multi-threaded runtime (one worker per core). The ancestor runs every workload: the u32 layout
-# is its `len_type='I'`, and its 8 connections share one single-threaded reactor per process.
+# needs python3 with venv and the Python package registry the first time); for fan-out only,
+# ancestor-server (the ancestor's server driven by the hand-rolled client: its own Python
+# receivers, not its broadcast, limit the ancestor row there); for the two large-body one-way
+# workloads only, rawtcp (bench/src/bin/baseline-rawtcp.rs: no framing at all, 256 KiB chunks
+# into a sink that discards them and answers the byte count: the ceiling for one-way bytes).
+# The ltp processes use ltp's multi-threaded runtime (one worker per core). The ancestor runs
+# every workload: the u32 layout is its `len_type='I'`, and its 8 connections share one
+# single-threaded reactor per process.
 #
 # Prints the machine and a table of medians with min–max and ratios against the hand-rolled
-# loop and the ancestor; writes bench/results/latest.json (summary),
+# loop, the ancestor and the raw sink (where it ran); writes bench/results/latest.json (summary),
 # bench/results/latest-raw.jsonl (every run) and bench/results/latest.svg (the chart).
 set -euo pipefail
 
@@ -89,6 +93,7 @@ server_cmd() {
         ltp-*) echo "$BIN/ltp bench serve --listen 127.0.0.1:0 --layout $2" ;;
         handrolled) echo "$BIN/baseline-handrolled serve --listen 127.0.0.1:0 --layout $2" ;;
         lengthdelimited) echo "$BIN/baseline-lengthdelimited serve --listen 127.0.0.1:0 --layout $2" ;;
+        rawtcp) echo "$BIN/baseline-rawtcp serve --listen 127.0.0.1:0 --layout $2" ;;
         ancestor*) echo "$ANCESTOR_PY $ANCESTOR_BENCH serve --listen 127.0.0.1:0 --layout $2" ;;
     esac
 }
@@ -100,6 +105,7 @@ client_cmd() {
         ltp-runtime) echo "$BIN/ltp bench" ;;
         handrolled) echo "$BIN/baseline-handrolled" ;;
         lengthdelimited) echo "$BIN/baseline-lengthdelimited" ;;
+        rawtcp) echo "$BIN/baseline-rawtcp" ;;
         ancestor) echo "$ANCESTOR_PY $ANCESTOR_BENCH" ;;
         ancestor-server) echo "$BIN/baseline-handrolled" ;;
     esac
@@ -125,8 +131,8 @@ impl_load() {
 WORKLOADS=(
     "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
     "oneway16x8|ltprotocol|throughput --body-size 16 --connections 8 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor"
-    "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
-    "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor"
+    "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor rawtcp"
+    "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor rawtcp"
     "pingpong16|ltprotocol|pingpong --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
     "fanout64x100|ltprotocol|fanout --body-size 64 --connections 100 --messages $FAN100|ltp-codec handrolled lengthdelimited ancestor ancestor-server"
     "fanout64x1000|ltprotocol|fanout --body-size 64 --connections 1000 --messages $FAN1000|ltp-codec handrolled lengthdelimited ancestor ancestor-server"
