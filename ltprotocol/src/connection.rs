@@ -619,6 +619,8 @@ struct HandleInner {
     received: AtomicU64,
     requests: Option<Arc<RequestTable>>,
     handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// The application's per-connection state (`state`).
+    state: OnceLock<Box<dyn Any + Send + Sync>>,
     reason: Mutex<Option<DisconnectReason>>,
     /// Set once a TLS handshake succeeded: the peer's verified certificate, if it sent one.
     #[cfg(feature = "tls")]
@@ -673,6 +675,7 @@ impl ConnectionHandle {
                 received: AtomicU64::new(0),
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
                 handshake: OnceLock::new(),
+                state: OnceLock::new(),
                 reason: Mutex::new(None),
                 #[cfg(feature = "tls")]
                 tls: OnceLock::new(),
@@ -897,6 +900,39 @@ impl ConnectionHandle {
     /// ```
     pub fn handshake_output<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.inner.handshake.get()?.downcast_ref()
+    }
+
+    /// The application's own state for this connection: a `T` made with `T::default()` the
+    /// first time it is asked for, kept until the last handle is dropped. What the ancestor
+    /// kept as attributes of its per-connection protocol object: counters, a login, a
+    /// sequence number. Shared by every clone of the handle, so `T` uses atomics or a lock
+    /// for what changes. `None` if the state was first made with another type.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use ltprotocol::{ConnectionHandle, Handler, HeaderFields, Unknown};
+    ///
+    /// #[derive(Default)]
+    /// struct Seen {
+    ///     messages: AtomicU64,
+    /// }
+    ///
+    /// struct Count;
+    ///
+    /// impl Handler<Unknown> for Count {
+    ///     async fn message(&self, conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {
+    ///         if let Some(seen) = conn.state::<Seen>() {
+    ///             seen.messages.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = Count;
+    /// ```
+    pub fn state<T: Default + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.inner
+            .state
+            .get_or_init(|| Box::new(T::default()))
+            .downcast_ref()
     }
 
     /// Whether this connection runs over TLS. Feature `tls`.

@@ -280,3 +280,61 @@ async fn client_handler_hears_its_connection_in_order() {
     let report = within(client.close(Duration::from_secs(10))).await;
     assert_eq!(report.unsent_frames, 0);
 }
+
+/// Per-connection state: each connection counts its own messages, the count is answered back
+/// and is gone with the connection; asking for another type gets `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_connection_keeps_its_own_state() {
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicU32);
+
+    struct Numbering {
+        totals: mpsc::UnboundedSender<(std::net::SocketAddr, u32)>,
+    }
+
+    impl Handler<Demo> for Numbering {
+        async fn message(&self, conn: &ConnectionHandle, _msg: Demo, _fields: HeaderFields) {
+            let Some(count) = conn.state::<Count>() else {
+                return;
+            };
+            let n = count.0.fetch_add(1, Ordering::Relaxed) + 1;
+            assert!(conn.state::<String>().is_none());
+            let _ = conn.send(&NumMsg { num: n }).await;
+        }
+
+        async fn disconnected(&self, conn: &ConnectionHandle, _reason: &DisconnectReason) {
+            let total = conn
+                .state::<Count>()
+                .map_or(0, |c| c.0.load(Ordering::Relaxed));
+            let _ = self.totals.send((conn.peer(), total));
+        }
+    }
+
+    let (totals, mut totals_rx) = mpsc::unbounded_channel();
+    let server = start_server(&demo_server(), Numbering { totals }).await;
+    let mut first = connect(server.local_addr()).await;
+    let mut second = connect(server.local_addr()).await;
+    for round in 1..=5u32 {
+        write_raw(&mut second, &num_bytes(100)).await;
+        assert_eq!(read_num(&mut second).await, round);
+        if round <= 3 {
+            write_raw(&mut first, &num_bytes(100)).await;
+            assert_eq!(read_num(&mut first).await, round);
+        }
+    }
+    let (first_addr, second_addr) = (first.local_addr().unwrap(), second.local_addr().unwrap());
+    drop(first);
+    drop(second);
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        let (peer, total) = within(totals_rx.recv()).await.unwrap();
+        seen.insert(peer, total);
+    }
+    assert_eq!(seen[&first_addr], 3);
+    assert_eq!(seen[&second_addr], 5);
+    // A new connection starts from nothing.
+    let mut third = connect(server.local_addr()).await;
+    write_raw(&mut third, &num_bytes(100)).await;
+    assert_eq!(read_num(&mut third).await, 1);
+    server.shutdown(Duration::from_secs(10)).await;
+}
