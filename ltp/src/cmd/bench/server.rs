@@ -1,10 +1,8 @@
 //! The bench server: [`ltprotocol::Server`] with a [`Handler`] that counts DATA per
 //! connection, answers END with a REPORT, echoes after ECHO and broadcasts on FANOUT.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::process::ExitCode;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,79 +11,54 @@ use futures::future::Either;
 use serde_json::json;
 
 use ltprotocol::{
-    ConnectionHandle, ConnectionId, DisconnectReason, Handler, HeaderFields, MessageType,
-    SendError, Server, Unknown,
+    ConnectionHandle, Handler, HeaderFields, MessageType, SendError, Server, Unknown,
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
 
-/// The per-connection counters live in this many independently locked maps, so that
-/// connections served by different threads rarely meet on one lock.
-const SHARDS: usize = 64;
 /// A FANOUT yields to the runtime after this many rounds, so that the connections' writers
 /// drain their outboxes while it goes on (on a single-thread runtime too).
 const FANOUT_CHUNK: u64 = 64;
 
-/// What one connection has sent since it opened or since its last END.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counters {
-    count: u64,
-    bytes: u64,
-    echo: bool,
-}
-
-/// Hashes a connection id as itself (ids are unique counters: nothing to spread).
+/// What one connection has sent since it opened or since its last END: the connection's own
+/// state ([`ConnectionHandle::state`]). Only the connection's task changes it, so a load and
+/// a store do (no locked read-modify-write).
 #[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+struct Counters {
+    count: AtomicU64,
+    bytes: AtomicU64,
+    echo: AtomicBool,
 }
 
-type CounterMap = HashMap<ConnectionId, Counters, BuildHasherDefault<IdHasher>>;
+impl Counters {
+    fn add(&self, bytes: u64) {
+        self.count
+            .store(self.count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.bytes.store(
+            self.bytes.load(Ordering::Relaxed) + bytes,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The counts so far, and a fresh start.
+    fn take(&self) -> (u64, u64) {
+        (
+            self.count.swap(0, Ordering::Relaxed),
+            self.bytes.swap(0, Ordering::Relaxed),
+        )
+    }
+}
 
 #[derive(Debug)]
 struct BenchHandler {
-    shards: Vec<Mutex<CounterMap>>,
     server: Server<Unknown>,
 }
 
 impl BenchHandler {
     fn new(server: Server<Unknown>) -> Self {
-        Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(CounterMap::default()))
-                .collect(),
-            server,
-        }
+        Self { server }
     }
 
-    /// Runs `f` on this connection's counters.
-    fn with<T>(&self, id: ConnectionId, f: impl FnOnce(&mut Counters) -> T) -> T {
-        let index = (id.get() % SHARDS as u64) as usize;
-        let mut fallback = Counters::default();
-        let Some(shard) = self.shards.get(index) else {
-            // `index < SHARDS == shards.len()`: never reached.
-            return f(&mut fallback);
-        };
-        // Each critical section is one update of one entry: consistent even after a panic.
-        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        f(map.entry(id).or_default())
-    }
-
-    /// The frames that wait: an echoed DATA, END's REPORT, FANOUT.
     async fn answer(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
         match msg.message_type.value() {
             DATA => {
@@ -93,11 +66,7 @@ impl BenchHandler {
                 let _ = conn.send_with(&msg, &fields).await;
             }
             END => {
-                let (count, bytes) = self.with(conn.id(), |c| {
-                    let report = (c.count, c.bytes);
-                    (c.count, c.bytes) = (0, 0);
-                    report
-                });
+                let (count, bytes) = conn.state::<Counters>().map_or((0, 0), Counters::take);
                 let report = Unknown {
                     message_type: MessageType::new(REPORT),
                     body: super::report_body(count, bytes),
@@ -173,31 +142,22 @@ impl Handler<Unknown> for BenchHandler {
         fields: HeaderFields,
     ) -> impl Future<Output = ()> + Send {
         let value = msg.message_type.value();
+        let counters = conn.state::<Counters>();
         if value == DATA {
-            let len = msg.body.len() as u64;
-            let echo = self.with(conn.id(), |c| {
-                c.count += 1;
-                c.bytes += len;
-                c.echo
+            let echo = counters.is_some_and(|c| {
+                c.add(msg.body.len() as u64);
+                c.echo.load(Ordering::Relaxed)
             });
             if !echo {
                 return Either::Left(std::future::ready(()));
             }
         } else if value == ECHO {
-            self.with(conn.id(), |c| c.echo = true);
+            if let Some(c) = counters {
+                c.echo.store(true, Ordering::Relaxed);
+            }
             return Either::Left(std::future::ready(()));
         }
         Either::Right(Box::pin(self.answer(conn, msg, fields)))
-    }
-
-    async fn disconnected(&self, conn: &ConnectionHandle, _reason: &DisconnectReason) {
-        let index = (conn.id().get() % SHARDS as u64) as usize;
-        if let Some(shard) = self.shards.get(index) {
-            shard
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&conn.id());
-        }
     }
 }
 
