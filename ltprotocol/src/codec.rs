@@ -426,6 +426,7 @@ impl FrameCodec {
     }
 
     /// Reads and checks a complete header at the front of `src`.
+    #[inline]
     fn read_head(&self, src: &[u8]) -> Result<DecodeState, FrameError> {
         let layout = &self.layout;
         let order = layout.byte_order();
@@ -528,6 +529,7 @@ impl Decoder for FrameCodec {
     type Item = Frame;
     type Error = FrameError;
 
+    #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if let DecodeState::Head = self.state {
             let header_len = self.layout.header_len();
