@@ -136,22 +136,29 @@ impl Int {
     /// Reads a value of this kind from the first [`width`](Self::width) bytes of `bytes`.
     ///
     /// Returns `None` when `bytes` is shorter than the width.
+    #[inline]
     pub fn read(self, bytes: &[u8], order: ByteOrder) -> Option<i128> {
-        let raw = bytes.get(..self.width())?;
-        let mut value: u64 = 0;
-        match order {
-            ByteOrder::Big => {
-                for &b in raw {
-                    value = (value << 8) | u64::from(b);
-                }
-            }
-            ByteOrder::Little => {
-                for &b in raw.iter().rev() {
-                    value = (value << 8) | u64::from(b);
-                }
-            }
+        /// One fixed-width read: the compiler turns it into a load and, for big-endian, a
+        /// byte swap (the header is read for every frame).
+        macro_rules! fixed {
+            ($t:ty) => {{
+                let raw = bytes.get(..size_of::<$t>())?.try_into().ok()?;
+                i128::from(match order {
+                    ByteOrder::Big => <$t>::from_be_bytes(raw),
+                    ByteOrder::Little => <$t>::from_le_bytes(raw),
+                })
+            }};
         }
-        Some(self.extend_bits(value))
+        Some(match self {
+            Self::I8 => fixed!(i8),
+            Self::U8 => fixed!(u8),
+            Self::I16 => fixed!(i16),
+            Self::U16 => fixed!(u16),
+            Self::I32 => fixed!(i32),
+            Self::U32 => fixed!(u32),
+            Self::I64 => fixed!(i64),
+            Self::U64 => fixed!(u64),
+        })
     }
 
     /// Writes `value` in this kind's width into the first bytes of `out`.
@@ -171,20 +178,6 @@ impl Int {
             *slot = (bits >> shift) as u8;
         }
         Some(())
-    }
-
-    /// Interprets the low `width` bytes of `bits`, sign-extending for signed kinds.
-    const fn extend_bits(self, bits: u64) -> i128 {
-        match self {
-            Self::I8 => bits as u8 as i8 as i128,
-            Self::U8 => bits as u8 as i128,
-            Self::I16 => bits as u16 as i16 as i128,
-            Self::U16 => bits as u16 as i128,
-            Self::I32 => bits as u32 as i32 as i128,
-            Self::U32 => bits as u32 as i128,
-            Self::I64 => bits as i64 as i128,
-            Self::U64 => bits as i128,
-        }
     }
 }
 
@@ -249,11 +242,13 @@ impl FieldSpec {
     }
 
     /// The field's offset from the start of the frame, in bytes.
+    #[inline]
     pub fn offset(&self) -> usize {
         self.offset
     }
 
     /// The field's width and sign.
+    #[inline]
     pub fn int(&self) -> Int {
         self.int
     }
@@ -492,21 +487,25 @@ impl HeaderLayout {
     }
 
     /// The header size in bytes: the frame's smallest legal length.
+    #[inline]
     pub fn header_len(&self) -> usize {
         self.inner.header_len
     }
 
     /// The length field.
+    #[inline]
     pub fn length_field(&self) -> &FieldSpec {
         &self.inner.length
     }
 
     /// The type field.
+    #[inline]
     pub fn type_field(&self) -> &FieldSpec {
         &self.inner.message_type
     }
 
     /// The extra fields, in the order they were declared.
+    #[inline]
     pub fn extra_fields(&self) -> &[FieldSpec] {
         &self.inner.extra
     }
@@ -526,6 +525,7 @@ impl HeaderLayout {
     }
 
     /// The byte order of the header fields.
+    #[inline]
     pub fn byte_order(&self) -> ByteOrder {
         self.inner.byte_order
     }
@@ -545,6 +545,7 @@ impl HeaderLayout {
     }
 
     /// The whole-frame length declared by a raw length field value.
+    #[inline]
     pub fn frame_len_of(&self, raw: i128) -> i128 {
         raw + i128::from(self.inner.adjustment)
     }
