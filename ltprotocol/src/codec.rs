@@ -19,7 +19,7 @@ use std::io;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::frame::{Frame, HeaderFields, MessageType};
+use crate::frame::{Frame, FrameRef, HeaderFields, MessageType};
 use crate::layout::{FieldId, HeaderLayout, Int};
 use crate::protocol::Encode;
 
@@ -428,18 +428,25 @@ impl FrameCodec {
     /// Reads and checks a complete header at the front of `src`.
     #[inline]
     fn read_head(&self, src: &[u8]) -> Result<DecodeState, FrameError> {
+        let (frame_len, message_type) = self.read_length_and_type(src)?;
+        Ok(DecodeState::Body {
+            frame_len,
+            message_type,
+            fields: self.read_fields(src)?,
+        })
+    }
+
+    /// The checked whole-frame length and the type of the complete header at the front of
+    /// `src`. Returned in registers: the per-frame path of layouts without extra fields.
+    #[inline(always)]
+    fn read_length_and_type(&self, src: &[u8]) -> Result<(usize, MessageType), FrameError> {
         let layout = &self.layout;
         let order = layout.byte_order();
-        let truncated = || FrameError::Truncated {
-            missing: layout.header_len().saturating_sub(src.len()),
-            received: src.len(),
-            in_header: true,
-        };
         let length_field = layout.length_field();
         let declared = src
             .get(length_field.offset()..)
             .and_then(|b| length_field.int().read(b, order))
-            .ok_or_else(truncated)?;
+            .ok_or_else(|| self.truncated_header(src))?;
         if declared < 0 {
             return Err(FrameError::NegativeLength { declared });
         }
@@ -469,20 +476,32 @@ impl FrameCodec {
         let message_type = src
             .get(type_field.offset()..)
             .and_then(|b| type_field.int().read(b, order))
-            .ok_or_else(truncated)?;
+            .ok_or_else(|| self.truncated_header(src))?;
+        Ok((frame_len, MessageType::new(message_type)))
+    }
+
+    /// The extra header fields of the complete header at the front of `src`.
+    #[inline]
+    fn read_fields(&self, src: &[u8]) -> Result<HeaderFields, FrameError> {
+        let order = self.layout.byte_order();
         let mut fields = HeaderFields::new();
-        for (index, spec) in layout.extra_fields().iter().enumerate() {
+        for (index, spec) in self.layout.extra_fields().iter().enumerate() {
             let value = src
                 .get(spec.offset()..)
                 .and_then(|b| spec.int().read(b, order))
-                .ok_or_else(truncated)?;
+                .ok_or_else(|| self.truncated_header(src))?;
             fields.set(FieldId(index), value);
         }
-        Ok(DecodeState::Body {
-            frame_len,
-            message_type: MessageType::new(message_type),
-            fields,
-        })
+        Ok(fields)
+    }
+
+    #[cold]
+    fn truncated_header(&self, src: &[u8]) -> FrameError {
+        FrameError::Truncated {
+            missing: self.layout.header_len().saturating_sub(src.len()),
+            received: src.len(),
+            in_header: true,
+        }
     }
 }
 
@@ -522,6 +541,63 @@ impl EncodedFrame {
     /// Always false: a frame has at least its header.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+}
+
+impl FrameCodec {
+    /// Like [`decode`](Decoder::decode), but first offers each whole frame in place (a view
+    /// into `src`) to `inspect`: a frame it takes (returns `true`) is skipped without being cut
+    /// out of the buffer; the first one it leaves is returned as `decode` would.
+    pub(crate) fn decode_inspecting(
+        &mut self,
+        src: &mut BytesMut,
+        mut inspect: impl FnMut(FrameRef<'_>) -> bool,
+    ) -> Result<Option<Frame>, FrameError> {
+        loop {
+            if !matches!(self.state, DecodeState::Head) {
+                // A frame whose header came in an earlier read: finished the usual way.
+                return match self.decode(src)? {
+                    Some(frame) if inspect(frame.view()) => continue,
+                    frame => Ok(frame),
+                };
+            }
+            let header_len = self.layout.header_len();
+            if src.len() < header_len {
+                return Ok(None);
+            }
+            let (frame_len, message_type) = self.read_length_and_type(src)?;
+            // Built only for layouts that have extra fields; otherwise the empty set.
+            let fields = if self.layout.extra_fields().is_empty() {
+                HeaderFields::new()
+            } else {
+                self.read_fields(src)?
+            };
+            let Some(body) = src.get(header_len..frame_len) else {
+                // Not all here yet: wait for it as `decode` does.
+                self.state = DecodeState::Body {
+                    frame_len,
+                    message_type,
+                    fields,
+                };
+                return self.decode(src);
+            };
+            let view = FrameRef {
+                message_type,
+                fields: &fields,
+                body,
+            };
+            if inspect(view) {
+                src.advance(frame_len);
+                continue;
+            }
+            src.advance(header_len);
+            let body = src.split_to(frame_len - header_len).freeze();
+            return Ok(Some(Frame {
+                message_type,
+                fields,
+                body,
+            }));
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
-use crate::event::Handler;
+use crate::event::{Handler, Inspected};
 use crate::frame::{Frame, HeaderFields};
 use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
 use crate::message::DecodeError;
@@ -1503,22 +1503,53 @@ enum Step<P> {
     Fail(DisconnectReason),
 }
 
-fn classify<P: Protocol>(frame: Frame, handle: &ConnectionHandle, config: &LinkConfig) -> Step<P> {
-    // Only this connection's task writes the count: a plain load and store, no locked add.
+/// Counts one received frame. Only this connection's task writes the count: a plain load and
+/// store, no locked add.
+#[inline]
+fn count_received(handle: &ConnectionHandle) {
     let received = &handle.inner.received;
     received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+fn classify<P, H>(
+    frame: Frame,
+    handle: &ConnectionHandle,
+    handler: &H,
+    config: &LinkConfig,
+) -> Step<P>
+where
+    P: Protocol,
+    H: Handler<P>,
+{
+    count_received(handle);
     match &handle.inner.requests {
         Some(table) if table.has_waiters() => Step::Route(frame),
-        _ => classify_unrouted(frame, config),
+        _ => classify_unrouted(frame, handle, handler, config),
     }
 }
 
-fn classify_unrouted<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> {
+fn classify_unrouted<P, H>(
+    frame: Frame,
+    handle: &ConnectionHandle,
+    handler: &H,
+    config: &LinkConfig,
+) -> Step<P>
+where
+    P: Protocol,
+    H: Handler<P>,
+{
     if let Some(rule) = &config.auto_reply {
         if let Some(reply) = rule(&frame) {
             return Step::Reply(reply);
         }
     }
+    if handler.inspect(handle, frame.view()) == Inspected::Consumed {
+        return Step::Done;
+    }
+    decode_step(frame, config)
+}
+
+fn decode_step<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> {
     let order = config.codec.layout().byte_order();
     match P::decode(frame.message_type, frame.body, order) {
         Ok(message) => Step::Deliver(message, frame.fields),
@@ -1531,15 +1562,15 @@ fn classify_unrouted<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> 
 /// when the connection must end.
 macro_rules! dispatch {
     ($frame:expr, $handle:expr, $handler:expr, $config:expr) => {{
-        let mut step = classify::<P>($frame, $handle, $config);
+        let mut step = classify::<P, H>($frame, $handle, $handler, $config);
         if let Step::Route(frame) = step {
             step = match $handle.inner.requests.as_ref() {
                 // Boxed: a rare path, kept out of the read loop's own (per-connection) state.
                 Some(table) => match Box::pin(table.route(frame)).await {
-                    Some(frame) => classify_unrouted(frame, $config),
+                    Some(frame) => classify_unrouted(frame, $handle, $handler, $config),
                     None => Step::Done,
                 },
-                None => classify_unrouted(frame, $config),
+                None => classify_unrouted(frame, $handle, $handler, $config),
             };
         }
         match step {
@@ -1585,6 +1616,34 @@ where
 {
     let mut decoded_any = false;
     loop {
+        // Without a pending request or an auto-reply rule to consult first, the handler
+        // inspects each frame in place, in the read buffer: a frame it consumes costs no
+        // allocation, no reference count and no decoding.
+        let in_place = config.auto_reply.is_none()
+            && !handle
+                .inner
+                .requests
+                .as_ref()
+                .is_some_and(|table| table.has_waiters());
+        if in_place {
+            let next = codec.decode_inspecting(buf, |frame| {
+                decoded_any = true;
+                count_received(handle);
+                handler.inspect(handle, frame) == Inspected::Consumed
+            });
+            match next {
+                Ok(Some(frame)) => match decode_step::<P>(frame, config) {
+                    Step::Deliver(message, fields) => {
+                        handler.message(handle, message, fields).await
+                    }
+                    Step::Fail(reason) => return Err(reason),
+                    Step::Route(_) | Step::Reply(_) | Step::Done => {}
+                },
+                Ok(None) => return Ok(decoded_any),
+                Err(err) => return Err(DisconnectReason::Protocol(Arc::new(err))),
+            }
+            continue;
+        }
         match codec.decode(buf) {
             Ok(Some(frame)) => {
                 decoded_any = true;

@@ -13,8 +13,17 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::connection::{ConnectionHandle, DisconnectReason};
-use crate::frame::HeaderFields;
+use crate::frame::{FrameRef, HeaderFields};
 use crate::protocol::Protocol;
+
+/// What [`Handler::inspect`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inspected {
+    /// Done with: not decoded, not given to [`Handler::message`].
+    Consumed,
+    /// Decode it and give it to [`Handler::message`].
+    Deliver,
+}
 
 /// One thing that happened to a server's or client's connections.
 #[derive(Debug)]
@@ -93,6 +102,43 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
         async {}
     }
 
+    /// Sees each received frame in place, synchronously, before anything is allocated for it
+    /// or it is decoded: return [`Inspected::Consumed`] when done with it (it then never
+    /// reaches [`message`](Self::message)), [`Inspected::Deliver`] (the default) for the usual
+    /// path. The fast path for frames that need no waiting: counting, filtering, sampling.
+    /// It sees exactly the frames `message` would: not those that answer a pending
+    /// [`request`](ConnectionHandle::request), nor those an auto-reply rule answers.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use ltprotocol::{ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, Unknown};
+    ///
+    /// /// Counts telemetry samples (type 7) in place; everything else goes to `message`.
+    /// #[derive(Default)]
+    /// struct Telemetry {
+    ///     samples: AtomicU64,
+    /// }
+    ///
+    /// impl Handler<Unknown> for Telemetry {
+    ///     fn inspect(&self, _conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
+    ///         if frame.message_type.value() != 7 {
+    ///             return Inspected::Deliver;
+    ///         }
+    ///         self.samples.fetch_add(1, Ordering::Relaxed);
+    ///         Inspected::Consumed
+    ///     }
+    ///
+    ///     async fn message(&self, _conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
+    ///         println!("type {}", msg.message_type);
+    ///     }
+    /// }
+    /// # let _ = Telemetry::default();
+    /// ```
+    fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
+        let _ = (conn, frame);
+        Inspected::Deliver
+    }
+
     /// A message arrived; the ancestor's `recv_callback`.
     fn message(
         &self,
@@ -133,6 +179,10 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
 impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
     fn connected(&self, conn: &ConnectionHandle) -> impl Future<Output = ()> + Send {
         (**self).connected(conn)
+    }
+
+    fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
+        (**self).inspect(conn, frame)
     }
 
     fn message(

@@ -247,7 +247,36 @@ pub struct Frame {
     pub body: Bytes,
 }
 
+/// A received frame seen in place, in the connection's read buffer, before anything is
+/// allocated for it: what [`Handler::inspect`](crate::Handler::inspect) is given.
+///
+/// ```
+/// use bytes::Bytes;
+/// use ltprotocol::{Frame, MessageType};
+/// let frame = Frame::new(MessageType::new(1), Bytes::from_static(b"abc"));
+/// let view = frame.view();
+/// assert_eq!((view.message_type.value(), view.body), (1, &b"abc"[..]));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    /// The value of the type field.
+    pub message_type: MessageType,
+    /// The extra header fields; empty for layouts that have none.
+    pub fields: &'a HeaderFields,
+    /// Everything after the header.
+    pub body: &'a [u8],
+}
+
 impl Frame {
+    /// This frame as a [`FrameRef`].
+    pub fn view(&self) -> FrameRef<'_> {
+        FrameRef {
+            message_type: self.message_type,
+            fields: &self.fields,
+            body: &self.body,
+        }
+    }
+
     /// A frame with no extra header field set (each is sent with its layout default).
     pub fn new(message_type: MessageType, body: Bytes) -> Self {
         Self {

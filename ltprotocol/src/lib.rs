@@ -88,8 +88,8 @@ pub use connection::{
     AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError, TimeoutKind,
     Timeouts,
 };
-pub use event::{Event, EventStream, Handler};
-pub use frame::{Frame, HeaderFields, MessageType};
+pub use event::{Event, EventStream, Handler, Inspected};
+pub use frame::{Frame, FrameRef, HeaderFields, MessageType};
 pub use handshake::{Handshake, HandshakeContext, HandshakeError};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,

@@ -338,3 +338,55 @@ async fn each_connection_keeps_its_own_state() {
     assert_eq!(read_num(&mut third).await, 1);
     server.shutdown(Duration::from_secs(10)).await;
 }
+
+/// `inspect` sees every frame in place before it is decoded: the frames it consumes never
+/// reach `message`, the others arrive decoded as usual, in order, on the same connection.
+#[tokio::test]
+async fn inspect_consumes_frames_in_place_and_lets_the_rest_through() {
+    struct Evens {
+        consumed: std::sync::atomic::AtomicU32,
+    }
+
+    impl Handler<Demo> for Evens {
+        fn inspect(
+            &self,
+            _conn: &ConnectionHandle,
+            frame: ltprotocol::FrameRef<'_>,
+        ) -> ltprotocol::Inspected {
+            let num = <[u8; 4]>::try_from(frame.body).map(u32::from_be_bytes);
+            match (frame.message_type.value(), num) {
+                (1, Ok(num)) if num % 2 == 0 => {
+                    self.consumed.fetch_add(1, Ordering::Relaxed);
+                    ltprotocol::Inspected::Consumed
+                }
+                _ => ltprotocol::Inspected::Deliver,
+            }
+        }
+
+        async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+            if let Demo::Num(num) = msg {
+                let consumed = self.consumed.load(Ordering::Relaxed);
+                let _ = conn
+                    .send(&NumMsg {
+                        num: num.num * 100 + consumed,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    let handler = std::sync::Arc::new(Evens {
+        consumed: std::sync::atomic::AtomicU32::new(0),
+    });
+    let server = start_server(&demo_server(), handler.clone()).await;
+    let mut client = connect(server.local_addr()).await;
+    // All ten in one write, so they are inspected from one read buffer.
+    let burst: Vec<u8> = (1..=10).flat_map(num_bytes).collect();
+    write_raw(&mut client, &burst).await;
+    // Each odd number comes back with how many evens had been consumed before it.
+    for (odd, consumed_before) in [(1, 0), (3, 1), (5, 2), (7, 3), (9, 4)] {
+        assert_eq!(read_num(&mut client).await, odd * 100 + consumed_before);
+    }
+    assert_eq!(handler.consumed.load(Ordering::Relaxed), 5);
+    server.shutdown(Duration::from_secs(10)).await;
+}
