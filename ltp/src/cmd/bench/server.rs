@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::future::Either;
 use serde_json::json;
 
 use ltprotocol::{
-    ConnectionHandle, Handler, HeaderFields, MessageType, SendError, Server, Unknown,
+    ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, MessageType, SendError, Server,
+    Unknown,
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
@@ -132,32 +132,32 @@ impl BenchHandler {
 }
 
 impl Handler<Unknown> for BenchHandler {
-    // Counting a DATA frame needs no waiting: it is done before the future is built, and the
-    // future returned for it is a ready one, so the read loop moves a few bytes per frame
-    // rather than a future able to broadcast. Only the frames that wait are boxed.
-    fn message(
-        &self,
-        conn: &ConnectionHandle,
-        msg: Unknown,
-        fields: HeaderFields,
-    ) -> impl Future<Output = ()> + Send {
-        let value = msg.message_type.value();
-        let counters = conn.state::<Counters>();
-        if value == DATA {
-            let echo = counters.is_some_and(|c| {
-                c.add(msg.body.len() as u64);
-                c.echo.load(Ordering::Relaxed)
-            });
-            if !echo {
-                return Either::Left(std::future::ready(()));
+    // DATA is counted in place, in the read buffer, and consumed there (unless echoing): no
+    // allocation, no decoding and no future per frame. ECHO only sets a flag.
+    fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
+        let Some(counters) = conn.state::<Counters>() else {
+            return Inspected::Deliver;
+        };
+        match frame.message_type.value() {
+            DATA => {
+                counters.add(frame.body.len() as u64);
+                if counters.echo.load(Ordering::Relaxed) {
+                    Inspected::Deliver
+                } else {
+                    Inspected::Consumed
+                }
             }
-        } else if value == ECHO {
-            if let Some(c) = counters {
-                c.echo.store(true, Ordering::Relaxed);
+            ECHO => {
+                counters.echo.store(true, Ordering::Relaxed);
+                Inspected::Consumed
             }
-            return Either::Left(std::future::ready(()));
+            _ => Inspected::Deliver,
         }
-        Either::Right(Box::pin(self.answer(conn, msg, fields)))
+    }
+
+    /// What waits: an echoed DATA, END's REPORT, FANOUT.
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+        self.answer(conn, msg, fields).await;
     }
 }
 
