@@ -370,6 +370,7 @@ impl FrameCodec {
         })
     }
 
+    #[inline(always)]
     fn write_header(
         &self,
         message_type: MessageType,
@@ -701,6 +702,7 @@ impl Encoder<Frame> for FrameCodec {
 impl Encoder<&Frame> for FrameCodec {
     type Error = EncodeError;
 
+    #[inline]
     fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), EncodeError> {
         dst.reserve(self.layout.header_len() + frame.body.len());
         self.encode_with(frame.message_type, &frame.fields, dst, |buf| {

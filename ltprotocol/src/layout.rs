@@ -75,6 +75,7 @@ impl Int {
     }
 
     /// The width in bytes: 1, 2, 4 or 8.
+    #[inline]
     pub const fn width(self) -> usize {
         match self {
             Self::I8 | Self::U8 => 1,
@@ -90,6 +91,7 @@ impl Int {
     }
 
     /// The smallest value this kind holds.
+    #[inline]
     pub const fn min_value(self) -> i128 {
         match self {
             Self::I8 => i8::MIN as i128,
@@ -101,6 +103,7 @@ impl Int {
     }
 
     /// The largest value this kind holds.
+    #[inline]
     pub const fn max_value(self) -> i128 {
         match self {
             Self::I8 => i8::MAX as i128,
@@ -115,6 +118,7 @@ impl Int {
     }
 
     /// Whether `value` fits this kind.
+    #[inline]
     pub const fn holds(self, value: i128) -> bool {
         value >= self.min_value() && value <= self.max_value()
     }
@@ -165,17 +169,24 @@ impl Int {
     ///
     /// The caller checks [`holds`](Self::holds) first; only the low `width` bytes are written.
     /// Returns `None` when `out` is shorter than the width.
+    #[inline]
     pub fn write(self, value: i128, out: &mut [u8], order: ByteOrder) -> Option<()> {
-        let width = self.width();
-        let out = out.get_mut(..width)?;
-        // Two's complement: the low bytes of an i128 are the field's bytes for either sign.
-        let bits = value as u64;
-        for (i, slot) in out.iter_mut().enumerate() {
-            let shift = match order {
-                ByteOrder::Big => 8 * (width - 1 - i),
-                ByteOrder::Little => 8 * i,
-            };
-            *slot = (bits >> shift) as u8;
+        /// One fixed-width store, as `read`. Two's complement: the low bytes of an i128 are
+        /// the field's bytes for either sign, so the cast keeps exactly them.
+        macro_rules! fixed {
+            ($t:ty) => {{
+                let bytes = match order {
+                    ByteOrder::Big => (value as $t).to_be_bytes(),
+                    ByteOrder::Little => (value as $t).to_le_bytes(),
+                };
+                out.get_mut(..size_of::<$t>())?.copy_from_slice(&bytes);
+            }};
+        }
+        match self {
+            Self::I8 | Self::U8 => fixed!(u8),
+            Self::I16 | Self::U16 => fixed!(u16),
+            Self::I32 | Self::U32 => fixed!(u32),
+            Self::I64 | Self::U64 => fixed!(u64),
         }
         Some(())
     }
@@ -551,6 +562,7 @@ impl HeaderLayout {
     }
 
     /// The raw length field value for a whole frame of `frame_len` bytes.
+    #[inline]
     pub fn raw_len_of(&self, frame_len: usize) -> i128 {
         frame_len as i128 - i128::from(self.inner.adjustment)
     }
