@@ -426,17 +426,6 @@ impl FrameCodec {
         Ok(())
     }
 
-    /// Reads and checks a complete header at the front of `src`.
-    #[inline]
-    fn read_head(&self, src: &[u8]) -> Result<DecodeState, FrameError> {
-        let (frame_len, message_type) = self.read_length_and_type(src)?;
-        Ok(DecodeState::Body {
-            frame_len,
-            message_type,
-            fields: self.read_fields(src)?,
-        })
-    }
-
     /// The checked whole-frame length and the type of the complete header at the front of
     /// `src`. Returned in registers: the per-frame path of layouts without extra fields.
     #[inline(always)]
@@ -556,8 +545,8 @@ impl FrameCodec {
     ) -> Result<Option<Frame>, FrameError> {
         loop {
             if !matches!(self.state, DecodeState::Head) {
-                // A frame whose header came in an earlier read: finished the usual way.
-                return match self.decode(src)? {
+                // A frame whose header came in an earlier read.
+                return match self.finish_body(src)? {
                     Some(frame) if inspect(frame.view()) => continue,
                     frame => Ok(frame),
                 };
@@ -574,13 +563,13 @@ impl FrameCodec {
                 self.read_fields(src)?
             };
             let Some(body) = src.get(header_len..frame_len) else {
-                // Not all here yet: wait for it as `decode` does.
+                // Not all here yet: keep the header and wait for the rest.
                 self.state = DecodeState::Body {
                     frame_len,
                     message_type,
                     fields,
                 };
-                return self.decode(src);
+                return self.finish_body(src);
             };
             let view = FrameRef {
                 message_type,
@@ -591,59 +580,23 @@ impl FrameCodec {
                 src.advance(frame_len);
                 continue;
             }
-            src.advance(header_len);
-            let body = src.split_to(frame_len - header_len).freeze();
-            return Ok(Some(Frame {
+            return Ok(Some(Self::cut(
+                src,
+                header_len,
+                frame_len,
                 message_type,
                 fields,
-                body,
-            }));
+            )));
         }
     }
-}
 
-impl Decoder for FrameCodec {
-    type Item = Frame;
-    type Error = FrameError;
-
-    #[inline]
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        if let DecodeState::Head = self.state {
-            let header_len = self.layout.header_len();
-            if src.len() < header_len {
-                return Ok(None);
-            }
-            let head = self.read_head(src)?;
-            let DecodeState::Body {
-                frame_len,
-                message_type,
-                fields,
-            } = head
-            else {
-                return Ok(None);
-            };
-            if src.len() >= frame_len {
-                // The common case, a whole frame at hand: cut it without storing the header
-                // in the decoder's state first.
-                src.advance(header_len);
-                let body = src.split_to(frame_len - header_len).freeze();
-                return Ok(Some(Frame {
-                    message_type,
-                    fields,
-                    body,
-                }));
-            }
-            self.state = DecodeState::Body {
-                frame_len,
-                message_type,
-                fields,
-            };
-        }
+    /// With a header read earlier (`DecodeState::Body`): the frame once all of it is here,
+    /// growing the buffer with what arrives, never by the declared length up front.
+    fn finish_body(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let DecodeState::Body { frame_len, .. } = self.state else {
             return Ok(None);
         };
         if src.len() < frame_len {
-            // Grow with what arrives, never by the declared length up front.
             let missing = frame_len - src.len();
             src.reserve(missing.min(src.len().max(MIN_BODY_RESERVE)));
             return Ok(None);
@@ -656,15 +609,43 @@ impl Decoder for FrameCodec {
         else {
             return Ok(None);
         };
-        // Skipping the header moves a cursor; only the body becomes a new (shared) handle.
         let header_len = self.layout.header_len();
+        Ok(Some(Self::cut(
+            src,
+            header_len,
+            frame_len,
+            message_type,
+            fields,
+        )))
+    }
+
+    /// Cuts the whole frame at the front of `src` out of it. Skipping the header moves a
+    /// cursor; only the body becomes a new (shared) handle.
+    #[inline]
+    fn cut(
+        src: &mut BytesMut,
+        header_len: usize,
+        frame_len: usize,
+        message_type: MessageType,
+        fields: HeaderFields,
+    ) -> Frame {
         src.advance(header_len);
         let body = src.split_to(frame_len - header_len).freeze();
-        Ok(Some(Frame {
+        Frame {
             message_type,
             fields,
             body,
-        }))
+        }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    #[inline]
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        self.decode_inspecting(src, |_| false)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
