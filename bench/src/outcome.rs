@@ -159,6 +159,28 @@ pub fn vm_rss(pid: Option<u32>) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// A figure for a table or a chart label: three significant digits with a k, M or G suffix
+/// (`12.36 M`, `446.3 k`, `4276`, `33.3`).
+///
+/// ```
+/// assert_eq!(bench::outcome::human(12_360_000.0), "12.36 M");
+/// assert_eq!(bench::outcome::human(33.25), "33.2");
+/// ```
+pub fn human(x: f64) -> String {
+    let abs = x.abs();
+    if abs >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if abs >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if abs >= 1e4 {
+        format!("{:.1} k", x / 1e3)
+    } else if abs >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

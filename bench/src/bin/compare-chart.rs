@@ -52,21 +52,6 @@ fn colour(implementation: &str) -> RGBColor {
     }
 }
 
-fn human(x: f64) -> String {
-    let abs = x.abs();
-    if abs >= 1e9 {
-        format!("{:.2} G", x / 1e9)
-    } else if abs >= 1e6 {
-        format!("{:.2} M", x / 1e6)
-    } else if abs >= 1e4 {
-        format!("{:.1} k", x / 1e3)
-    } else if abs >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
 /// An axis tick: a power of ten without trailing zeros (`10 k`, `1 M`).
 fn tick(x: f64) -> String {
     let (value, suffix) = match x.abs() {
@@ -205,7 +190,7 @@ where
         TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     chart.draw_series(panel.bars.iter().zip(0..).map(|(bar, i)| {
         Text::new(
-            human(bar.median),
+            bench::outcome::human(bar.median),
             (centre(i), above(bar) * 1.9),
             value_style.clone(),
         )

@@ -58,21 +58,6 @@ fn median(values: &mut [f64]) -> Option<f64> {
     }
 }
 
-fn human(x: f64) -> String {
-    let abs = x.abs();
-    if abs >= 1e9 {
-        format!("{:.2} G", x / 1e9)
-    } else if abs >= 1e6 {
-        format!("{:.2} M", x / 1e6)
-    } else if abs >= 1e4 {
-        format!("{:.1} k", x / 1e3)
-    } else if abs >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
-}
-
 type Key = (String, String);
 
 /// `value / reference` for every round both have, in round order.
@@ -222,7 +207,7 @@ fn main() -> ExitCode {
                     && let Some(m) = median(&mut xs)
                 {
                     extra_json.insert(label.to_owned(), json!(m));
-                    extra_text.push(format!("{label} {}", human(m)));
+                    extra_text.push(format!("{label} {}", bench::outcome::human(m)));
                 }
             }
             let ratio_cells: String = ratios
@@ -231,9 +216,9 @@ fn main() -> ExitCode {
                 .collect();
             println!(
                 "| {workload} ({unit}) | {implementation} | {} | {}–{} |{ratio_cells} {} | {} |",
-                human(med),
-                human(min),
-                human(max),
+                bench::outcome::human(med),
+                bench::outcome::human(min),
+                bench::outcome::human(max),
                 extra_text.join(", "),
                 all.len(),
             );
