@@ -362,12 +362,21 @@ impl FrameCodec {
         msg: &M,
         fields: &HeaderFields,
     ) -> Result<EncodedFrame, EncodeError> {
-        let mut buf = BytesMut::new();
-        self.encode_message_with(msg, fields, &mut buf)?;
         Ok(EncodedFrame {
-            bytes: buf.freeze(),
+            bytes: self.encode_to_bytes(msg, fields)?,
             layout: self.layout.clone(),
         })
+    }
+
+    /// Encodes a message into a buffer of its own: what every queued send holds.
+    pub(crate) fn encode_to_bytes<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<Bytes, EncodeError> {
+        let mut buf = BytesMut::new();
+        self.encode_message_with(msg, fields, &mut buf)?;
+        Ok(buf.freeze())
     }
 
     #[inline(always)]

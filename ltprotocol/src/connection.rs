@@ -851,11 +851,7 @@ impl ConnectionHandle {
         msg: &M,
         fields: &HeaderFields,
     ) -> Result<Bytes, EncodeError> {
-        let mut buf = BytesMut::new();
-        self.inner
-            .codec
-            .encode_message_with(msg, fields, &mut buf)?;
-        Ok(buf.freeze())
+        self.inner.codec.encode_to_bytes(msg, fields)
     }
 
     pub(crate) async fn queue_bytes(&self, frame: Bytes) -> Result<(), SendError> {

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::FutureExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -349,11 +348,7 @@ impl<P: Protocol> ReconnectingClient<P> {
         msg: &M,
         fields: &HeaderFields,
     ) -> Result<bytes::Bytes, SendError> {
-        let mut buf = BytesMut::new();
-        self.shared
-            .codec
-            .encode_message_with(msg, fields, &mut buf)?;
-        Ok(buf.freeze())
+        Ok(self.shared.codec.encode_to_bytes(msg, fields)?)
     }
 
     fn check_open(&self) -> Result<(), SendError> {
