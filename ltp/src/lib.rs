@@ -1,4 +1,5 @@
-//! The parsers behind the `ltp` command, as a library so that fuzz targets reach them.
+//! The parsers behind the `ltp` command, as a library so that fuzz targets reach them, and
+//! the bench wire protocol that `ltp bench` shares with the baselines of `bench/`.
 //!
 //! # Layout
 //!
@@ -9,14 +10,19 @@
 //! * [`json`]: the JSON lines: input lines → [`Frame`](ltprotocol::Frame)s, received frames →
 //!   `message` events, any event → a line of text.
 //! * [`error`]: [`ConfigError`], one line naming the file, line and problem.
+//! * [`bench_wire`]: the message types and bodies of the bench wire protocol, and the figures
+//!   every bench implementation's result line computes alike (latency percentiles, resident
+//!   memory).
 //!
-//! Nothing here does I/O but reading the named configuration file.
+//! Nothing here does I/O but reading the named configuration file and, for
+//! [`bench_wire::vm_rss`], `/proc/PID/status`.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+pub mod bench_wire;
 pub mod error;
 pub mod json;
 pub mod layout_file;
