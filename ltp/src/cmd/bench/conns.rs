@@ -8,22 +8,21 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use ltp::bench_wire::{IdleLinks, hold_idle, rss_scope};
 use ltprotocol::tls::ClientTls;
 use ltprotocol::{Frame, FrameCodec, MessageType};
 
 use super::tls::BlockingStream;
-use super::{DATA, ECHO, END, Latency, Load, Outcome, REPORT, Rss};
+use super::{DATA, ECHO, END, Latency, Load, Outcome, REPORT};
 
-/// Connections opened before their END → REPORT synchronisation is read.
-const CHUNK: usize = 256;
-/// Idle connections probed with a round trip after the measurement.
-const PROBES: usize = 100;
+pub(super) use ltp::bench_wire::vm_rss;
+
 /// File descriptors kept free for everything else.
 const SPARE_FDS: u64 = 64;
 
@@ -33,12 +32,8 @@ pub(super) async fn run(
     in_process: bool,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
-    let (pid, scope) = match (load.server_pid, in_process) {
-        (Some(pid), _) => (Some(pid), "server-pid"),
-        (None, true) if load.tls.is_some() => (None, "server-and-client-in-process"),
-        (None, true) => (None, "server-in-process"),
-        (None, false) => (None, "client-only"),
-    };
+    let pid = load.server_pid;
+    let scope = rss_scope(pid, in_process, load.tls.is_some());
     // In-process, each connection costs two descriptors here: ours and the server's.
     let needed = load.connections as u64 * if in_process { 2 } else { 1 } + SPARE_FDS;
     if let Some(limit) = open_files_limit()
@@ -56,23 +51,22 @@ pub(super) async fn run(
         );
     }
     let (n, codec, tls) = (load.connections, load.codec.clone(), load.tls.clone());
-    let held = tokio::task::spawn_blocking(move || hold(addr, n, &codec, tls.as_ref(), pid, scope))
-        .await
-        .context("the connections' thread failed")??;
+    let mut held = tokio::task::spawn_blocking(move || {
+        hold_idle(
+            &mut Links::new(addr, n, &codec, tls.as_ref(), pid)?,
+            n,
+            scope,
+        )
+    })
+    .await
+    .context("the connections' thread failed")??;
     outcome.elapsed = held.elapsed;
     outcome.rss = Some(held.rss);
-    outcome.latency = Latency::of(&mut held.probes.clone());
+    outcome.latency = Latency::of(&mut held.probes);
     for problem in held.problems {
         outcome.problem(problem);
     }
     Ok(())
-}
-
-struct Held {
-    rss: Rss,
-    elapsed: Duration,
-    probes: Vec<Duration>,
-    problems: Vec<String>,
 }
 
 fn encode(codec: &mut FrameCodec, message_type: i128, body: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -138,79 +132,78 @@ fn read_frame(sock: &mut Idle, codec: &mut FrameCodec, len: usize) -> anyhow::Re
         .context("the server's reply was not one whole frame")
 }
 
-fn hold(
+/// Idle connections to `addr` for [`hold_idle`]: plain sockets or TLS sessions, framed by the
+/// run's codec.
+struct Links<'a> {
     addr: SocketAddr,
     n: usize,
-    codec: &FrameCodec,
-    tls: Option<&ClientTls>,
+    codec: FrameCodec,
+    tls: Option<&'a ClientTls>,
     pid: Option<u32>,
-    scope: &'static str,
-) -> anyhow::Result<Held> {
-    let mut codec = codec.clone();
-    let header_len = codec.layout().header_len();
-    let end = encode(&mut codec, END, &[])?;
-    let before = vm_rss(pid).context("cannot read VmRSS")?;
-    let started = Instant::now();
-    let mut socks: Vec<Idle> = Vec::with_capacity(n);
-    let mut problems = Vec::new();
-    while socks.len() < n {
-        let first = socks.len();
-        for _ in first..n.min(first + CHUNK) {
-            let mut sock = Idle::connect(addr, tls)
-                .with_context(|| format!("connection {} of {n}", socks.len() + 1))?;
-            sock.send(&end)?;
-            socks.push(sock);
-        }
-        for sock in socks.iter_mut().skip(first) {
-            let reply = read_frame(sock, &mut codec, header_len + 16)?;
-            let report = super::parse_report(&reply.body);
-            if reply.message_type.value() != REPORT || report != Some((0, 0)) {
-                problems.push("an idle connection's first REPORT was not (0, 0)".to_owned());
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    // Let the server settle (drop what it holds only while busy) before measuring.
-    std::thread::sleep(Duration::from_millis(200));
-    let after = vm_rss(pid).context("cannot read VmRSS")?;
-
-    let body = super::pattern_body(16, 0);
-    let mut probe = encode(&mut codec, ECHO, &[])?;
-    probe.extend(encode(&mut codec, DATA, &body)?);
-    let step = (n / PROBES.min(n)).max(1);
-    let mut probes = Vec::new();
-    for sock in socks.iter_mut().step_by(step).take(PROBES) {
-        let t0 = Instant::now();
-        sock.send(&probe)?;
-        let echoed = read_frame(sock, &mut codec, header_len + body.len())?;
-        probes.push(t0.elapsed());
-        if echoed.message_type.value() != DATA || echoed.body != body[..] {
-            problems.push("a probe's echo differs from what was sent".to_owned());
-        }
-    }
-    drop(socks);
-    Ok(Held {
-        rss: Rss {
-            before,
-            after,
-            scope,
-        },
-        elapsed,
-        probes,
-        problems,
-    })
+    end: Vec<u8>,
+    /// ECHO, then DATA with `body`.
+    probe: Vec<u8>,
+    body: Vec<u8>,
 }
 
-/// `VmRSS` of a process (`None`: this one), in bytes.
-pub(super) fn vm_rss(pid: Option<u32>) -> Option<u64> {
-    let path = pid.map_or_else(
-        || "/proc/self/status".to_owned(),
-        |p| format!("/proc/{p}/status"),
-    );
-    let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+impl<'a> Links<'a> {
+    fn new(
+        addr: SocketAddr,
+        n: usize,
+        codec: &FrameCodec,
+        tls: Option<&'a ClientTls>,
+        pid: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let mut codec = codec.clone();
+        let end = encode(&mut codec, END, &[])?;
+        let body = super::pattern_body(16, 0);
+        let mut probe = encode(&mut codec, ECHO, &[])?;
+        probe.extend(encode(&mut codec, DATA, &body)?);
+        Ok(Self {
+            addr,
+            n,
+            codec,
+            tls,
+            pid,
+            end,
+            probe,
+            body,
+        })
+    }
+
+    fn header_len(&self) -> usize {
+        self.codec.layout().header_len()
+    }
+}
+
+impl IdleLinks for Links<'_> {
+    type Conn = Idle;
+    type Error = anyhow::Error;
+
+    fn rss(&mut self) -> anyhow::Result<u64> {
+        vm_rss(self.pid).context("cannot read VmRSS")
+    }
+
+    fn open(&mut self, index: usize) -> anyhow::Result<Idle> {
+        let mut sock = Idle::connect(self.addr, self.tls)
+            .with_context(|| format!("connection {} of {}", index + 1, self.n))?;
+        sock.send(&self.end)?;
+        Ok(sock)
+    }
+
+    fn synced(&mut self, sock: &mut Idle) -> anyhow::Result<bool> {
+        let len = self.header_len() + 16;
+        let reply = read_frame(sock, &mut self.codec, len)?;
+        let report = super::parse_report(&reply.body);
+        Ok(reply.message_type.value() == REPORT && report == Some((0, 0)))
+    }
+
+    fn round_trip(&mut self, sock: &mut Idle) -> anyhow::Result<bool> {
+        sock.send(&self.probe)?;
+        let len = self.header_len() + self.body.len();
+        let echoed = read_frame(sock, &mut self.codec, len)?;
+        Ok(echoed.message_type.value() == DATA && echoed.body == self.body[..])
+    }
 }
 
 /// The soft limit on open files, from `/proc/self/limits`.

@@ -74,7 +74,8 @@
 //! # The bench wire protocol
 //!
 //! Fixed, so that any implementation can drive `ltp bench serve` or be driven by
-//! `ltp bench MODE --target` (the baselines in `bench/` do both). In the default layout
+//! `ltp bench MODE --target` (the baselines in `bench/` do both, with the same type numbers,
+//! bodies and result-line figures from [`ltp::bench_wire`]). In the default layout
 //! (`[length u16][type u8][body]`, big-endian, the length counting the whole frame; any other
 //! `--layout` works the same way with these type numbers):
 //!
@@ -105,16 +106,20 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use bytes::Bytes;
 use ltp::ConfigError;
+use ltp::bench_wire::{self, Workload, round_to};
 use ltprotocol::tls::{ClientTls, ServerTls};
 use ltprotocol::{FrameCodec, HeaderLayout, Int};
 
-/// Bench message types.
-pub(crate) const DATA: i128 = 1;
-pub(crate) const END: i128 = 2;
-pub(crate) const REPORT: i128 = 3;
-pub(crate) const FANOUT: i128 = 4;
-pub(crate) const ECHO: i128 = 5;
+pub(crate) use ltp::bench_wire::{Latency, Rss, parse_fanout, parse_report, pattern_body};
+
+// The bench message types of `bench_wire`, widened to `MessageType` values.
+pub(crate) const DATA: i128 = bench_wire::DATA as i128;
+pub(crate) const END: i128 = bench_wire::END as i128;
+pub(crate) const REPORT: i128 = bench_wire::REPORT as i128;
+pub(crate) const FANOUT: i128 = bench_wire::FANOUT as i128;
+pub(crate) const ECHO: i128 = bench_wire::ECHO as i128;
 
 /// `ltp bench` options.
 #[derive(Debug, Args)]
@@ -301,31 +306,20 @@ fn codec_for(wire: &WireArgs) -> Result<FrameCodec, ConfigError> {
 
 impl Load {
     fn new(mode: &'static str, args: &LoadArgs) -> Result<Self, ConfigError> {
-        let (connections, body_size, messages) = match mode {
-            "pingpong" => (1, 16, 10_000),
-            "fanout" => (100, 64, 10_000),
-            "conns" => (1_000, 16, 0),
-            _ => (1, 16, 1_000_000),
-        };
-        let duration = args
-            .duration
-            .map(|secs| {
-                Duration::try_from_secs_f64(secs).map_err(|_| {
-                    ConfigError::Invalid(format!("--duration {secs}: not a number of seconds"))
-                })
-            })
-            .transpose()?;
-        if duration.is_some() && matches!(mode, "fanout" | "conns") {
-            return Err(ConfigError::Invalid(format!(
-                "{mode} takes --messages, not --duration"
-            )));
-        }
+        let workload = Workload::new(
+            mode,
+            args.connections,
+            args.body_size,
+            args.messages,
+            args.duration,
+        )
+        .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         let load = Self {
             mode,
-            connections: args.connections.unwrap_or(connections),
-            body_size: args.body_size.unwrap_or(body_size),
-            messages: args.messages.unwrap_or(messages),
-            duration,
+            connections: workload.connections,
+            body_size: workload.body_size,
+            messages: workload.messages,
+            duration: workload.duration,
             codec: codec_for(&args.wire)?,
             // Set once the server is known (see `load_command`).
             tls: None,
@@ -333,11 +327,6 @@ impl Load {
             client: args.client,
             server_pid: args.server_pid,
         };
-        if load.connections == 0 {
-            return Err(ConfigError::Invalid(
-                "--connections must be at least 1".to_owned(),
-            ));
-        }
         let frame = load.body_size + load.codec.layout().header_len();
         let max = load.codec.outbound_limit().min(load.codec.inbound_limit());
         if frame > max {
@@ -430,53 +419,6 @@ async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{target} resolves to no address"))
 }
 
-/// Latency percentiles, in microseconds (nearest rank).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Latency {
-    p50: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-}
-
-impl Latency {
-    /// Percentiles of `samples` (sorted in place); `None` when empty.
-    pub(crate) fn of(samples: &mut [Duration]) -> Option<Self> {
-        samples.sort_unstable();
-        let n = samples.len();
-        if n == 0 {
-            return None;
-        }
-        let at = |q: f64| -> Option<f64> {
-            let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-            samples.get(rank).map(|d| d.as_nanos() as f64 / 1e3)
-        };
-        Some(Self {
-            p50: at(0.50)?,
-            p99: at(0.99)?,
-            p999: at(0.999)?,
-            max: at(1.0)?,
-        })
-    }
-
-    fn to_json(self) -> Value {
-        json!({
-            "p50": round_to(self.p50, 1),
-            "p99": round_to(self.p99, 1),
-            "p999": round_to(self.p999, 1),
-            "max": round_to(self.max, 1),
-        })
-    }
-}
-
-/// Resident memory around a set of idle connections.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Rss {
-    pub(crate) before: u64,
-    pub(crate) after: u64,
-    pub(crate) scope: &'static str,
-}
-
 /// What a run measured: the final JSON line.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
@@ -544,17 +486,7 @@ impl Outcome {
             Value::Number(n) => json!(round_to(n.as_f64().unwrap_or(0.0), 1)),
             other => other,
         };
-        let (rss_bytes, per_conn, scope) = match self.rss {
-            Some(rss) => {
-                let grown = rss.after.saturating_sub(rss.before);
-                (
-                    json!(grown),
-                    json!((grown as f64 / self.connections.max(1) as f64).round()),
-                    json!(rss.scope),
-                )
-            }
-            None => (Value::Null, Value::Null, Value::Null),
-        };
+        let [rss_bytes, per_conn, scope] = Rss::result_fields(self.rss, self.connections);
         json!({
             "event": "result",
             "implementation": "ltp",
@@ -584,73 +516,12 @@ impl Outcome {
     }
 }
 
-fn round_to(x: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
-    (x * scale).round() / scale
+/// [`bench_wire::report_body`] as a frame body.
+pub(crate) fn report_body(count: u64, bytes: u64) -> Bytes {
+    Bytes::copy_from_slice(&bench_wire::report_body(count, bytes))
 }
 
-/// A REPORT body: u64 count, u64 bytes, big-endian.
-pub(crate) fn report_body(count: u64, bytes: u64) -> bytes::Bytes {
-    let mut body = Vec::with_capacity(16);
-    body.extend_from_slice(&count.to_be_bytes());
-    body.extend_from_slice(&bytes.to_be_bytes());
-    body.into()
-}
-
-/// Reads a REPORT body.
-pub(crate) fn parse_report(body: &[u8]) -> Option<(u64, u64)> {
-    let count = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
-    let bytes = u64::from_be_bytes(body.get(8..16)?.try_into().ok()?);
-    Some((count, bytes))
-}
-
-/// A FANOUT body: u64 count, u32 body size, big-endian.
-pub(crate) fn fanout_body(count: u64, size: u32) -> bytes::Bytes {
-    let mut body = Vec::with_capacity(12);
-    body.extend_from_slice(&count.to_be_bytes());
-    body.extend_from_slice(&size.to_be_bytes());
-    body.into()
-}
-
-/// Reads a FANOUT body.
-pub(crate) fn parse_fanout(body: &[u8]) -> Option<(u64, u32)> {
-    let count = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
-    let size = u32::from_be_bytes(body.get(8..12)?.try_into().ok()?);
-    Some((count, size))
-}
-
-/// A body of `size` bytes with a pattern, stamped with `seq` in its first bytes (as many as
-/// fit), so that an echo can be checked.
-pub(crate) fn pattern_body(size: usize, seq: u64) -> Vec<u8> {
-    let mut body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    let stamp = seq.to_be_bytes();
-    let n = size.min(stamp.len());
-    if let (Some(dst), Some(src)) = (body.get_mut(..n), stamp.get(stamp.len() - n..)) {
-        dst.copy_from_slice(src);
-    }
-    body
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let mut samples: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
-        let lat = Latency::of(&mut samples).unwrap();
-        assert_eq!(
-            (lat.p50, lat.p99, lat.p999, lat.max),
-            (500.0, 990.0, 999.0, 1000.0)
-        );
-        assert!(Latency::of(&mut []).is_none());
-    }
-
-    #[test]
-    fn report_and_fanout_bodies_round_trip() {
-        assert_eq!(parse_report(&report_body(7, 1 << 40)), Some((7, 1 << 40)));
-        assert_eq!(parse_fanout(&fanout_body(3, 64)), Some((3, 64)));
-        assert_eq!(parse_report(b"short"), None);
-        assert_eq!(&pattern_body(3, 0x0102)[..], &[0, 1, 2]);
-    }
+/// [`bench_wire::fanout_body`] as a frame body.
+pub(crate) fn fanout_body(count: u64, size: u32) -> Bytes {
+    Bytes::copy_from_slice(&bench_wire::fanout_body(count, size))
 }
