@@ -113,18 +113,15 @@ where
         addr.to_string()
     };
     let outcome = if mode == "conns" {
-        let scope = match (load.server_pid, in_process) {
-            (Some(_), _) => "server-pid",
-            (None, true) => "server-in-process",
-            (None, false) => "client-only",
-        };
+        // No TLS here: in-process, the client's plain sockets add next to nothing.
+        let scope = ltp::bench_wire::rss_scope(load.server_pid, in_process, false);
         let (n, layout, pid) = (load.connections, load.layout, load.server_pid);
         let held =
             tokio::task::spawn_blocking(move || crate::conns::hold(addr, n, layout, pid, scope))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("conns: {e}"))?;
-        held.into_outcome(&load, target, implementation, "std")
+        crate::conns::outcome(held, &load, target, implementation, "std")
     } else {
         let mut outcome = drive::run::<T>(&load, addr, implementation, client)
             .await

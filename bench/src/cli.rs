@@ -5,6 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use ltp::bench_wire::Workload;
 
 use crate::wire::Layout;
 
@@ -91,42 +92,33 @@ pub struct Load {
 }
 
 impl Load {
-    /// Applies the mode's defaults: throughput 1 connection × 1,000,000 frames of 16 bytes;
-    /// pingpong 1 × 10,000 round trips of 16 bytes; fanout 100 receivers × 10,000 broadcasts of
-    /// 64 bytes; conns 1,000 connections.
+    /// Applies the mode's defaults, the same as `ltp bench`'s ([`Workload::defaults`]):
+    /// throughput 1 connection × 1,000,000 frames of 16 bytes; pingpong 1 × 10,000 round trips
+    /// of 16 bytes; fanout 100 receivers × 10,000 broadcasts of 64 bytes; conns 1,000
+    /// connections.
     ///
     /// # Errors
     ///
-    /// A body that does not fit the layout, a bad duration, or no connections.
+    /// A bad duration, a duration for fanout or conns, no connections, or a body that does not
+    /// fit the layout.
     pub fn new(mode: &'static str, args: &LoadArgs) -> Result<Self, String> {
-        let (connections, body_size, messages) = match mode {
-            "pingpong" => (1, 16, 10_000),
-            "fanout" => (100, 64, 10_000),
-            "conns" => (1_000, 16, 0),
-            _ => (1, 16, 1_000_000),
-        };
-        let duration = match args.duration {
-            Some(secs) => Some(
-                Duration::try_from_secs_f64(secs)
-                    .map_err(|_| format!("--duration {secs} is not a number of seconds"))?,
-            ),
-            None => None,
-        };
-        if duration.is_some() && matches!(mode, "fanout" | "conns") {
-            return Err(format!("{mode} takes --messages, not --duration"));
-        }
+        let workload = Workload::new(
+            mode,
+            args.connections,
+            args.body_size,
+            args.messages,
+            args.duration,
+        )
+        .map_err(|err| err.to_string())?;
         let load = Self {
             mode,
-            connections: args.connections.unwrap_or(connections),
-            body_size: args.body_size.unwrap_or(body_size),
-            messages: args.messages.unwrap_or(messages),
-            duration,
+            connections: workload.connections,
+            body_size: workload.body_size,
+            messages: workload.messages,
+            duration: workload.duration,
             layout: args.layout,
             server_pid: args.server_pid,
         };
-        if load.connections == 0 {
-            return Err("--connections must be at least 1".to_owned());
-        }
         load.layout.check_body(load.body_size)?;
         Ok(load)
     }

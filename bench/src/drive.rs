@@ -222,9 +222,7 @@ async fn pingpong_conn<T: FrameIo>(
             _ => {}
         }
         // A new stamp per round trip, so a stale or reordered echo cannot pass.
-        let stamp = sent.to_be_bytes();
-        let n = body.len().min(stamp.len());
-        body[..n].copy_from_slice(&stamp[stamp.len() - n..]);
+        wire::stamp(&mut body, sent);
         let frame = T::prepare(layout, DATA, &body);
         let t0 = Instant::now();
         io.feed(&frame).await?;

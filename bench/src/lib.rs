@@ -17,18 +17,10 @@
 //! # The bench wire protocol
 //!
 //! Frames in the default layout (`[length u16][type u8][body]`, big-endian, the length counting
-//! the whole frame), or with `--layout u32` in `[length u32][type u8][body]` (for 1 MiB bodies):
-//!
-//! | type | name | body | server's answer |
-//! |---:|---|---|---|
-//! | 1 | DATA | opaque | counted; in echo mode also sent back unchanged |
-//! | 2 | END | empty | REPORT of the DATA counted on this connection since it opened or since the last END, then the counters restart |
-//! | 3 | REPORT | u64 count of DATA frames, u64 total DATA body bytes (big-endian) | (sent by the server) |
-//! | 4 | FANOUT | u64 count, u32 body size (big-endian) | sends `count` DATA frames of `size` zero bytes to every *other* connection, then an END to each of them, then a REPORT to the sender: deliveries queued and their body bytes |
-//! | 5 | ECHO | empty | none; from now on every DATA on this connection is echoed |
-//!
-//! Any other type is ignored. A client checks each REPORT against what it sent, so that a fast
-//! wrong run cannot count.
+//! the whole frame), or with `--layout u32` in `[length u32][type u8][body]` (for 1 MiB bodies).
+//! The message types (DATA 1, END 2, REPORT 3, FANOUT 4, ECHO 5), their bodies and the figures
+//! of the result line are written once, in [`ltp::bench_wire`], for these baselines and
+//! `ltp bench` alike; [`wire`] re-exports them next to its [`Layout`](wire::Layout).
 
 pub mod app;
 pub mod cli;

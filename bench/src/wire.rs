@@ -1,20 +1,15 @@
-//! The bench protocol's message types and the two header layouts the baselines speak.
+//! The two header layouts the baselines speak, and (from [`ltp::bench_wire`], their one
+//! home, shared with `ltp bench`) the bench protocol's message types and bodies.
 
 use std::fmt;
 use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Opaque body: counted, or echoed in echo mode.
-pub const DATA: u8 = 1;
-/// Empty: "report what you got" on this connection.
-pub const END: u8 = 2;
-/// Body: u64 count, u64 body bytes, big-endian.
-pub const REPORT: u8 = 3;
-/// Body: u64 count, u32 body size: broadcast that many DATA frames to every other connection.
-pub const FANOUT: u8 = 4;
-/// Empty: echo every later DATA on this connection.
-pub const ECHO: u8 = 5;
+pub use ltp::bench_wire::{
+    DATA, ECHO, END, FANOUT, REPORT, fanout_body, parse_fanout, parse_report, pattern_body,
+    report_body, stamp,
+};
 
 /// A header layout: a big-endian length counting the whole frame, then a `u8` type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,46 +152,6 @@ impl FromStr for Layout {
     }
 }
 
-/// A REPORT body.
-pub fn report_body(count: u64, bytes: u64) -> [u8; 16] {
-    let mut out = [0; 16];
-    out[..8].copy_from_slice(&count.to_be_bytes());
-    out[8..].copy_from_slice(&bytes.to_be_bytes());
-    out
-}
-
-/// Reads a REPORT body: `(count, bytes)`.
-pub fn parse_report(body: &[u8]) -> Option<(u64, u64)> {
-    let count = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
-    let bytes = u64::from_be_bytes(body.get(8..16)?.try_into().ok()?);
-    Some((count, bytes))
-}
-
-/// A FANOUT body.
-pub fn fanout_body(count: u64, size: u32) -> [u8; 12] {
-    let mut out = [0; 12];
-    out[..8].copy_from_slice(&count.to_be_bytes());
-    out[8..].copy_from_slice(&size.to_be_bytes());
-    out
-}
-
-/// Reads a FANOUT body: `(count, size)`.
-pub fn parse_fanout(body: &[u8]) -> Option<(u64, u32)> {
-    let count = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
-    let size = u32::from_be_bytes(body.get(8..12)?.try_into().ok()?);
-    Some((count, size))
-}
-
-/// A body of `size` bytes with a recognisable pattern, stamped with `seq` in its first bytes
-/// (as many as fit), so an echo can be checked.
-pub fn pattern_body(size: usize, seq: u64) -> Vec<u8> {
-    let mut body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-    let stamp = seq.to_be_bytes();
-    let n = size.min(stamp.len());
-    body[..n].copy_from_slice(&stamp[stamp.len() - n..]);
-    body
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,12 +169,5 @@ mod tests {
         );
         assert_eq!(Layout::Ltprotocol.parse_header(b"\x00\x05"), Ok(None));
         assert!(Layout::Ltprotocol.parse_header(b"\x00\x02\x01").is_err());
-    }
-
-    #[test]
-    fn report_and_fanout_bodies_round_trip() {
-        assert_eq!(parse_report(&report_body(7, 1 << 40)), Some((7, 1 << 40)));
-        assert_eq!(parse_fanout(&fanout_body(3, 64)), Some((3, 64)));
-        assert_eq!(parse_report(b"short"), None);
     }
 }
