@@ -2,15 +2,15 @@
 //! for all of them: `ltp bench` (its load and its `serve`) and the baselines of the `bench`
 //! crate, which `bench/compare.sh` measures against each other.
 //!
-//! Nothing here knows a socket, a runtime or a [`Frame`](ltprotocol::Frame): types are plain
-//! `u8` numbers and bodies plain bytes, so that a hand-rolled loop and `ltp bench` build the
-//! same bytes from the same functions.
+//! Nothing here opens a socket or names a runtime type such as [`Frame`](ltprotocol::Frame):
+//! types are plain `u8` numbers and bodies plain bytes, so that a hand-rolled loop and
+//! `ltp bench` build the same bytes from the same functions.
 //!
 //! # Frames
 //!
-//! Every frame is `[length][type u8][body]` in the run's header layout (by default
-//! `[length u16][type u8]`, big-endian, the length counting the whole frame); only the type
-//! numbers and the bodies are fixed:
+//! Every frame is a header in the run's layout, carrying the length and the type, then the
+//! body (by default `[length u16][type u8][body]`, big-endian, the length counting the whole
+//! frame); only the type numbers and the bodies are fixed:
 //!
 //! | type | name | body | the server's answer |
 //! |---:|---|---|---|
@@ -37,7 +37,7 @@
 //! # The result line
 //!
 //! Each implementation prints its own result line (`implementation` says whose), with the
-//! same keys; what they compute alike is here: a [`Workload`]'s defaults and checks, the
+//! same keys (`ltp bench`'s adds `tls`); what they compute alike is here: a [`Workload`]'s defaults and checks, the
 //! [`Latency`] percentiles (`latency_us`), resident memory ([`Rss`], [`vm_rss`],
 //! [`rss_scope`]) and [`round_to`].
 //!
