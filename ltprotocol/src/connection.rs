@@ -7,13 +7,15 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -273,9 +275,21 @@ impl Outbox {
         self.shared.capacity
     }
 
-    /// Queues a frame, waiting for room.
-    pub(crate) async fn send(&self, frame: Bytes, id: ConnectionId) -> Result<(), SendError> {
-        let permits = permits_for(frame.len(), self.shared.capacity);
+    /// Takes room for a frame of `len` bytes if there is room now.
+    fn take_room(&self, len: usize, id: ConnectionId) -> Result<Room, SendError> {
+        let permits = permits_for(len, self.shared.capacity);
+        match self.shared.budget.try_acquire_many(permits) {
+            Ok(permit) => {
+                permit.forget();
+                Ok(Room::Taken(permits))
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => Err(SendError::Closed { id }),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(Room::Full(permits)),
+        }
+    }
+
+    /// Waits until `permits` are free and takes them.
+    async fn wait_for_room(&self, permits: u32, id: ConnectionId) -> Result<(), SendError> {
         let permit = self
             .shared
             .budget
@@ -283,23 +297,31 @@ impl Outbox {
             .await
             .map_err(|_| SendError::Closed { id })?;
         permit.forget();
+        Ok(())
+    }
+
+    /// Queues a frame, waiting for room.
+    pub(crate) async fn send(&self, frame: Bytes, id: ConnectionId) -> Result<(), SendError> {
+        let permits = match self.take_room(frame.len(), id)? {
+            Room::Taken(permits) => permits,
+            // Boxed: the semaphore's wait is large and seldom needed.
+            Room::Full(permits) => {
+                Box::pin(self.wait_for_room(permits, id)).await?;
+                permits
+            }
+        };
         self.push(frame, permits, id)
     }
 
     /// Queues a frame if there is room now.
     pub(crate) fn try_send(&self, frame: Bytes, id: ConnectionId) -> Result<(), SendError> {
-        let permits = permits_for(frame.len(), self.shared.capacity);
-        match self.shared.budget.try_acquire_many(permits) {
-            Ok(permit) => permit.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed { id }),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                return Err(SendError::QueueFull {
-                    id,
-                    capacity: self.shared.capacity,
-                });
-            }
+        match self.take_room(frame.len(), id)? {
+            Room::Taken(permits) => self.push(frame, permits, id),
+            Room::Full(_) => Err(SendError::QueueFull {
+                id,
+                capacity: self.shared.capacity,
+            }),
         }
-        self.push(frame, permits, id)
     }
 
     fn push(&self, frame: Bytes, permits: u32, id: ConnectionId) -> Result<(), SendError> {
@@ -322,6 +344,61 @@ impl Outbox {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Whether [`Outbox::take_room`] found room; either way, the permits a frame of that size
+/// holds.
+enum Room {
+    Taken(u32),
+    Full(u32),
+}
+
+/// A [`ConnectionHandle`] send: queues its frame at the first poll, and waits (boxed) only
+/// while the outbox is full. Small on purpose: it lives inside every handler future that
+/// sends, and a handler's future is moved into place for each frame delivered.
+struct Queueing<'a> {
+    handle: &'a ConnectionHandle,
+    /// The encoded frame, or why there is none; taken at the first poll.
+    frame: Option<Result<Bytes, SendError>>,
+    waiting: Option<futures::future::BoxFuture<'a, Result<(), SendError>>>,
+}
+
+impl Future for Queueing<'_> {
+    type Output = Result<(), SendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(waiting) = &mut this.waiting {
+            return waiting.as_mut().poll(cx);
+        }
+        let handle = this.handle;
+        let id = handle.inner.id;
+        let frame = match this.frame.take() {
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) => return Poll::Ready(Err(err)),
+            // Polled again after it completed.
+            None => return Poll::Ready(Err(SendError::Closed { id })),
+        };
+        if let Err(err) = handle.check_open() {
+            return Poll::Ready(Err(err));
+        }
+        let outbox = &handle.inner.outbox;
+        match outbox.take_room(frame.len(), id) {
+            Ok(Room::Taken(permits)) => Poll::Ready(outbox.push(frame, permits, id)),
+            Ok(Room::Full(permits)) => {
+                let mut waiting = Box::pin(async move {
+                    outbox.wait_for_room(permits, id).await?;
+                    outbox.push(frame, permits, id)
+                });
+                let polled = waiting.as_mut().poll(cx);
+                if polled.is_pending() {
+                    this.waiting = Some(waiting);
+                }
+                polled
+            }
+            Err(err) => Poll::Ready(Err(err)),
+        }
     }
 }
 
@@ -723,22 +800,31 @@ impl ConnectionHandle {
     /// # Cancel safety
     ///
     /// Cancel safe: if the future is dropped before it completes, the message was not queued.
-    pub async fn send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
-        self.send_with(msg, &HeaderFields::new()).await
+    pub fn send<'a, M: Encode + ?Sized>(
+        &'a self,
+        msg: &M,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + use<'a, M> {
+        self.send_with(msg, &HeaderFields::new())
     }
 
     /// Like [`send`](Self::send), with extra header fields (OpenFlow's `xid`, say).
     ///
+    /// The message is encoded when this is called, and queued when the future is first
+    /// polled: the future borrows neither `msg` nor `fields`.
+    ///
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_with<M: Encode + ?Sized>(
-        &self,
+    pub fn send_with<'a, M: Encode + ?Sized>(
+        &'a self,
         msg: &M,
         fields: &HeaderFields,
-    ) -> Result<(), SendError> {
-        let frame = self.encode(msg, fields)?;
-        self.queue_bytes(frame).await
+    ) -> impl Future<Output = Result<(), SendError>> + Send + use<'a, M> {
+        Queueing {
+            handle: self,
+            frame: Some(self.encode(msg, fields).map_err(SendError::from)),
+            waiting: None,
+        }
     }
 
     /// Queues a raw frame with its own header fields, waiting while the outbox is full.
@@ -746,8 +832,11 @@ impl ConnectionHandle {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_frame(&self, frame: &Frame) -> Result<(), SendError> {
-        self.send_with(frame, &frame.fields).await
+    pub fn send_frame<'a>(
+        &'a self,
+        frame: &Frame,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + use<'a> {
+        self.send_with(frame, &frame.fields)
     }
 
     /// Queues `msg` if the outbox has room now; never waits.
@@ -786,9 +875,15 @@ impl ConnectionHandle {
     ///
     /// [`SendError::LayoutMismatch`] when the frame was encoded for another header layout, and
     /// as [`send`](Self::send).
-    pub async fn send_encoded(&self, frame: &EncodedFrame) -> Result<(), SendError> {
-        self.check_layout(frame)?;
-        self.queue_bytes(frame.bytes().clone()).await
+    pub fn send_encoded<'a>(
+        &'a self,
+        frame: &EncodedFrame,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + use<'a> {
+        Queueing {
+            handle: self,
+            frame: Some(self.check_layout(frame).map(|()| frame.bytes().clone())),
+            waiting: None,
+        }
     }
 
     /// Like [`send_encoded`](Self::send_encoded), if the outbox has room now; never waits.
@@ -852,11 +947,6 @@ impl ConnectionHandle {
         fields: &HeaderFields,
     ) -> Result<Bytes, EncodeError> {
         self.inner.codec.encode_to_bytes(msg, fields)
-    }
-
-    pub(crate) async fn queue_bytes(&self, frame: Bytes) -> Result<(), SendError> {
-        self.check_open()?;
-        self.inner.outbox.send(frame, self.inner.id).await
     }
 
     /// Queues an already encoded frame without waiting (broadcast).
