@@ -321,6 +321,42 @@ fn every_mode_runs_against_bench_serve() {
     assert_eq!(result["rss_scope"], "server-pid");
 }
 
+/// The servers that take every frame through `Handler::message` (as a frame-level `Unknown`,
+/// or decoded into a derived enum) count, report, echo and broadcast like the in-place one.
+#[test]
+fn frame_and_typed_servers_verify_every_mode() {
+    for api in ["frame", "typed"] {
+        let server = ServeChild::start_with(&["--api", api]);
+        let target = server.addr.as_str();
+        let result = bench(&[
+            "bench",
+            "fanout",
+            "--target",
+            target,
+            "--messages",
+            "40",
+            "--connections",
+            "3",
+        ]);
+        assert_eq!(result["deliveries"], 120, "--api {api}");
+        let result = bench(&[
+            "bench",
+            "throughput",
+            "--target",
+            target,
+            "--messages",
+            "3000",
+            "--connections",
+            "2",
+            "--body-size",
+            "100",
+        ]);
+        assert_eq!(result["messages"], 3000, "--api {api}");
+        let result = bench(&["bench", "pingpong", "--target", target, "--messages", "200"]);
+        assert!(result["latency_us"]["p50"].is_number(), "--api {api}");
+    }
+}
+
 #[test]
 fn an_unreachable_target_fails_instead_of_hanging() {
     // Port 1 on loopback: nothing listens there, so connecting is refused at once.

@@ -184,6 +184,12 @@ struct ServeArgs {
         conflicts_with = "tls_cert"
     )]
     tls_ca_out: Option<PathBuf>,
+    /// How the server receives DATA: `inspect` counts it in place in the read buffer
+    /// (`Handler::inspect`); `frame` takes every frame as a `Frame`-level `Unknown` (type,
+    /// fields, `Bytes` body) through `Handler::message`; `typed` decodes every frame into a
+    /// derived protocol enum and takes it through `Handler::message`.
+    #[arg(long, value_enum, default_value_t = server::Api::Inspect)]
+    api: server::Api,
     #[command(flatten)]
     wire: WireArgs,
 }
@@ -348,7 +354,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Serve(args) => {
             let tls = args.server_tls()?;
-            server::serve_command(&args.listen, &args.wire, tls).await
+            server::serve_command(&args.listen, &args.wire, args.api, tls).await
         }
         BenchCommand::Throughput(args) => load_command("throughput", &args).await,
         BenchCommand::Pingpong(args) => load_command("pingpong", &args).await,

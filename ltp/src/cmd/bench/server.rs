@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde_json::json;
 
 use ltprotocol::{
-    ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, MessageType, SendError, Server,
-    Unknown,
+    ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, Message, MessageType, Protocol,
+    SendError, Server, Unknown,
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
@@ -49,92 +49,86 @@ impl Counters {
     }
 }
 
+/// How the bench server receives DATA (`ltp bench serve --api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum Api {
+    /// Counted in place in the read buffer ([`Handler::inspect`]): no allocation, no
+    /// decoding and no future per frame.
+    #[default]
+    Inspect,
+    /// Every frame through [`Handler::message`] as an [`Unknown`]: its type, its header
+    /// fields and its body as `Bytes`.
+    Frame,
+    /// Every frame decoded into [`Bench`], a derived protocol enum, through
+    /// [`Handler::message`].
+    Typed,
+}
+
+/// DATA as a typed message: the body, whatever its size.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[ltp(message_type = 1)]
+pub(crate) struct Data {
+    body: Bytes,
+}
+
+/// END: report what was counted.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[ltp(message_type = 2)]
+pub(crate) struct End;
+
+/// REPORT: what was counted since the connection opened or since its last END.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[ltp(message_type = 3)]
+pub(crate) struct Report {
+    count: u64,
+    bytes: u64,
+}
+
+/// FANOUT: broadcast `count` DATA frames of `size` bytes to every other connection.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[ltp(message_type = 4)]
+pub(crate) struct Fanout {
+    count: u64,
+    size: u32,
+}
+
+/// ECHO: send every later DATA back.
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[ltp(message_type = 5)]
+pub(crate) struct Echo;
+
+/// The bench protocol as the typed API sees it (`--api typed`).
+#[derive(Debug, Clone, PartialEq, Eq, Protocol)]
+pub(crate) enum Bench {
+    /// DATA.
+    Data(Data),
+    /// END.
+    End(End),
+    /// FANOUT.
+    Fanout(Fanout),
+    /// ECHO.
+    Echo(Echo),
+    /// Anything else: ignored.
+    #[ltp(unknown)]
+    Other(Unknown),
+}
+
+/// The frame-level server (`--api inspect` and `--api frame`).
 #[derive(Debug)]
 struct BenchHandler {
     server: Server<Unknown>,
-}
-
-impl BenchHandler {
-    fn new(server: Server<Unknown>) -> Self {
-        Self { server }
-    }
-
-    async fn answer(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        match msg.message_type.value() {
-            DATA => {
-                // Fails only when this connection is closing.
-                let _ = conn.send_with(&msg, &fields).await;
-            }
-            END => {
-                let (count, bytes) = conn.state::<Counters>().map_or((0, 0), Counters::take);
-                let report = Unknown {
-                    message_type: MessageType::new(REPORT),
-                    body: super::report_body(count, bytes),
-                };
-                let _ = conn.send_with(&report, &fields).await;
-            }
-            FANOUT => match super::parse_fanout(&msg.body) {
-                Some((count, size)) => self.fanout(conn, count, size as usize).await,
-                None => tracing::warn!(conn = %conn.id(), "FANOUT body shorter than 12 bytes"),
-            },
-            _ => {}
-        }
-    }
-
-    async fn fanout(&self, conn: &ConnectionHandle, count: u64, size: usize) {
-        let encode = |message_type, body| {
-            self.server.encode(&Unknown {
-                message_type: MessageType::new(message_type),
-                body,
-            })
-        };
-        let (data, end) = match (
-            encode(DATA, Bytes::from(vec![0; size])),
-            encode(END, Bytes::new()),
-        ) {
-            (Ok(data), Ok(end)) => (data, end),
-            (Err(err), _) | (_, Err(err)) => {
-                tracing::warn!(conn = %conn.id(), error = %err, "cannot encode the fan-out");
-                return;
-            }
-        };
-        // The receivers as they are now, each sent the frame encoded once; a full outbox is
-        // waited for (the bench counts deliveries, it does not shed slow readers).
-        let targets: Vec<ConnectionHandle> = self
-            .server
-            .connections()
-            .into_iter()
-            .filter(|target| target.id() != conn.id())
-            .collect();
-        let mut delivered = 0u64;
-        for i in 0..count {
-            for target in &targets {
-                let sent = match target.try_send_encoded(&data) {
-                    Err(SendError::QueueFull { .. }) => target.send_encoded(&data).await,
-                    sent => sent,
-                };
-                delivered += u64::from(sent.is_ok());
-            }
-            if i % FANOUT_CHUNK == FANOUT_CHUNK - 1 {
-                tokio::task::yield_now().await;
-            }
-        }
-        for target in &targets {
-            let _ = target.send_encoded(&end).await;
-        }
-        let report = Unknown {
-            message_type: MessageType::new(REPORT),
-            body: super::report_body(delivered, delivered * size as u64),
-        };
-        // Fails only when the control connection is closing: nobody left to tell.
-        let _ = conn.send(&report).await;
-    }
+    /// Count DATA in [`Handler::inspect`] (`--api inspect`) rather than in `message`.
+    in_place: bool,
 }
 
 impl Handler<Unknown> for BenchHandler {
-    // DATA is counted in place, in the read buffer, and consumed there (unless echoing): no
-    // allocation, no decoding and no future per frame. ECHO only sets a flag.
+    // With `--api inspect`, DATA is counted in place, in the read buffer, and consumed there
+    // (unless echoing): no allocation, no decoding and no future per frame. ECHO only sets a
+    // flag.
     fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
+        if !self.in_place {
+            return Inspected::Deliver;
+        }
         let Some(counters) = conn.state::<Counters>() else {
             return Inspected::Deliver;
         };
@@ -155,20 +149,151 @@ impl Handler<Unknown> for BenchHandler {
         }
     }
 
-    /// What waits: an echoed DATA, END's REPORT, FANOUT.
+    /// What waits: an echoed DATA, END's REPORT, FANOUT; with `--api frame`, every frame.
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        self.answer(conn, msg, fields).await;
+        let Some(counters) = conn.state::<Counters>() else {
+            return;
+        };
+        match msg.message_type.value() {
+            DATA => {
+                if !self.in_place {
+                    counters.add(msg.body.len() as u64);
+                }
+                if counters.echo.load(Ordering::Relaxed) {
+                    // Fails only when this connection is closing.
+                    let _ = conn.send_with(&msg, &fields).await;
+                }
+            }
+            ECHO => counters.echo.store(true, Ordering::Relaxed),
+            END => {
+                let (count, bytes) = counters.take();
+                let report = Unknown {
+                    message_type: MessageType::new(REPORT),
+                    body: super::report_body(count, bytes),
+                };
+                let _ = conn.send_with(&report, &fields).await;
+            }
+            FANOUT => match super::parse_fanout(&msg.body) {
+                // Boxed: the broadcast's state would otherwise make every message's future
+                // large, and that future is moved into place for each frame.
+                Some((count, size)) => {
+                    Box::pin(fanout(&self.server, conn, count, size as usize)).await;
+                }
+                None => tracing::warn!(conn = %conn.id(), "FANOUT body shorter than 12 bytes"),
+            },
+            _ => {}
+        }
     }
 }
 
-/// Binds a bench server on `listen` (over TLS with `tls`) and serves it on a spawned task.
+/// Broadcasts `count` DATA frames of `size` bytes, then END, to every connection but `conn`,
+/// and answers `conn` with the deliveries made.
+async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count: u64, size: usize) {
+    let encode = |message_type, body| {
+        server.encode(&Unknown {
+            message_type: MessageType::new(message_type),
+            body,
+        })
+    };
+    let (data, end) = match (
+        encode(DATA, Bytes::from(vec![0; size])),
+        encode(END, Bytes::new()),
+    ) {
+        (Ok(data), Ok(end)) => (data, end),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!(conn = %conn.id(), error = %err, "cannot encode the fan-out");
+            return;
+        }
+    };
+    // The receivers as they are now, each sent the frame encoded once; a full outbox is
+    // waited for (the bench counts deliveries, it does not shed slow readers).
+    let targets: Vec<ConnectionHandle> = server
+        .connections()
+        .into_iter()
+        .filter(|target| target.id() != conn.id())
+        .collect();
+    let mut delivered = 0u64;
+    for i in 0..count {
+        for target in &targets {
+            let sent = match target.try_send_encoded(&data) {
+                Err(SendError::QueueFull { .. }) => target.send_encoded(&data).await,
+                sent => sent,
+            };
+            delivered += u64::from(sent.is_ok());
+        }
+        if i % FANOUT_CHUNK == FANOUT_CHUNK - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for target in &targets {
+        let _ = target.send_encoded(&end).await;
+    }
+    let report = Unknown {
+        message_type: MessageType::new(REPORT),
+        body: super::report_body(delivered, delivered * size as u64),
+    };
+    // Fails only when the control connection is closing: nobody left to tell.
+    let _ = conn.send(&report).await;
+}
+
+/// The typed server (`--api typed`): every frame is decoded into [`Bench`] first.
+#[derive(Debug)]
+struct TypedHandler {
+    server: Server<Bench>,
+}
+
+impl Handler<Bench> for TypedHandler {
+    async fn message(&self, conn: &ConnectionHandle, msg: Bench, fields: HeaderFields) {
+        let Some(counters) = conn.state::<Counters>() else {
+            return;
+        };
+        match msg {
+            Bench::Data(data) => {
+                counters.add(data.body.len() as u64);
+                if counters.echo.load(Ordering::Relaxed) {
+                    let _ = conn.send_with(&data, &fields).await;
+                }
+            }
+            Bench::Echo(Echo) => counters.echo.store(true, Ordering::Relaxed),
+            Bench::End(End) => {
+                let (count, bytes) = counters.take();
+                let _ = conn.send_with(&Report { count, bytes }, &fields).await;
+            }
+            Bench::Fanout(Fanout { count, size }) => {
+                // Boxed, as for `BenchHandler`.
+                Box::pin(fanout(&self.server, conn, count, size as usize)).await;
+            }
+            Bench::Other(_) => {}
+        }
+    }
+}
+
+/// Binds a bench server on `listen` (over TLS with `tls`), counting DATA in place, and
+/// serves it on a spawned task.
 pub(super) async fn start(
     wire: &WireArgs,
     listen: &str,
     tls: Option<ltprotocol::tls::ServerTls>,
 ) -> anyhow::Result<Server<Unknown>> {
+    let server = bind(wire, listen, tls).await?;
+    spawn_serving(
+        &server,
+        BenchHandler {
+            server: server.clone(),
+            in_place: true,
+        },
+    );
+    Ok(server)
+}
+
+/// A server for protocol `P`, bound and configured, not serving yet.
+async fn bind<P: Protocol>(
+    wire: &WireArgs,
+    listen: &str,
+    tls: Option<ltprotocol::tls::ServerTls>,
+) -> anyhow::Result<Server<P>> {
     let codec = super::codec_for(wire)?;
-    let mut builder = Server::<Unknown>::builder(codec.layout().clone());
+    let mut builder = Server::<P>::builder(codec.layout().clone());
     builder
         .max_inbound(codec.inbound_limit())
         .max_outbound(codec.outbound_limit());
@@ -178,27 +303,54 @@ pub(super) async fn start(
     if let Some(tls) = tls {
         builder.tls(tls);
     }
-    let server = builder
+    builder
         .bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let handler = BenchHandler::new(server.clone());
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+fn spawn_serving<P: Protocol, H: Handler<P>>(server: &Server<P>, handler: H) {
     let serving = server.clone();
     tokio::spawn(async move {
         if let Err(err) = serving.serve(handler).await {
             tracing::warn!(error = %err, "bench server stopped");
         }
     });
-    Ok(server)
 }
 
 /// `ltp bench serve`: prints the `listening` line, serves until SIGINT or SIGTERM.
 pub(super) async fn serve_command(
     listen: &str,
     wire: &WireArgs,
+    api: Api,
     tls: Option<ltprotocol::tls::ServerTls>,
 ) -> anyhow::Result<ExitCode> {
-    let server = start(wire, listen, tls).await?;
+    match api {
+        Api::Inspect | Api::Frame => {
+            let server = bind::<Unknown>(wire, listen, tls).await?;
+            spawn_serving(
+                &server,
+                BenchHandler {
+                    server: server.clone(),
+                    in_place: api == Api::Inspect,
+                },
+            );
+            serve_until_signal(server).await
+        }
+        Api::Typed => {
+            let server = bind::<Bench>(wire, listen, tls).await?;
+            spawn_serving(
+                &server,
+                TypedHandler {
+                    server: server.clone(),
+                },
+            );
+            serve_until_signal(server).await
+        }
+    }
+}
+
+async fn serve_until_signal<P: Protocol>(server: Server<P>) -> anyhow::Result<ExitCode> {
     println!(
         "{}",
         json!({"event": "listening", "addr": server.local_addr().to_string()})
