@@ -345,6 +345,12 @@ impl Outbox {
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
+
+    /// Wakes the connection that drains this outbox, idle or writing, to look at its close
+    /// and abort tokens: whoever cancels one of them calls this next.
+    pub(crate) fn wake(&self) {
+        self.shared.ready.notify_one();
+    }
 }
 
 /// Whether [`Outbox::take_room`] found room; either way, the permits a frame of that size
@@ -444,16 +450,6 @@ impl OutboxReceiver {
 
     fn is_empty(&self) -> bool {
         self.shared.pending().is_empty()
-    }
-
-    /// Waits until a frame is queued, without taking it.
-    async fn wait_queued(&self) {
-        loop {
-            if !self.is_empty() {
-                return;
-            }
-            self.shared.ready.notified().await;
-        }
     }
 
     /// Gives back the buffers of an idle writer, so an idle connection holds none.
@@ -915,6 +911,7 @@ impl ConnectionHandle {
         self.set_reason(reason);
         self.inner.closing.store(true, Ordering::Release);
         self.inner.close.cancel();
+        self.inner.outbox.wake();
     }
 
     /// Closes at once, dropping what is queued.
@@ -922,6 +919,7 @@ impl ConnectionHandle {
         self.set_reason(reason);
         self.inner.closing.store(true, Ordering::Release);
         self.inner.abort.cancel();
+        self.inner.outbox.wake();
     }
 
     fn set_reason(&self, reason: DisconnectReason) {
@@ -1417,6 +1415,12 @@ struct Quiet {
 
 /// Waits, holding nothing but the timers, until bytes can be read, frames are queued, the
 /// connection is closed or aborted, or a timer expires. `Continue` means: go active.
+///
+/// One wake-up source besides the socket and the timer: the outbox's `ready`, which a queued
+/// frame, [`ConnectionHandle::close`] and every abort notify (`notify_one` keeps a permit
+/// when nobody waits, so no wake-up is lost between a check and the wait). The conditions
+/// are checked again after each wake-up. This keeps an idle connection's task small: one
+/// `Notified`, not a future per source.
 async fn idle_wait<R: ReadReady>(
     reader: &mut R,
     queue: &OutboxReceiver,
@@ -1424,33 +1428,55 @@ async fn idle_wait<R: ReadReady>(
     handle: &ConnectionHandle,
     config: &LinkConfig,
 ) -> ControlFlow<Option<DisconnectReason>> {
+    enum Woke {
+        Aborted,
+        Work,
+        Notified,
+        Readable,
+        Expired,
+    }
     loop {
         let deadline = state.deadline(config);
         // Boxed, and only when a timer runs: without idle timeout and keepalive (the
         // defaults) an idle connection carries no timer at all.
         let mut timer = deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
-        let expiry = async {
-            match timer.as_mut() {
-                Some(sleep) => sleep.await,
-                None => std::future::pending().await,
+        let notified = queue.shared.ready.notified();
+        tokio::pin!(notified);
+        let woke = std::future::poll_fn(|cx| {
+            // With the task's budget spent, a spell would find its sources refusing at once
+            // and end straight back here: yield first.
+            if !tokio::task::coop::has_budget_remaining() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-        };
-        tokio::select! {
-            biased;
-            () = handle.inner.abort.cancelled() => return ControlFlow::Break(None),
-            () = handle.inner.close.cancelled() => return ControlFlow::Continue(()),
+            if handle.inner.abort.is_cancelled() {
+                return Poll::Ready(Woke::Aborted);
+            }
+            if handle.inner.close.is_cancelled() || !queue.is_empty() {
+                return Poll::Ready(Woke::Work);
+            }
+            // Checked before waiting: a frame queued or a close since then leaves a permit.
+            if notified.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Notified);
+            }
             // An error is for the read to report.
-            _ = std::future::poll_fn(|cx| reader.poll_read_ready(cx)) => {
-                return ControlFlow::Continue(());
+            if reader.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(Woke::Readable);
             }
-            () = queue.wait_queued() => return ControlFlow::Continue(()),
-            () = expiry => match deadline {
-                Some((_, Deadline::Expire(kind, after))) => {
-                    return ControlFlow::Break(Some(DisconnectReason::TimedOut { kind, after }));
-                }
-                Some((_, Deadline::Probe)) => state.probe(handle, config),
-                None => {}
-            },
+            match timer.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        match (woke, deadline) {
+            (Woke::Aborted, _) => return ControlFlow::Break(None),
+            (Woke::Work | Woke::Readable, _) => return ControlFlow::Continue(()),
+            (Woke::Notified, _) | (Woke::Expired, None) => {}
+            (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
+                return ControlFlow::Break(Some(DisconnectReason::TimedOut { kind, after }));
+            }
+            (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, config),
         }
     }
 }

@@ -721,7 +721,10 @@ async fn run_connection<P: Protocol, H: Handler<P>>(
         local,
         outbox,
         inner.link.codec.clone(),
-        inner.shutdown.child_token(),
+        // Its own token, not a child of the server's: `shutdown` closes every registered
+        // connection itself, and one registered as it began closes itself (below). A child
+        // token would cost every connection a node linked into the server's, under its lock.
+        CancellationToken::new(),
         inner.link.correlation.as_ref(),
     );
     let unregister = Unregister {

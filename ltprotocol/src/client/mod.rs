@@ -387,6 +387,8 @@ impl<P: Protocol> ReconnectingClient<P> {
     /// not send.
     pub async fn close(&self, deadline: Duration) -> CloseReport {
         self.shared.close.cancel();
+        // The connection's close token is a child of this one: wake it to look.
+        self.shared.outbox.wake();
         let task = self
             .shared
             .task
