@@ -1218,7 +1218,14 @@ impl fmt::Display for ConnectionHandle {
 /// Runs one connection until it ends: the handshake (if any), the `connected` callback, then
 /// reads and delivers frames and writes queued frames; returns why it ended. Catches a
 /// panicking handler. `on_ready` runs once the handshake has succeeded.
-pub(crate) async fn drive<R, W, P, H>(
+///
+/// A function returning an `async move` block rather than an `async fn`, so that the
+/// connection's task keeps one copy of each argument, not two.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep a second copy of each argument in the task"
+)]
+pub(crate) fn drive<R, W, P, H>(
     mut reader: R,
     mut writer: W,
     handle: &ConnectionHandle,
@@ -1226,96 +1233,120 @@ pub(crate) async fn drive<R, W, P, H>(
     handler: &H,
     config: &LinkConfig,
     on_ready: impl FnOnce(),
-) -> DisconnectReason
+) -> impl Future<Output = DisconnectReason>
 where
     R: AsyncRead + ReadReady + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
     P: Protocol,
     H: Handler<P>,
 {
-    let mut codec = (*config.codec).clone();
-    codec.reset();
-    let abort = handle.inner.abort.clone();
-    let mut buf = BytesMut::new();
-    let mut deferred = VecDeque::new();
-    let setup = async {
-        if let Some(handshake) = &config.handshake {
-            let mut ctx = HandshakeContext {
-                reader: &mut reader,
-                writer: &mut writer,
-                codec: &mut codec,
-                buf: &mut buf,
-                deferred: &mut deferred,
-                handle,
-            };
-            let ran =
-                tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
-            match ran.await {
-                Ok(Ok(output)) => {
-                    let _ = handle.inner.handshake.set(output);
-                }
-                Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
-                Err(_) => {
-                    return Err(DisconnectReason::TimedOut {
-                        kind: TimeoutKind::Handshake,
-                        after: config.handshake_timeout,
-                    });
+    async move {
+        let abort = handle.inner.abort.clone();
+        let setup = async {
+            let mut parts = Parts::fresh(config);
+            if let Some(handshake) = &config.handshake {
+                let mut ctx = HandshakeContext {
+                    reader: &mut reader,
+                    writer: &mut writer,
+                    codec: &mut parts.codec,
+                    buf: &mut parts.buf,
+                    deferred: &mut parts.deferred,
+                    handle,
+                };
+                let ran =
+                    tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
+                match ran.await {
+                    Ok(Ok(output)) => {
+                        let _ = handle.inner.handshake.set(output);
+                    }
+                    Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
+                    Err(_) => {
+                        return Err(DisconnectReason::TimedOut {
+                            kind: TimeoutKind::Handshake,
+                            after: config.handshake_timeout,
+                        });
+                    }
                 }
             }
-        }
-        if AssertUnwindSafe(handler.connected(handle))
-            .catch_unwind()
-            .await
-            .is_err()
-        {
-            return Err(DisconnectReason::HandlerPanicked);
-        }
-        Ok(())
-    };
-    // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
-    // the connection.
-    let ready = tokio::select! {
-        () = abort.cancelled() => Err(DisconnectReason::Closed),
-        ready = Box::pin(setup) => ready,
-    };
-    if let Err(reason) = ready {
-        return finish(handle, Some(reason));
-    }
-    on_ready();
+            if AssertUnwindSafe(handler.connected(handle))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                return Err(DisconnectReason::HandlerPanicked);
+            }
+            // What the handshake read past its own frames goes to the first spell.
+            Ok(parts.carried())
+        };
+        // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
+        // the connection.
+        let ready = tokio::select! {
+            () = abort.cancelled() => Err(DisconnectReason::Closed),
+            ready = Box::pin(setup) => ready,
+        };
+        let mut carried = match ready {
+            Ok(carried) => carried,
+            Err(reason) => return finish(handle, Some(reason)),
+        };
+        on_ready();
 
-    // A connection alternates between active spells, whose state (buffers, the handler's
-    // future, a write in progress) is boxed, and idle waits that hold only what must
-    // survive: an idle connection costs little.
-    let mut state = ReadState::new();
-    let reason = loop {
-        let spell = Box::pin(active::<R, W, P, H>(
-            &mut reader,
-            &mut writer,
-            Link {
-                codec: &mut codec,
-                buf: &mut buf,
-                deferred: &mut deferred,
-                state: &mut state,
-            },
-            handle,
-            queue,
-            handler,
-            config,
-        ));
-        match spell.await {
-            Spell::Ended(reason) => break reason,
-            Spell::Idle => {}
-        }
-        if let ControlFlow::Break(reason) =
-            idle_wait(&mut reader, queue, &mut state, handle, config).await
-        {
-            break reason;
-        }
-    };
-    finish(handle, reason)
+        // A connection alternates between active spells, whose state (buffers, codec, the
+        // handler's future, a write in progress) is boxed, and idle waits that hold only what
+        // must survive: an idle connection costs little.
+        let mut state = ReadState::new();
+        let reason = loop {
+            let spell = Box::pin(active::<R, W, P, H>(
+                &mut reader,
+                &mut writer,
+                carried.take(),
+                &mut state,
+                handle,
+                queue,
+                handler,
+                config,
+            ));
+            match spell.await {
+                Spell::Ended(reason) => break reason,
+                Spell::Idle => {}
+            }
+            if let ControlFlow::Break(reason) =
+                idle_wait(&mut reader, queue, &mut state, handle, config).await
+            {
+                break reason;
+            }
+        };
+        finish(handle, reason)
+    }
 }
 
-/// What an active spell works on and leaves for the next.
+/// The read side's working state: made for each active spell, and carried between two only
+/// when it holds something (the bytes a handshake read past its frames). A spell ends idle
+/// only with nothing buffered and no frame begun, so an idle connection keeps none of it.
+struct Parts {
+    codec: FrameCodec,
+    buf: BytesMut,
+    deferred: VecDeque<Frame>,
+}
+
+impl Parts {
+    fn fresh(config: &LinkConfig) -> Self {
+        let mut codec = (*config.codec).clone();
+        codec.reset();
+        Self {
+            codec,
+            buf: BytesMut::new(),
+            deferred: VecDeque::new(),
+        }
+    }
+
+    /// Itself, boxed, if it holds anything the next spell must see.
+    fn carried(self) -> Option<Box<Self>> {
+        let holds = !self.buf.is_empty() || !self.deferred.is_empty() || self.codec.is_mid_frame();
+        holds.then(|| Box::new(self))
+    }
+}
+
+/// What a spell's read loop works on: its [`Parts`], and the read state kept between spells.
 struct Link<'a> {
     codec: &'a mut FrameCodec,
     buf: &'a mut BytesMut,
@@ -1421,72 +1452,83 @@ struct Quiet {
 /// when nobody waits, so no wake-up is lost between a check and the wait). The conditions
 /// are checked again after each wake-up. This keeps an idle connection's task small: one
 /// `Notified`, not a future per source.
-async fn idle_wait<R: ReadReady>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep a second copy of each argument in the task"
+)]
+fn idle_wait<R: ReadReady>(
     reader: &mut R,
     queue: &OutboxReceiver,
     state: &mut ReadState,
     handle: &ConnectionHandle,
     config: &LinkConfig,
-) -> ControlFlow<Option<DisconnectReason>> {
-    enum Woke {
-        Aborted,
-        Work,
-        Notified,
-        Readable,
-        Expired,
-    }
-    loop {
-        let deadline = state.deadline(config);
-        // Boxed, and only when a timer runs: without idle timeout and keepalive (the
-        // defaults) an idle connection carries no timer at all.
-        let mut timer = deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
-        let notified = queue.shared.ready.notified();
-        tokio::pin!(notified);
-        let woke = std::future::poll_fn(|cx| {
-            // With the task's budget spent, a spell would find its sources refusing at once
-            // and end straight back here: yield first.
-            if !tokio::task::coop::has_budget_remaining() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+) -> impl Future<Output = ControlFlow<Option<DisconnectReason>>> {
+    async move {
+        enum Woke {
+            Aborted,
+            Work,
+            Notified,
+            Readable,
+            Expired,
+        }
+        loop {
+            let deadline = state.deadline(config);
+            // Boxed, and only when a timer runs: without idle timeout and keepalive (the
+            // defaults) an idle connection carries no timer at all.
+            let mut timer = deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
+            let notified = queue.shared.ready.notified();
+            tokio::pin!(notified);
+            let woke = std::future::poll_fn(|cx| {
+                // With the task's budget spent, a spell would find its sources refusing at once
+                // and end straight back here: yield first.
+                if !tokio::task::coop::has_budget_remaining() {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                if handle.inner.abort.is_cancelled() {
+                    return Poll::Ready(Woke::Aborted);
+                }
+                if handle.inner.close.is_cancelled() || !queue.is_empty() {
+                    return Poll::Ready(Woke::Work);
+                }
+                // Checked before waiting: a frame queued or a close since then leaves a permit.
+                if notified.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Notified);
+                }
+                // An error is for the read to report.
+                if reader.poll_read_ready(cx).is_ready() {
+                    return Poll::Ready(Woke::Readable);
+                }
+                match timer.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            match (woke, deadline) {
+                (Woke::Aborted, _) => return ControlFlow::Break(None),
+                (Woke::Work | Woke::Readable, _) => return ControlFlow::Continue(()),
+                (Woke::Notified, _) | (Woke::Expired, None) => {}
+                (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
+                    return ControlFlow::Break(Some(DisconnectReason::TimedOut { kind, after }));
+                }
+                (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, config),
             }
-            if handle.inner.abort.is_cancelled() {
-                return Poll::Ready(Woke::Aborted);
-            }
-            if handle.inner.close.is_cancelled() || !queue.is_empty() {
-                return Poll::Ready(Woke::Work);
-            }
-            // Checked before waiting: a frame queued or a close since then leaves a permit.
-            if notified.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woke::Notified);
-            }
-            // An error is for the read to report.
-            if reader.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(Woke::Readable);
-            }
-            match timer.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
-                _ => Poll::Pending,
-            }
-        })
-        .await;
-        match (woke, deadline) {
-            (Woke::Aborted, _) => return ControlFlow::Break(None),
-            (Woke::Work | Woke::Readable, _) => return ControlFlow::Continue(()),
-            (Woke::Notified, _) | (Woke::Expired, None) => {}
-            (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
-                return ControlFlow::Break(Some(DisconnectReason::TimedOut { kind, after }));
-            }
-            (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, config),
         }
     }
 }
 
 /// Reads and delivers frames and writes queued frames until both sides have nothing in hand
 /// (`Idle`) or the connection ends.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one connection, borrowed for one spell"
+)]
 async fn active<R, W, P, H>(
     reader: &mut R,
     writer: &mut W,
-    link: Link<'_>,
+    carried: Option<Box<Parts>>,
+    state: &mut ReadState,
     handle: &ConnectionHandle,
     queue: &mut OutboxReceiver,
     handler: &H,
@@ -1498,6 +1540,13 @@ where
     P: Protocol,
     H: Handler<P>,
 {
+    let mut parts = carried.map_or_else(|| Parts::fresh(config), |parts| *parts);
+    let link = Link {
+        codec: &mut parts.codec,
+        buf: &mut parts.buf,
+        deferred: &mut parts.deferred,
+        state,
+    };
     let quiet = Quiet::default();
     let read = AssertUnwindSafe(read_loop::<R, P, H>(
         reader,

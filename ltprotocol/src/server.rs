@@ -700,81 +700,94 @@ impl Drop for Unregister {
     }
 }
 
-async fn run_connection<P: Protocol, H: Handler<P>>(
+/// A connection's task. Written as a function returning an `async move` block, not an
+/// `async fn`: the block uses its captures in place, where an `async fn` would keep a second
+/// copy of each argument for the connection's whole life.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep a second copy of each argument in the task"
+)]
+fn run_connection<P: Protocol, H: Handler<P>>(
     inner: Arc<ServerInner>,
     stream: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
     handler: Arc<H>,
-) {
-    let _permit = permit;
-    // Small frames must not wait for Nagle; our writer batches instead.
-    if let Err(err) = stream.set_nodelay(true) {
-        debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-    }
-    let local = stream.local_addr().unwrap_or(inner.local_addr);
-    let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
-    let (outbox, mut queue) = connection::outbox(inner.outbox_bytes);
-    let handle = ConnectionHandle::new(
-        id,
-        peer,
-        local,
-        outbox,
-        inner.link.codec.clone(),
-        // Its own token, not a child of the server's: `shutdown` closes every registered
-        // connection itself, and one registered as it began closes itself (below). A child
-        // token would cost every connection a node linked into the server's, under its lock.
-        CancellationToken::new(),
-        inner.link.correlation.as_ref(),
-    );
-    let unregister = Unregister {
-        inner: inner.clone(),
-        id,
-        ip: peer.ip(),
-    };
-    // TLS first: a connection that fails it is never registered nor reported connected,
-    // only disconnected, with the reason.
-    #[cfg(feature = "tls")]
-    let opened = Box::pin(crate::tls::accept(
-        stream,
-        inner.tls.as_ref(),
-        &handle,
-        &inner.shutdown,
-    ))
-    .await;
-    #[cfg(not(feature = "tls"))]
-    let opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
-    let reason = match opened {
-        Ok(transport) => {
-            inner.registry().insert(id, handle.clone());
-            if inner.shutdown.is_cancelled() {
-                // Accepted just before the shutdown began: it closes with the others' reason.
-                handle.close_with(DisconnectReason::Shutdown);
+) -> impl Future<Output = ()> {
+    async move {
+        // Small frames must not wait for Nagle; our writer batches instead.
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
+        let local = stream.local_addr().unwrap_or(inner.local_addr);
+        let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let (outbox, mut queue) = connection::outbox(inner.outbox_bytes);
+        let handle = ConnectionHandle::new(
+            id,
+            peer,
+            local,
+            outbox,
+            inner.link.codec.clone(),
+            // Its own token, not a child of the server's: `shutdown` closes every registered
+            // connection itself, and one registered as it began closes itself (below). A child
+            // token would cost every connection a node linked into the server's, under its lock.
+            CancellationToken::new(),
+            inner.link.correlation.as_ref(),
+        );
+        let unregister = Unregister {
+            inner: inner.clone(),
+            id,
+            ip: peer.ip(),
+        };
+        // TLS first: a connection that fails it is never registered nor reported connected,
+        // only disconnected, with the reason.
+        #[cfg(feature = "tls")]
+        let opened = Box::pin(crate::tls::accept(
+            stream,
+            inner.tls.as_ref(),
+            &handle,
+            &inner.shutdown,
+        ))
+        .await;
+        #[cfg(not(feature = "tls"))]
+        let opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
+        let reason = match opened {
+            Ok(transport) => {
+                inner.registry().insert(id, handle.clone());
+                if inner.shutdown.is_cancelled() {
+                    // Accepted just before the shutdown began: it closes with the others' reason.
+                    handle.close_with(DisconnectReason::Shutdown);
+                }
+                info!(conn = %id, %peer, "connected");
+                transport
+                    .drive::<P, H>(&handle, &mut queue, &*handler, &inner.link, || {})
+                    .await
             }
-            info!(conn = %id, %peer, "connected");
-            transport
-                .drive::<P, H>(&handle, &mut queue, &*handler, &inner.link, || {})
-                .await
-        }
-        Err(reason) => reason,
-    };
-    handle.mark_disconnected();
-    queue.close();
-    let unsent = queue.unsent();
-    inner.unsent.fetch_add(unsent, Ordering::Relaxed);
-    drop(unregister);
-    log_disconnect(&handle, &reason, unsent);
-    // An application that stopped reading its event stream must not hold the shutdown past
-    // its deadline: the callback is abandoned when the deadline forces the end.
-    tokio::select! {
-        called = AssertUnwindSafe(handler.disconnected(&handle, &reason)).catch_unwind() => {
-            if called.is_err() {
-                warn!(conn = %id, %peer, "disconnected handler panicked");
+            Err(reason) => reason,
+        };
+        handle.mark_disconnected();
+        queue.close();
+        let unsent = queue.unsent();
+        inner.unsent.fetch_add(unsent, Ordering::Relaxed);
+        drop(unregister);
+        log_disconnect(&handle, &reason, unsent);
+        // An application that stopped reading its event stream must not hold the shutdown past
+        // its deadline: the callback is abandoned when the deadline forces the end.
+        // Boxed: run once, at the end; its state is not carried for the connection's life.
+        let disconnected =
+            Box::pin(AssertUnwindSafe(handler.disconnected(&handle, &reason)).catch_unwind());
+        tokio::select! {
+            called = disconnected => {
+                if called.is_err() {
+                    warn!(conn = %id, %peer, "disconnected handler panicked");
+                }
+            }
+            () = inner.force.cancelled() => {
+                debug!(conn = %id, %peer, "disconnected callback abandoned at the shutdown deadline");
             }
         }
-        () = inner.force.cancelled() => {
-            debug!(conn = %id, %peer, "disconnected callback abandoned at the shutdown deadline");
-        }
+        // The permit (the connection limit) is given back only now.
+        drop(permit);
     }
 }
 

@@ -19,53 +19,60 @@ pub(crate) enum Transport {
 
 impl Transport {
     /// Runs the connection over this stream; see [`connection::drive`].
-    pub(crate) async fn drive<P, H>(
+    /// (An `async move` block, not an `async fn`: one copy of each argument in the task.)
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep a second copy of each argument in the task"
+    )]
+    pub(crate) fn drive<P, H>(
         self,
         handle: &ConnectionHandle,
         queue: &mut OutboxReceiver,
         handler: &H,
         config: &LinkConfig,
         on_ready: impl FnOnce(),
-    ) -> DisconnectReason
+    ) -> impl Future<Output = DisconnectReason>
     where
         P: Protocol,
         H: Handler<P>,
     {
-        match self {
-            Self::Plain(stream) => {
-                let (reader, writer) = stream.into_split();
-                #[cfg(feature = "tls")]
-                {
-                    let mut reader = crate::tls::Sniff::new(reader);
-                    let reason = connection::drive::<_, _, P, H>(
-                        &mut reader,
-                        writer,
-                        handle,
-                        queue,
-                        handler,
-                        config,
-                        on_ready,
-                    )
-                    .await;
-                    crate::tls::plain_reason(reason, &reader, handle)
+        async move {
+            match self {
+                Self::Plain(stream) => {
+                    let (reader, writer) = stream.into_split();
+                    #[cfg(feature = "tls")]
+                    {
+                        let mut reader = crate::tls::Sniff::new(reader);
+                        let reason = connection::drive::<_, _, P, H>(
+                            &mut reader,
+                            writer,
+                            handle,
+                            queue,
+                            handler,
+                            config,
+                            on_ready,
+                        )
+                        .await;
+                        crate::tls::plain_reason(reason, &reader, handle)
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    {
+                        connection::drive::<_, _, P, H>(
+                            reader, writer, handle, queue, handler, config, on_ready,
+                        )
+                        .await
+                    }
                 }
-                #[cfg(not(feature = "tls"))]
-                {
-                    connection::drive::<_, _, P, H>(
+                #[cfg(feature = "tls")]
+                Self::Tls(stream) => {
+                    let (reader, writer) = tokio::io::split(*stream);
+                    let reader = crate::tls::EofAsClose(reader);
+                    let reason = connection::drive::<_, _, P, H>(
                         reader, writer, handle, queue, handler, config, on_ready,
                     )
-                    .await
+                    .await;
+                    crate::tls::established_reason(reason)
                 }
-            }
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => {
-                let (reader, writer) = tokio::io::split(*stream);
-                let reader = crate::tls::EofAsClose(reader);
-                let reason = connection::drive::<_, _, P, H>(
-                    reader, writer, handle, queue, handler, config, on_ready,
-                )
-                .await;
-                crate::tls::established_reason(reason)
             }
         }
     }
