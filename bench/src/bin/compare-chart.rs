@@ -42,6 +42,8 @@ struct Panel {
 fn colour(implementation: &str) -> RGBColor {
     match implementation {
         "ltp-codec" => RGBColor(31, 119, 180),
+        "ltp-frame" => RGBColor(23, 190, 207),
+        "ltp-typed" => RGBColor(158, 218, 229),
         "ltp-runtime" => RGBColor(122, 174, 214),
         "handrolled" => RGBColor(255, 127, 14),
         "lengthdelimited" => RGBColor(44, 160, 44),

@@ -160,6 +160,8 @@ fn main() -> ExitCode {
 
     let mut order: Vec<String> = vec![
         "ltp-codec".into(),
+        "ltp-frame".into(),
+        "ltp-typed".into(),
         "ltp-runtime".into(),
         BASELINE.into(),
         "lengthdelimited".into(),
