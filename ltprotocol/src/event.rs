@@ -140,6 +140,13 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
     }
 
     /// A message arrived; the ancestor's `recv_callback`.
+    ///
+    /// The future is made and moved into place once per message, so its size is paid per
+    /// message: keep it small. A rare path that holds much state across an `.await` (a
+    /// broadcast loop, a request to another service) is best boxed (`Box::pin(…).await`), so
+    /// that only the messages that take it pay for it. The sends of [`ConnectionHandle`] are
+    /// small futures that wait (boxed) only when the outbox is full. Messages that need no
+    /// future at all are cheapest in [`inspect`](Self::inspect).
     fn message(
         &self,
         conn: &ConnectionHandle,
