@@ -267,93 +267,65 @@ impl Drop for ServeChild {
     }
 }
 
+/// Every mode against `ltp bench serve --api API`: the in-place server (`inspect`, the
+/// default) and those that take every frame through `Handler::message`, as a frame-level
+/// `Unknown` (`frame`) or decoded into a derived enum (`typed`), count, report, echo and
+/// broadcast alike.
 #[test]
 fn every_mode_runs_against_bench_serve() {
-    let server = ServeChild::start();
-    let target = server.addr.as_str();
-    // Fanout first: a broadcast reaches every connection the server still holds, and the
-    // connections of the runs below may take a moment to be noticed closed.
-    let result = bench(&[
-        "bench",
-        "fanout",
-        "--target",
-        target,
-        "--messages",
-        "50",
-        "--connections",
-        "5",
-    ]);
-    assert_eq!(result["deliveries"], 250);
-    let result = bench(&[
-        "bench",
-        "throughput",
-        "--target",
-        target,
-        "--messages",
-        "2000",
-        "--connections",
-        "2",
-    ]);
-    assert_eq!(result["target"], target);
-    assert_eq!(result["messages"], 2000);
-    // The same server again: END restarts the counters, so a second run verifies too.
-    bench(&[
-        "bench",
-        "throughput",
-        "--target",
-        target,
-        "--messages",
-        "500",
-    ]);
-    let result = bench(&["bench", "pingpong", "--target", target, "--messages", "200"]);
-    assert!(result["latency_us"]["p50"].is_number());
-    let pid = server.child.id().to_string();
-    let result = bench(&[
-        "bench",
-        "conns",
-        "--target",
-        target,
-        "--connections",
-        "50",
-        "--server-pid",
-        &pid,
-    ]);
-    assert_eq!(result["rss_scope"], "server-pid");
-}
-
-/// The servers that take every frame through `Handler::message` (as a frame-level `Unknown`,
-/// or decoded into a derived enum) count, report, echo and broadcast like the in-place one.
-#[test]
-fn frame_and_typed_servers_verify_every_mode() {
-    for api in ["frame", "typed"] {
+    for api in ["inspect", "frame", "typed"] {
         let server = ServeChild::start_with(&["--api", api]);
         let target = server.addr.as_str();
+        // Fanout first: a broadcast reaches every connection the server still holds, and the
+        // connections of the runs below may take a moment to be noticed closed.
         let result = bench(&[
             "bench",
             "fanout",
             "--target",
             target,
             "--messages",
-            "40",
+            "50",
             "--connections",
-            "3",
+            "5",
         ]);
-        assert_eq!(result["deliveries"], 120, "--api {api}");
+        assert_eq!(result["deliveries"], 250, "--api {api}");
         let result = bench(&[
             "bench",
             "throughput",
             "--target",
             target,
             "--messages",
-            "3000",
+            "2000",
             "--connections",
             "2",
             "--body-size",
             "100",
         ]);
-        assert_eq!(result["messages"], 3000, "--api {api}");
+        assert_eq!(result["target"], target);
+        assert_eq!(result["messages"], 2000, "--api {api}");
+        // The same server again: END restarts the counters, so a second run verifies too.
+        bench(&[
+            "bench",
+            "throughput",
+            "--target",
+            target,
+            "--messages",
+            "500",
+        ]);
         let result = bench(&["bench", "pingpong", "--target", target, "--messages", "200"]);
         assert!(result["latency_us"]["p50"].is_number(), "--api {api}");
+        let pid = server.child.id().to_string();
+        let result = bench(&[
+            "bench",
+            "conns",
+            "--target",
+            target,
+            "--connections",
+            "50",
+            "--server-pid",
+            &pid,
+        ]);
+        assert_eq!(result["rss_scope"], "server-pid", "--api {api}");
     }
 }
 
