@@ -235,10 +235,6 @@ struct ServeChild {
 }
 
 impl ServeChild {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
     /// `ltp bench serve` with `extra` options (e.g. `--tls`).
     fn start_with(extra: &[&str]) -> Self {
         let mut args = vec!["bench", "serve", "--listen", "127.0.0.1:0"];
