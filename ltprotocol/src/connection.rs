@@ -347,7 +347,7 @@ impl Outbox {
     }
 
     /// Wakes the connection that drains this outbox, idle or writing, to look at its close
-    /// and abort tokens: whoever cancels one of them calls this next.
+    /// token and abort flag: whoever cancels or sets one of them calls this next.
     pub(crate) fn wake(&self) {
         self.shared.ready.notify_one();
     }
