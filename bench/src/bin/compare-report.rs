@@ -179,11 +179,17 @@ fn main() -> ExitCode {
 
     println!("{machine}");
     println!();
-    let ratio_heads: String = REFERENCES.iter().map(|r| format!(" ×{r} |")).collect();
+    // A column per reference that ran (`--no-ancestor` has no ancestor column); the JSON
+    // keeps every key, `null` where the reference did not run.
+    let shown: Vec<&str> = REFERENCES
+        .into_iter()
+        .filter(|r| impls.iter().any(|i| i == r))
+        .collect();
+    let ratio_heads: String = shown.iter().map(|r| format!(" ×{r} |")).collect();
     println!("| workload | implementation | median | min–max |{ratio_heads} extras | runs |");
     println!(
         "|---|---|---:|---:|{}---|---:|",
-        "---:|".repeat(REFERENCES.len())
+        "---:|".repeat(shown.len())
     );
     let mut rows = Vec::new();
     for workload in &workloads {
@@ -214,6 +220,7 @@ fn main() -> ExitCode {
             }
             let ratio_cells: String = ratios
                 .iter()
+                .filter(|(reference, _, _)| shown.contains(reference))
                 .map(|(_, _, ratio)| format!(" {} |", ratio_text(*ratio)))
                 .collect();
             println!(
@@ -241,11 +248,20 @@ fn main() -> ExitCode {
         }
     }
     println!();
+    let raw_sink_note = if shown.contains(&RAW_SINK) {
+        format!(": {RAW_SINK} runs only the large-body one-way workloads")
+    } else {
+        String::new()
+    };
     println!(
         "{}: the median of the per-round ratios (this implementation's figure over the \
          reference's in the same round; for B/conn, above 1 means more memory; – where the \
-         reference did not run: {RAW_SINK} runs only the large-body one-way workloads).",
-        REFERENCES.map(|r| format!("×{r}")).join(", ")
+         reference did not run{raw_sink_note}).",
+        shown
+            .iter()
+            .map(|r| format!("×{r}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if !failures.is_empty() {
         println!();
