@@ -269,7 +269,7 @@ impl Drop for ServeChild {
 /// broadcast alike.
 #[test]
 fn every_mode_runs_against_bench_serve() {
-    for api in ["inspect", "frame", "typed"] {
+    for api in ["inspect", "frame", "typed", "typed-async"] {
         let server = ServeChild::start_with(&["--api", api]);
         let target = server.addr.as_str();
         // Fanout first: a broadcast reaches every connection the server still holds, and the

@@ -27,7 +27,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
-use crate::event::{Handler, Inspected};
+use crate::event::{Handled, Handler, Inspected};
 use crate::frame::{Frame, HeaderFields};
 use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
 use crate::message::DecodeError;
@@ -1757,7 +1757,13 @@ macro_rules! dispatch {
             };
         }
         match step {
-            Step::Deliver(message, fields) => $handler.message($handle, message, fields).await,
+            Step::Deliver(message, fields) => {
+                if let Handled::Later(message, fields) =
+                    $handler.try_message($handle, message, fields)
+                {
+                    $handler.message($handle, message, fields).await;
+                }
+            }
             Step::Reply(reply) => {
                 // Fails only when the connection is closing: no one to answer.
                 let _ = $handle.send_frame(&reply).await;
@@ -1817,7 +1823,11 @@ where
             match next {
                 Ok(Some(frame)) => match decode_step::<P>(frame, config) {
                     Step::Deliver(message, fields) => {
-                        handler.message(handle, message, fields).await
+                        if let Handled::Later(message, fields) =
+                            handler.try_message(handle, message, fields)
+                        {
+                            handler.message(handle, message, fields).await;
+                        }
                     }
                     Step::Fail(reason) => return Err(reason),
                     Step::Route(_) | Step::Reply(_) | Step::Done => {}

@@ -25,6 +25,15 @@ pub enum Inspected {
     Deliver,
 }
 
+/// What [`Handler::try_message`] did with a message.
+#[derive(Debug)]
+pub enum Handled<P> {
+    /// Done with: [`Handler::message`] is not called for it.
+    Done,
+    /// Not handled here: the message and its header fields go to [`Handler::message`].
+    Later(P, HeaderFields),
+}
+
 /// One thing that happened to a server's or client's connections.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -64,6 +73,10 @@ pub enum Event<P> {
 }
 
 /// Async callbacks for connection events. Only [`message`](Self::message) is required.
+///
+/// Each received frame goes through [`inspect`](Self::inspect) (the raw frame, in place),
+/// then, decoded, [`try_message`](Self::try_message) (synchronous), then
+/// [`message`](Self::message) (async); each of the first two may keep it from going further.
 ///
 /// Callbacks for one connection run in order, on that connection's task: while `message` is
 /// running, no further frame is read from that peer (back-pressure). A panic in a callback
@@ -139,6 +152,45 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
         Inspected::Deliver
     }
 
+    /// Sees each decoded message first, synchronously: return [`Handled::Done`] when it
+    /// needed no waiting (counting, updating state, a [`try_send`](ConnectionHandle::try_send)
+    /// reply), and no future is made for it; [`Handled::Later`] (the default) hands it on to
+    /// [`message`](Self::message). The typed counterpart of [`inspect`](Self::inspect), which
+    /// runs before it on the raw frame.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use ltprotocol::demo::Demo;
+    /// use ltprotocol::{ConnectionHandle, Handled, Handler, HeaderFields};
+    ///
+    /// /// Adds up every `NumMsg` at once; anything else is answered in `message`.
+    /// #[derive(Default)]
+    /// struct Sum {
+    ///     total: AtomicU64,
+    /// }
+    ///
+    /// impl Handler<Demo> for Sum {
+    ///     fn try_message(&self, _conn: &ConnectionHandle, msg: Demo, fields: HeaderFields) -> Handled<Demo> {
+    ///         match msg {
+    ///             Demo::Num(n) => {
+    ///                 self.total.fetch_add(u64::from(n.num), Ordering::Relaxed);
+    ///                 Handled::Done
+    ///             }
+    ///             other => Handled::Later(other, fields),
+    ///         }
+    ///     }
+    ///
+    ///     async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    ///         let _ = conn.send(&msg).await;
+    ///     }
+    /// }
+    /// # let _ = Sum::default();
+    /// ```
+    fn try_message(&self, conn: &ConnectionHandle, message: P, fields: HeaderFields) -> Handled<P> {
+        let _ = conn;
+        Handled::Later(message, fields)
+    }
+
     /// A message arrived; the ancestor's `recv_callback`.
     ///
     /// The future is made and moved into place once per message, so its size is paid per
@@ -146,7 +198,8 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
     /// broadcast loop, a request to another service) is best boxed (`Box::pin(…).await`), so
     /// that only the messages that take it pay for it. The sends of [`ConnectionHandle`] are
     /// small futures that wait (boxed) only when the outbox is full. Messages that need no
-    /// future at all are cheapest in [`inspect`](Self::inspect).
+    /// future at all are cheapest in [`try_message`](Self::try_message), or, undecoded, in
+    /// [`inspect`](Self::inspect).
     fn message(
         &self,
         conn: &ConnectionHandle,
@@ -190,6 +243,10 @@ impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
 
     fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
         (**self).inspect(conn, frame)
+    }
+
+    fn try_message(&self, conn: &ConnectionHandle, message: P, fields: HeaderFields) -> Handled<P> {
+        (**self).try_message(conn, message, fields)
     }
 
     fn message(

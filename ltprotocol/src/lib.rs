@@ -88,7 +88,7 @@ pub use connection::{
     AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError, TimeoutKind,
     Timeouts,
 };
-pub use event::{Event, EventStream, Handler, Inspected};
+pub use event::{Event, EventStream, Handled, Handler, Inspected};
 pub use frame::{Frame, FrameRef, HeaderFields, MessageType};
 pub use handshake::{Handshake, HandshakeContext, HandshakeError};
 pub use layout::{

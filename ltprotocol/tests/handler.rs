@@ -390,3 +390,74 @@ async fn inspect_consumes_frames_in_place_and_lets_the_rest_through() {
     assert_eq!(handler.consumed.load(Ordering::Relaxed), 5);
     server.shutdown(Duration::from_secs(10)).await;
 }
+
+/// `try_message` sees each decoded message first, synchronously: what it handles never
+/// reaches `message`; what it hands on arrives there unchanged, in order; a frame `inspect`
+/// consumed reaches neither. The handler is an `Arc<H>`, whose impl forwards `try_message`.
+#[tokio::test]
+async fn try_message_handles_messages_without_a_future_and_hands_on_the_rest() {
+    struct Sum {
+        total: std::sync::atomic::AtomicU32,
+        awaited: std::sync::atomic::AtomicU32,
+    }
+
+    impl Handler<Demo> for Sum {
+        fn inspect(
+            &self,
+            _conn: &ConnectionHandle,
+            frame: ltprotocol::FrameRef<'_>,
+        ) -> ltprotocol::Inspected {
+            // NumMsg 1000 is dropped before decoding.
+            if frame.body == 1000u32.to_be_bytes() {
+                ltprotocol::Inspected::Consumed
+            } else {
+                ltprotocol::Inspected::Deliver
+            }
+        }
+
+        fn try_message(
+            &self,
+            _conn: &ConnectionHandle,
+            msg: Demo,
+            fields: HeaderFields,
+        ) -> ltprotocol::Handled<Demo> {
+            match msg {
+                Demo::Num(NumMsg { num }) if num < 100 => {
+                    self.total.fetch_add(num, Ordering::Relaxed);
+                    ltprotocol::Handled::Done
+                }
+                other => ltprotocol::Handled::Later(other, fields),
+            }
+        }
+
+        async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+            self.awaited.fetch_add(1, Ordering::Relaxed);
+            if let Demo::Num(NumMsg { num }) = msg {
+                // The sum of what `try_message` handled before this one, in order.
+                let total = self.total.load(Ordering::Relaxed);
+                let _ = conn.send(&NumMsg { num: num + total }).await;
+            }
+        }
+    }
+
+    let handler = std::sync::Arc::new(Sum {
+        total: std::sync::atomic::AtomicU32::new(0),
+        awaited: std::sync::atomic::AtomicU32::new(0),
+    });
+    let server = start_server(&demo_server(), handler.clone()).await;
+    let mut client = connect(server.local_addr()).await;
+    // One write, one read buffer: 1..=10 handled synchronously, 1000 consumed in place,
+    // 500 and 600 handed on to `message`.
+    let burst: Vec<u8> = (1..=5)
+        .chain([1000, 500])
+        .chain(6..=10)
+        .chain([600])
+        .flat_map(num_bytes)
+        .collect();
+    write_raw(&mut client, &burst).await;
+    assert_eq!(read_num(&mut client).await, 500 + 15);
+    assert_eq!(read_num(&mut client).await, 600 + 55);
+    assert_eq!(handler.total.load(Ordering::Relaxed), 55);
+    assert_eq!(handler.awaited.load(Ordering::Relaxed), 2);
+    server.shutdown(Duration::from_secs(10)).await;
+}

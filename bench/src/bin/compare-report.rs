@@ -162,6 +162,7 @@ fn main() -> ExitCode {
         "ltp-codec".into(),
         "ltp-frame".into(),
         "ltp-typed".into(),
+        "ltp-typed-async".into(),
         "ltp-runtime".into(),
         BASELINE.into(),
         "lengthdelimited".into(),

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde_json::json;
 
 use ltprotocol::{
-    ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, Message, MessageType, Protocol,
-    SendError, Server, Unknown,
+    ConnectionHandle, FrameRef, Handled, Handler, HeaderFields, Inspected, Message, MessageType,
+    Protocol, SendError, Server, Unknown,
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
@@ -59,12 +59,15 @@ pub(crate) enum Api {
     /// decoding and no future per frame.
     #[default]
     Inspect,
-    /// Every frame through [`Handler::message`] as an [`Unknown`]: its type, its header
-    /// fields and its body as `Bytes`.
+    /// Every frame as an [`Unknown`] (its type, its header fields and its body as `Bytes`),
+    /// DATA counted in [`Handler::try_message`]: no future for it.
     Frame,
-    /// Every frame decoded into [`Bench`], a derived protocol enum, through
-    /// [`Handler::message`].
+    /// Every frame decoded into [`Bench`], a derived protocol enum, DATA counted in
+    /// [`Handler::try_message`].
     Typed,
+    /// Every frame decoded into [`Bench`] and taken through [`Handler::message`], a future
+    /// each.
+    TypedAsync,
 }
 
 /// DATA as a typed message: the body, whatever its size.
@@ -120,7 +123,8 @@ pub(crate) enum Bench {
 #[derive(Debug)]
 struct BenchHandler {
     server: Server<Unknown>,
-    /// Count DATA in [`Handler::inspect`] (`--api inspect`) rather than in `message`.
+    /// Count DATA in [`Handler::inspect`] (`--api inspect`) or, decoded, in
+    /// [`Handler::try_message`] (`--api frame`).
     in_place: bool,
 }
 
@@ -152,20 +156,45 @@ impl Handler<Unknown> for BenchHandler {
         }
     }
 
-    /// What waits: an echoed DATA, END's REPORT, FANOUT; with `--api frame`, every frame.
+    // With `--api frame`, the same decoded: DATA counted, ECHO noted, no future for either.
+    fn try_message(
+        &self,
+        conn: &ConnectionHandle,
+        msg: Unknown,
+        fields: HeaderFields,
+    ) -> Handled<Unknown> {
+        if self.in_place {
+            return Handled::Later(msg, fields);
+        }
+        let Some(counters) = conn.state::<Counters>() else {
+            return Handled::Later(msg, fields);
+        };
+        match msg.message_type.value() {
+            DATA => {
+                counters.add(msg.body.len() as u64);
+                if counters.echo.load(Ordering::Relaxed) {
+                    Handled::Later(msg, fields)
+                } else {
+                    Handled::Done
+                }
+            }
+            ECHO => {
+                counters.echo.store(true, Ordering::Relaxed);
+                Handled::Done
+            }
+            _ => Handled::Later(msg, fields),
+        }
+    }
+
+    /// What waits: an echoed DATA (counted already), END's REPORT, FANOUT.
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
         let Some(counters) = conn.state::<Counters>() else {
             return;
         };
         match msg.message_type.value() {
-            DATA => {
-                if !self.in_place {
-                    counters.add(msg.body.len() as u64);
-                }
-                if counters.echo.load(Ordering::Relaxed) {
-                    // Fails only when this connection is closing.
-                    let _ = conn.send_with(&msg, &fields).await;
-                }
+            // Counted already; echoed if asked. Fails only when this connection is closing.
+            DATA if counters.echo.load(Ordering::Relaxed) => {
+                let _ = conn.send_with(&msg, &fields).await;
             }
             ECHO => counters.echo.store(true, Ordering::Relaxed),
             END => {
@@ -243,16 +272,48 @@ async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count:
 #[derive(Debug)]
 struct TypedHandler {
     server: Server<Bench>,
+    /// Count DATA in [`Handler::try_message`] (`--api typed`) rather than in `message`
+    /// (`--api typed-async`).
+    sync: bool,
 }
 
 impl Handler<Bench> for TypedHandler {
+    fn try_message(
+        &self,
+        conn: &ConnectionHandle,
+        msg: Bench,
+        fields: HeaderFields,
+    ) -> Handled<Bench> {
+        let counters = match conn.state::<Counters>() {
+            Some(counters) if self.sync => counters,
+            _ => return Handled::Later(msg, fields),
+        };
+        match msg {
+            Bench::Data(data) => {
+                counters.add(data.body.len() as u64);
+                if counters.echo.load(Ordering::Relaxed) {
+                    Handled::Later(Bench::Data(data), fields)
+                } else {
+                    Handled::Done
+                }
+            }
+            Bench::Echo(Echo) => {
+                counters.echo.store(true, Ordering::Relaxed);
+                Handled::Done
+            }
+            other => Handled::Later(other, fields),
+        }
+    }
+
     async fn message(&self, conn: &ConnectionHandle, msg: Bench, fields: HeaderFields) {
         let Some(counters) = conn.state::<Counters>() else {
             return;
         };
         match msg {
             Bench::Data(data) => {
-                counters.add(data.body.len() as u64);
+                if !self.sync {
+                    counters.add(data.body.len() as u64);
+                }
                 if counters.echo.load(Ordering::Relaxed) {
                     let _ = conn.send_with(&data, &fields).await;
                 }
@@ -340,12 +401,13 @@ pub(super) async fn serve_command(
             );
             serve_until_signal(server).await
         }
-        Api::Typed => {
+        Api::Typed | Api::TypedAsync => {
             let server = bind::<Bench>(wire, listen, tls).await?;
             spawn_serving(
                 &server,
                 TypedHandler {
                     server: server.clone(),
+                    sync: api == Api::Typed,
                 },
             );
             serve_until_signal(server).await
