@@ -43,6 +43,21 @@ impl Counters {
         );
     }
 
+    /// Counts a DATA frame of `bytes`; says whether it is to be echoed (after an ECHO).
+    fn data(&self, bytes: u64) -> bool {
+        self.add(bytes);
+        self.echoing()
+    }
+
+    /// ECHO: every later DATA is sent back.
+    fn echo_from_now(&self) {
+        self.echo.store(true, Ordering::Relaxed);
+    }
+
+    fn echoing(&self) -> bool {
+        self.echo.load(Ordering::Relaxed)
+    }
+
     /// The counts so far, and a fresh start.
     fn take(&self) -> (u64, u64) {
         (
@@ -140,16 +155,11 @@ impl Handler<Unknown> for BenchHandler {
             return Inspected::Deliver;
         };
         match frame.message_type.value() {
-            DATA => {
-                counters.add(frame.body.len() as u64);
-                if counters.echo.load(Ordering::Relaxed) {
-                    Inspected::Deliver
-                } else {
-                    Inspected::Consumed
-                }
-            }
+            // The guard counts the frame (once) and says whether it is to be echoed.
+            DATA if counters.data(frame.body.len() as u64) => Inspected::Deliver,
+            DATA => Inspected::Consumed,
             ECHO => {
-                counters.echo.store(true, Ordering::Relaxed);
+                counters.echo_from_now();
                 Inspected::Consumed
             }
             _ => Inspected::Deliver,
@@ -170,16 +180,9 @@ impl Handler<Unknown> for BenchHandler {
             return Handled::Later(msg, fields);
         };
         match msg.message_type.value() {
-            DATA => {
-                counters.add(msg.body.len() as u64);
-                if counters.echo.load(Ordering::Relaxed) {
-                    Handled::Later(msg, fields)
-                } else {
-                    Handled::Done
-                }
-            }
+            DATA if !counters.data(msg.body.len() as u64) => Handled::Done,
             ECHO => {
-                counters.echo.store(true, Ordering::Relaxed);
+                counters.echo_from_now();
                 Handled::Done
             }
             _ => Handled::Later(msg, fields),
@@ -193,10 +196,10 @@ impl Handler<Unknown> for BenchHandler {
         };
         match msg.message_type.value() {
             // Counted already; echoed if asked. Fails only when this connection is closing.
-            DATA if counters.echo.load(Ordering::Relaxed) => {
+            DATA if counters.echoing() => {
                 let _ = conn.send_with(&msg, &fields).await;
             }
-            ECHO => counters.echo.store(true, Ordering::Relaxed),
+            ECHO => counters.echo_from_now(),
             END => {
                 let (count, bytes) = counters.take();
                 let report = Unknown {
@@ -289,16 +292,9 @@ impl Handler<Bench> for TypedHandler {
             _ => return Handled::Later(msg, fields),
         };
         match msg {
-            Bench::Data(data) => {
-                counters.add(data.body.len() as u64);
-                if counters.echo.load(Ordering::Relaxed) {
-                    Handled::Later(Bench::Data(data), fields)
-                } else {
-                    Handled::Done
-                }
-            }
+            Bench::Data(data) if !counters.data(data.body.len() as u64) => Handled::Done,
             Bench::Echo(Echo) => {
-                counters.echo.store(true, Ordering::Relaxed);
+                counters.echo_from_now();
                 Handled::Done
             }
             other => Handled::Later(other, fields),
@@ -314,11 +310,11 @@ impl Handler<Bench> for TypedHandler {
                 if !self.sync {
                     counters.add(data.body.len() as u64);
                 }
-                if counters.echo.load(Ordering::Relaxed) {
+                if counters.echoing() {
                     let _ = conn.send_with(&data, &fields).await;
                 }
             }
-            Bench::Echo(Echo) => counters.echo.store(true, Ordering::Relaxed),
+            Bench::Echo(Echo) => counters.echo_from_now(),
             Bench::End(End) => {
                 let (count, bytes) = counters.take();
                 let _ = conn.send_with(&Report { count, bytes }, &fields).await;
@@ -443,4 +439,51 @@ async fn wait_for_signal() -> &'static str {
     }
     let _ = tokio::signal::ctrl_c().await;
     "SIGINT"
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use ltprotocol::{FrameCodec, HeaderLayout};
+
+    use super::*;
+
+    fn wire(msg: &impl ltprotocol::Encode) -> BytesMut {
+        let mut out = BytesMut::new();
+        FrameCodec::new(HeaderLayout::ltprotocol())
+            .encode_message(msg, &mut out)
+            .expect("encodes");
+        out
+    }
+
+    fn raw(message_type: i128, body: Bytes) -> BytesMut {
+        wire(&Unknown {
+            message_type: MessageType::new(message_type),
+            body,
+        })
+    }
+
+    /// The derived messages of `--api typed` are the bench wire protocol's frames, byte for
+    /// byte.
+    #[test]
+    fn typed_messages_are_the_wire_protocol() {
+        assert_eq!(
+            wire(&Report {
+                count: 7,
+                bytes: 9_000
+            }),
+            raw(REPORT, super::super::report_body(7, 9_000))
+        );
+        assert_eq!(
+            wire(&Fanout {
+                count: 20_000,
+                size: 64
+            }),
+            raw(FANOUT, super::super::fanout_body(20_000, 64))
+        );
+        assert_eq!(wire(&End), raw(END, Bytes::new()));
+        assert_eq!(wire(&Echo), raw(ECHO, Bytes::new()));
+        let body = Bytes::from_static(b"sixteen bytes..!");
+        assert_eq!(wire(&Data { body: body.clone() }), raw(DATA, body));
+    }
 }
