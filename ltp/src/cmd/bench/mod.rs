@@ -384,7 +384,7 @@ async fn load_command(mode: &'static str, args: &LoadArgs) -> anyhow::Result<Exi
             } else {
                 None
             };
-            let server = server::start(&args.wire, "127.0.0.1:0", server_tls)
+            let server = server::start(&args.wire, "127.0.0.1:0", true, server_tls)
                 .await
                 .context("cannot start the in-process server")?;
             (server.local_addr(), Some(server))

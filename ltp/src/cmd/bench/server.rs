@@ -328,11 +328,13 @@ impl Handler<Bench> for TypedHandler {
     }
 }
 
-/// Binds a bench server on `listen` (over TLS with `tls`), counting DATA in place, and
-/// serves it on a spawned task.
+/// Binds the frame-level bench server on `listen` (over TLS with `tls`), counting DATA in
+/// place (`in_place`, `--api inspect`) or in `try_message` (`--api frame`), and serves it on
+/// a spawned task.
 pub(super) async fn start(
     wire: &WireArgs,
     listen: &str,
+    in_place: bool,
     tls: Option<ltprotocol::tls::ServerTls>,
 ) -> anyhow::Result<Server<Unknown>> {
     let server = bind(wire, listen, tls).await?;
@@ -340,7 +342,7 @@ pub(super) async fn start(
         &server,
         BenchHandler {
             server: server.clone(),
-            in_place: true,
+            in_place,
         },
     );
     Ok(server)
@@ -387,15 +389,7 @@ pub(super) async fn serve_command(
 ) -> anyhow::Result<ExitCode> {
     match api {
         Api::Inspect | Api::Frame => {
-            let server = bind::<Unknown>(wire, listen, tls).await?;
-            spawn_serving(
-                &server,
-                BenchHandler {
-                    server: server.clone(),
-                    in_place: api == Api::Inspect,
-                },
-            );
-            serve_until_signal(server).await
+            serve_until_signal(start(wire, listen, api == Api::Inspect, tls).await?).await
         }
         Api::Typed | Api::TypedAsync => {
             let server = bind::<Bench>(wire, listen, tls).await?;
