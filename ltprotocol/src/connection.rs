@@ -288,8 +288,15 @@ impl Outbox {
         }
     }
 
-    /// Waits until `permits` are free and takes them.
-    async fn wait_for_room(&self, permits: u32, id: ConnectionId) -> Result<(), SendError> {
+    /// Waits until the `permits` [`take_room`](Self::take_room) found missing are free, takes
+    /// them and queues the frame. Boxed by its callers: the semaphore's wait is large and
+    /// seldom needed.
+    async fn queue_when_room(
+        &self,
+        frame: Bytes,
+        permits: u32,
+        id: ConnectionId,
+    ) -> Result<(), SendError> {
         let permit = self
             .shared
             .budget
@@ -297,20 +304,15 @@ impl Outbox {
             .await
             .map_err(|_| SendError::Closed { id })?;
         permit.forget();
-        Ok(())
+        self.push(frame, permits, id)
     }
 
     /// Queues a frame, waiting for room.
     pub(crate) async fn send(&self, frame: Bytes, id: ConnectionId) -> Result<(), SendError> {
-        let permits = match self.take_room(frame.len(), id)? {
-            Room::Taken(permits) => permits,
-            // Boxed: the semaphore's wait is large and seldom needed.
-            Room::Full(permits) => {
-                Box::pin(self.wait_for_room(permits, id)).await?;
-                permits
-            }
-        };
-        self.push(frame, permits, id)
+        match self.take_room(frame.len(), id)? {
+            Room::Taken(permits) => self.push(frame, permits, id),
+            Room::Full(permits) => Box::pin(self.queue_when_room(frame, permits, id)).await,
+        }
     }
 
     /// Queues a frame if there is room now.
@@ -393,10 +395,7 @@ impl Future for Queueing<'_> {
         match outbox.take_room(frame.len(), id) {
             Ok(Room::Taken(permits)) => Poll::Ready(outbox.push(frame, permits, id)),
             Ok(Room::Full(permits)) => {
-                let mut waiting = Box::pin(async move {
-                    outbox.wait_for_room(permits, id).await?;
-                    outbox.push(frame, permits, id)
-                });
+                let mut waiting = Box::pin(outbox.queue_when_room(frame, permits, id));
                 let polled = waiting.as_mut().poll(cx);
                 if polled.is_pending() {
                     this.waiting = Some(waiting);
