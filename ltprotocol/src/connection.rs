@@ -1755,7 +1755,15 @@ macro_rules! dispatch {
                 None => classify_unrouted(frame, $handle, $handler, $config),
             };
         }
-        match step {
+        run_step!(step, $handle, $handler);
+    }};
+}
+
+/// Carries out a [`Step`] once routing is done: the handler (`try_message`, then `message`
+/// for what it hands on), the auto-reply, or the end of the connection.
+macro_rules! run_step {
+    ($step:expr, $handle:expr, $handler:expr) => {
+        match $step {
             Step::Deliver(message, fields) => {
                 if let Handled::Later(message, fields) =
                     $handler.try_message($handle, message, fields)
@@ -1770,7 +1778,7 @@ macro_rules! dispatch {
             Step::Done | Step::Route(_) => {}
             Step::Fail(reason) => return Err(reason),
         }
-    }};
+    };
 }
 
 /// Delivers frames read before the connection was ready (during its handshake).
@@ -1820,17 +1828,8 @@ where
                 handler.inspect(handle, frame) == Inspected::Consumed
             });
             match next {
-                Ok(Some(frame)) => match decode_step::<P>(frame, config) {
-                    Step::Deliver(message, fields) => {
-                        if let Handled::Later(message, fields) =
-                            handler.try_message(handle, message, fields)
-                        {
-                            handler.message(handle, message, fields).await;
-                        }
-                    }
-                    Step::Fail(reason) => return Err(reason),
-                    Step::Route(_) | Step::Reply(_) | Step::Done => {}
-                },
+                // Decoded only: inspect and counting ran in the closure above.
+                Ok(Some(frame)) => run_step!(decode_step::<P>(frame, config), handle, handler),
                 Ok(None) => return Ok(decoded_any),
                 Err(err) => return Err(DisconnectReason::Protocol(Arc::new(err))),
             }
