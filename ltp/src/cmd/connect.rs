@@ -162,6 +162,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut number = 0u64;
+    let mut refused = 0usize;
     while let Some(line) = lines.next_line().await? {
         number += 1;
         if line.trim().is_empty() {
@@ -175,6 +176,8 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if let Err(err) = client.send_wait_with(&frame, &frame.fields).await {
+            // Not sent (the client gave up before it was queued): counts as unsent below.
+            refused += 1;
             eprintln!(
                 "ltp: stdin line {number}: {}; skipped",
                 ltprotocol::error_chain(&err)
@@ -208,10 +211,10 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         None => ExitCode::SUCCESS,
     };
     let report = client.close(timeout).await;
-    if report.unsent_frames > 0 {
+    if report.unsent_frames + refused > 0 {
         eprintln!(
-            "ltp: {} queued messages could not be sent",
-            report.unsent_frames
+            "ltp: {} messages could not be sent",
+            report.unsent_frames + refused
         );
         return Ok(ExitCode::from(1));
     }
