@@ -543,59 +543,112 @@ impl EncodedFrame {
     }
 }
 
+/// Where [`FrameCodec::skip_inspected`] stopped, past the frames `inspect` took.
+enum Next {
+    /// A frame whose header came in an earlier read, complete now and left by `inspect`.
+    Frame(Frame),
+    /// Nothing whole to decode yet.
+    Wait,
+    /// The frame at the front is whole and was left by `inspect`: cut it out.
+    Cut {
+        frame_len: usize,
+        message_type: MessageType,
+        fields: HeaderFields,
+    },
+    /// The frame at the front has its header read (now in the state), not all of its body.
+    Body,
+}
+
 impl FrameCodec {
     /// Like [`decode`](Decoder::decode), but first offers each whole frame in place (a view
     /// into `src`) to `inspect`: a frame it takes (returns `true`) is skipped without being cut
     /// out of the buffer; the first one it leaves is returned as `decode` would.
+    ///
+    /// Frames taken are skipped with a cursor, and `src` advanced past all of them once, on the
+    /// way out: a run of small frames costs no buffer bookkeeping per frame.
     pub(crate) fn decode_inspecting(
         &mut self,
         src: &mut BytesMut,
-        mut inspect: impl FnMut(FrameRef<'_>) -> bool,
+        inspect: impl FnMut(FrameRef<'_>) -> bool,
     ) -> Result<Option<Frame>, FrameError> {
+        let mut taken = 0;
+        let next = self.skip_inspected(src, &mut taken, inspect);
+        if taken > 0 {
+            src.advance(taken);
+        }
+        match next? {
+            Next::Frame(frame) => Ok(Some(frame)),
+            Next::Wait => Ok(None),
+            // `src` now starts with the frame left to `decode`, or with a header read earlier.
+            Next::Cut {
+                frame_len,
+                message_type,
+                fields,
+            } => Ok(Some(Self::cut(
+                src,
+                self.layout.header_len(),
+                frame_len,
+                message_type,
+                fields,
+            ))),
+            Next::Body => self.finish_body(src),
+        }
+    }
+
+    /// [`decode_inspecting`](Self::decode_inspecting)'s loop: offers the frames past `*taken`
+    /// to `inspect`, moving `*taken` past each it takes, and says what comes next. Reads only;
+    /// the caller advances `src` and cuts.
+    #[inline(always)]
+    fn skip_inspected(
+        &mut self,
+        src: &mut BytesMut,
+        taken: &mut usize,
+        mut inspect: impl FnMut(FrameRef<'_>) -> bool,
+    ) -> Result<Next, FrameError> {
+        if !matches!(self.state, DecodeState::Head) {
+            // A frame whose header came in an earlier read: the buffer starts with it.
+            let Some(frame) = self.finish_body(src)? else {
+                return Ok(Next::Wait);
+            };
+            if !inspect(frame.view()) {
+                return Ok(Next::Frame(frame));
+            }
+        }
+        let header_len = self.layout.header_len();
         loop {
-            if !matches!(self.state, DecodeState::Head) {
-                // A frame whose header came in an earlier read.
-                return match self.finish_body(src)? {
-                    Some(frame) if inspect(frame.view()) => continue,
-                    frame => Ok(frame),
-                };
+            let rest = src.get(*taken..).unwrap_or_default();
+            if rest.len() < header_len {
+                return Ok(Next::Wait);
             }
-            let header_len = self.layout.header_len();
-            if src.len() < header_len {
-                return Ok(None);
-            }
-            let (frame_len, message_type) = self.read_length_and_type(src)?;
+            let (frame_len, message_type) = self.read_length_and_type(rest)?;
             // Built only for layouts that have extra fields; otherwise the empty set.
             let fields = if self.layout.extra_fields().is_empty() {
                 HeaderFields::new()
             } else {
-                self.read_fields(src)?
+                self.read_fields(rest)?
             };
-            let Some(body) = src.get(header_len..frame_len) else {
+            let Some(body) = rest.get(header_len..frame_len) else {
                 // Not all here yet: keep the header and wait for the rest.
                 self.state = DecodeState::Body {
                     frame_len,
                     message_type,
                     fields,
                 };
-                return self.finish_body(src);
+                return Ok(Next::Body);
             };
             let view = FrameRef {
                 message_type,
                 fields: &fields,
                 body,
             };
-            if inspect(view) {
-                src.advance(frame_len);
-                continue;
+            if !inspect(view) {
+                return Ok(Next::Cut {
+                    frame_len,
+                    message_type,
+                    fields,
+                });
             }
-            return Ok(Some(Self::cut(
-                src,
-                header_len,
-                frame_len,
-                message_type,
-                fields,
-            )));
+            *taken += frame_len;
         }
     }
 
@@ -698,5 +751,67 @@ impl Encoder<&Frame> for FrameCodec {
         self.encode_with(frame.message_type, &frame.fields, dst, |buf| {
             buf.put_slice(&frame.body);
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Bytes, BytesMut};
+    use proptest::prelude::*;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    use super::FrameCodec;
+    use crate::MessageType;
+    use crate::frame::Frame;
+    use crate::layout::HeaderLayout;
+
+    /// Frames of random types and bodies, for both presets (OpenFlow's has an extra field).
+    fn frames() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
+        prop::collection::vec((0u8..6, prop::collection::vec(any::<u8>(), 0..40)), 0..40)
+    }
+
+    proptest! {
+        /// However the stream is cut, `decode_inspecting` offers every frame once, in order:
+        /// those `inspect` takes are skipped and the others returned whole, and the buffer
+        /// holds nothing consumed afterwards.
+        #[test]
+        fn inspecting_takes_and_leaves_every_frame_in_order(
+            frames in frames(),
+            cuts in prop::collection::vec(1usize..64, 1..20),
+            openflow in any::<bool>(),
+        ) {
+            let layout = if openflow { HeaderLayout::openflow() } else { HeaderLayout::ltprotocol() };
+            let mut codec = FrameCodec::new(layout);
+            let mut wire = BytesMut::new();
+            for (message_type, body) in &frames {
+                let frame = Frame::new(MessageType::new((*message_type).into()), Bytes::from(body.clone()));
+                codec.encode(frame, &mut wire).unwrap();
+            }
+            let mut inspected = Vec::new();
+            let mut returned = Vec::new();
+            let mut buf = BytesMut::new();
+            let mut cut = cuts.iter().cycle();
+            while !wire.is_empty() {
+                let n = (*cut.next().unwrap()).min(wire.len());
+                buf.extend_from_slice(&wire.split_to(n));
+                loop {
+                    let next = codec.decode_inspecting(&mut buf, |frame| {
+                        inspected.push((frame.message_type.value(), frame.body.to_vec()));
+                        frame.message_type.value() % 2 == 0
+                    });
+                    match next.unwrap() {
+                        Some(frame) => returned.push((frame.message_type.value(), frame.body.to_vec())),
+                        None => break,
+                    }
+                }
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert!(codec.decode_eof(&mut buf).unwrap().is_none());
+            let expected: Vec<(i128, Vec<u8>)> =
+                frames.iter().map(|(t, b)| (i128::from(*t), b.clone())).collect();
+            prop_assert_eq!(&inspected, &expected);
+            let odd: Vec<_> = expected.into_iter().filter(|(t, _)| t % 2 == 1).collect();
+            prop_assert_eq!(returned, odd);
+        }
     }
 }
