@@ -435,11 +435,15 @@ impl OutboxReceiver {
         true
     }
 
-    /// Waits until frames are queued and moves them in flight.
-    async fn recv(&mut self) {
+    /// Waits until frames are queued and moves them in flight (`false`), or until `closed`
+    /// says so (`true`): whoever makes it say so wakes the outbox ([`Outbox::wake`]) next.
+    async fn recv_or(&mut self, closed: impl Fn() -> bool) -> bool {
         loop {
             if self.take() {
-                return;
+                return false;
+            }
+            if closed() {
+                return true;
             }
             // `notify_one` keeps a permit when the writer is not waiting: no wake-up is lost
             // between the check above and this wait.
@@ -484,7 +488,7 @@ pub(crate) trait ReadReady {
     ) -> std::task::Poll<io::Result<()>>;
 }
 
-impl ReadReady for tokio::net::tcp::OwnedReadHalf {
+impl ReadReady for tokio::net::tcp::ReadHalf<'_> {
     fn poll_read_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
@@ -680,8 +684,12 @@ struct HandleInner {
     local: SocketAddr,
     outbox: Outbox,
     codec: Arc<FrameCodec>,
-    /// Cancelled to close gracefully: drain the outbox, then close.
-    close: CancellationToken,
+    /// Set to close gracefully: drain the outbox, then close. Whoever sets it wakes the
+    /// connection through [`Outbox::wake`]. A flag in place, not a cancellation token: one
+    /// allocation fewer per connection.
+    close: AtomicBool,
+    /// A client's own close: closing the client closes its connection gracefully too.
+    parent_close: Option<CancellationToken>,
     /// Set to close at once, dropping what is queued; `abort_notify` wakes those waiting
     /// for it ([`ConnectionHandle::aborted`]). A flag and a `Notify` in place, not a
     /// cancellation token: one allocation fewer per connection.
@@ -733,7 +741,7 @@ impl ConnectionHandle {
         local: SocketAddr,
         outbox: Outbox,
         codec: Arc<FrameCodec>,
-        close: CancellationToken,
+        parent_close: Option<CancellationToken>,
         correlation: Option<&Correlation>,
     ) -> Self {
         Self {
@@ -745,7 +753,8 @@ impl ConnectionHandle {
                 codec,
                 aborted: AtomicBool::new(false),
                 abort_notify: Notify::new(),
-                close,
+                close: AtomicBool::new(false),
+                parent_close,
                 closing: AtomicBool::new(false),
                 connected: AtomicBool::new(true),
                 received: AtomicU64::new(0),
@@ -912,9 +921,25 @@ impl ConnectionHandle {
 
     pub(crate) fn close_with(&self, reason: DisconnectReason) {
         self.set_reason(reason);
+        self.request_close();
+    }
+
+    /// Asks the connection to close gracefully (what is queued is written first), and wakes
+    /// it to look.
+    fn request_close(&self) {
         self.inner.closing.store(true, Ordering::Release);
-        self.inner.close.cancel();
+        self.inner.close.store(true, Ordering::Release);
         self.inner.outbox.wake();
+    }
+
+    /// Whether a graceful close was asked for, of the connection or of its client.
+    fn close_requested(&self) -> bool {
+        self.inner.close.load(Ordering::Acquire)
+            || self
+                .inner
+                .parent_close
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// Closes at once, dropping what is queued.
@@ -1301,13 +1326,16 @@ where
         };
         // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
         // the connection.
-        let ready = tokio::select! {
-            () = handle.aborted() => Err(DisconnectReason::Closed),
-            ready = Box::pin(setup) => ready,
-        };
-        let mut carried = match ready {
-            Ok(carried) => carried,
-            Err(reason) => return finish(handle, Some(reason)),
+        let mut carried = {
+            // In a block of its own, so that the connection's task keeps no room for it.
+            let ready = tokio::select! {
+                () = handle.aborted() => Err(DisconnectReason::Closed),
+                ready = Box::pin(setup) => ready,
+            };
+            match ready {
+                Ok(carried) => carried,
+                Err(reason) => return finish(handle, Some(reason)),
+            }
         };
         on_ready();
 
@@ -1493,10 +1521,12 @@ fn idle_wait<R: ReadReady>(
             Expired,
         }
         loop {
-            let deadline = state.deadline(config);
             // Boxed, and only when a timer runs: without idle timeout and keepalive (the
-            // defaults) an idle connection carries no timer at all.
-            let mut timer = deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
+            // defaults) an idle connection carries no timer at all. Which timer it is, is
+            // asked again when it expires (the state does not change meanwhile), not kept.
+            let mut timer = state
+                .deadline(config)
+                .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
             let notified = queue.shared.ready.notified();
             tokio::pin!(notified);
             let woke = std::future::poll_fn(|cx| {
@@ -1509,7 +1539,7 @@ fn idle_wait<R: ReadReady>(
                 if handle.is_aborted() {
                     return Poll::Ready(Woke::Aborted);
                 }
-                if handle.inner.close.is_cancelled() || !queue.is_empty() {
+                if handle.close_requested() || !queue.is_empty() {
                     return Poll::Ready(Woke::Work);
                 }
                 // Checked before waiting: a frame queued or a close since then leaves a permit.
@@ -1526,7 +1556,8 @@ fn idle_wait<R: ReadReady>(
                 }
             })
             .await;
-            match (woke, deadline) {
+            drop(timer);
+            match (woke, state.deadline(config)) {
                 (Woke::Aborted, _) => return ControlFlow::Break(None),
                 (Woke::Work | Woke::Readable, _) => return ControlFlow::Continue(()),
                 (Woke::Notified, _) | (Woke::Expired, None) => {}
@@ -1579,14 +1610,7 @@ where
     ))
     .catch_unwind();
     tokio::pin!(read);
-    let write = write_loop(
-        writer,
-        queue,
-        &handle.inner.close,
-        &handle.inner.closing,
-        &quiet.write,
-        config.timeouts.write,
-    );
+    let write = write_loop(writer, queue, handle, &quiet.write, config.timeouts.write);
     tokio::pin!(write);
     let aborted = handle.aborted();
     tokio::pin!(aborted);
@@ -1628,8 +1652,7 @@ where
             // the last good frame before a bad one, say), within the linger. Only a broken
             // socket cannot take it.
             if !matches!(reason, DisconnectReason::Io(_)) {
-                handle.inner.closing.store(true, Ordering::Release);
-                handle.inner.close.cancel();
+                handle.request_close();
                 tokio::select! {
                     () = &mut aborted => {}
                     _ = &mut write => {}
@@ -1992,8 +2015,7 @@ const WRITE_TIMED_OUT: &str = "write made no progress within the write timeout";
 async fn write_loop<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
-    close: &CancellationToken,
-    closing_flag: &AtomicBool,
+    handle: &ConnectionHandle,
     quiet: &AtomicBool,
     limit: Option<Duration>,
 ) -> io::Result<()>
@@ -2007,21 +2029,17 @@ where
         if queue.inflight.is_empty() {
             if closing {
                 // Closing: write what is queued now, then stop. Handles refuse new frames
-                // once the close token is cancelled.
+                // once a close is asked for.
                 if !queue.take() {
                     break;
                 }
             } else {
                 quiet.store(true, Ordering::Relaxed);
-                let closed = tokio::select! {
-                    biased;
-                    () = queue.recv() => false,
-                    () = close.cancelled() => true,
-                };
+                let closed = queue.recv_or(|| handle.close_requested()).await;
                 quiet.store(false, Ordering::Relaxed);
                 if closed {
                     closing = true;
-                    closing_flag.store(true, Ordering::Release);
+                    handle.inner.closing.store(true, Ordering::Release);
                     continue;
                 }
             }

@@ -6,7 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -686,23 +686,35 @@ fn is_per_connection(err: &io::Error) -> bool {
     )
 }
 
-/// Removes a connection from the registry when its task ends, however it ends.
-struct Unregister {
+/// A connection's handle and its place in the server: removes the connection from the
+/// registry and gives its address's count back when its task ends, however it ends, and
+/// only then its permit (the connection limit).
+struct Registration {
     inner: Arc<ServerInner>,
-    id: ConnectionId,
-    ip: IpAddr,
+    handle: ConnectionHandle,
+    released: AtomicBool,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Drop for Unregister {
-    fn drop(&mut self) {
-        self.inner.registry().remove(&self.id);
-        self.inner.release(self.ip);
+impl Registration {
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::Relaxed) {
+            self.inner.registry().remove(&self.handle.id());
+            self.inner.release(self.handle.peer().ip());
+        }
     }
 }
 
-/// A connection's task. Written as a function returning an `async move` block, not an
-/// `async fn`: the block uses its captures in place, where an `async fn` would keep a second
-/// copy of each argument for the connection's whole life.
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A connection's task. Its parts (handle, outbox) are made here, before the task runs, and
+/// the `async move` block uses each in place: a block keeps every capture for its whole life,
+/// moved from or not, and an `async fn` would keep a second copy of each argument. What an
+/// idle connection costs is mostly this future.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would keep a second copy of each argument in the task"
@@ -714,80 +726,108 @@ fn run_connection<P: Protocol, H: Handler<P>>(
     permit: OwnedSemaphorePermit,
     handler: Arc<H>,
 ) -> impl Future<Output = ()> {
+    // Small frames must not wait for Nagle; our writer batches instead.
+    if let Err(err) = stream.set_nodelay(true) {
+        debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+    }
+    let local = stream.local_addr().unwrap_or(inner.local_addr);
+    let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
+    let (outbox, mut queue) = connection::outbox(inner.outbox_bytes);
+    let handle = ConnectionHandle::new(
+        id,
+        peer,
+        local,
+        outbox,
+        inner.link.codec.clone(),
+        // No parent: `shutdown` closes every registered connection itself, and one
+        // registered as it began closes itself (below).
+        None,
+        inner.link.correlation.as_ref(),
+    );
+    let registration = Registration {
+        inner,
+        handle,
+        released: AtomicBool::new(false),
+        _permit: permit,
+    };
     async move {
-        // Small frames must not wait for Nagle; our writer batches instead.
-        if let Err(err) = stream.set_nodelay(true) {
-            debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-        }
-        let local = stream.local_addr().unwrap_or(inner.local_addr);
-        let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let (outbox, mut queue) = connection::outbox(inner.outbox_bytes);
-        let handle = ConnectionHandle::new(
-            id,
-            peer,
-            local,
-            outbox,
-            inner.link.codec.clone(),
-            // Its own token, not a child of the server's: `shutdown` closes every registered
-            // connection itself, and one registered as it began closes itself (below). A child
-            // token would cost every connection a node linked into the server's, under its lock.
-            CancellationToken::new(),
-            inner.link.correlation.as_ref(),
-        );
-        let unregister = Unregister {
-            inner: inner.clone(),
-            id,
-            ip: peer.ip(),
-        };
+        // Used in place through `registration`, and `id` and `peer` through the handle: a
+        // capture or a reference held across an await would cost every connection its room.
         // TLS first: a connection that fails it is never registered nor reported connected,
         // only disconnected, with the reason.
         #[cfg(feature = "tls")]
-        let opened = Box::pin(crate::tls::accept(
+        let mut opened = Box::pin(crate::tls::accept(
             stream,
-            inner.tls.as_ref(),
-            &handle,
-            &inner.shutdown,
+            registration.inner.tls.as_ref(),
+            &registration.handle,
+            &registration.inner.shutdown,
         ))
         .await;
         #[cfg(not(feature = "tls"))]
-        let opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
-        let reason = match opened {
-            Ok(transport) => {
-                inner.registry().insert(id, handle.clone());
-                if inner.shutdown.is_cancelled() {
-                    // Accepted just before the shutdown began: it closes with the others' reason.
-                    handle.close_with(DisconnectReason::Shutdown);
+        let mut opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
+        let ended = {
+            // Scoped, like `opened` matched in place: the task keeps room only for what an
+            // await needs.
+            let reason = match &mut opened {
+                Ok(transport) => {
+                    registration
+                        .inner
+                        .registry()
+                        .insert(registration.handle.id(), registration.handle.clone());
+                    if registration.inner.shutdown.is_cancelled() {
+                        // Accepted just before the shutdown began: it closes with the others'
+                        // reason.
+                        registration.handle.close_with(DisconnectReason::Shutdown);
+                    }
+                    info!(conn = %registration.handle.id(), peer = %registration.handle.peer(), "connected");
+                    transport
+                        .drive::<P, H>(
+                            &registration.handle,
+                            &mut queue,
+                            &*handler,
+                            &registration.inner.link,
+                            || {},
+                        )
+                        .await
                 }
-                info!(conn = %id, %peer, "connected");
-                transport
-                    .drive::<P, H>(&handle, &mut queue, &*handler, &inner.link, || {})
-                    .await
-            }
-            Err(reason) => reason,
+                Err(reason) => reason.clone(),
+            };
+            registration.handle.mark_disconnected();
+            queue.close();
+            let unsent = queue.unsent();
+            registration
+                .inner
+                .unsent
+                .fetch_add(unsent, Ordering::Relaxed);
+            registration.release();
+            log_disconnect(&registration.handle, &reason, unsent);
+            // Boxed: run once, at the end; its state is not carried for the connection's life.
+            Box::pin(disconnected(&registration, &*handler, reason))
         };
-        handle.mark_disconnected();
-        queue.close();
-        let unsent = queue.unsent();
-        inner.unsent.fetch_add(unsent, Ordering::Relaxed);
-        drop(unregister);
-        log_disconnect(&handle, &reason, unsent);
-        // An application that stopped reading its event stream must not hold the shutdown past
-        // its deadline: the callback is abandoned when the deadline forces the end.
-        // Boxed: run once, at the end; its state is not carried for the connection's life.
-        let disconnected =
-            Box::pin(AssertUnwindSafe(handler.disconnected(&handle, &reason)).catch_unwind());
-        tokio::select! {
-            called = disconnected => {
-                if called.is_err() {
-                    warn!(conn = %id, %peer, "disconnected handler panicked");
-                }
-            }
-            () = inner.force.cancelled() => {
-                debug!(conn = %id, %peer, "disconnected callback abandoned at the shutdown deadline");
+        ended.await;
+        // The permit is given back as `registration` drops, after the callback.
+    }
+}
+
+/// Calls the `disconnected` callback. An application that stopped reading its event stream
+/// must not hold the shutdown past its deadline: the callback is abandoned when the deadline
+/// forces the end.
+async fn disconnected<P: Protocol, H: Handler<P>>(
+    registration: &Registration,
+    handler: &H,
+    reason: DisconnectReason,
+) {
+    let handle = &registration.handle;
+    let called = AssertUnwindSafe(handler.disconnected(handle, &reason)).catch_unwind();
+    tokio::select! {
+        called = called => {
+            if called.is_err() {
+                warn!(conn = %handle.id(), peer = %handle.peer(), "disconnected handler panicked");
             }
         }
-        // The permit (the connection limit) is given back only now.
-        drop(permit);
+        () = registration.inner.force.cancelled() => {
+            debug!(conn = %handle.id(), peer = %handle.peer(), "disconnected callback abandoned at the shutdown deadline");
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The byte stream under a connection: plain TCP, or TLS over TCP (feature `tls`). Both run
-//! the same [`connection::drive`]; plain TCP keeps its cheap owned halves.
+//! the same [`connection::drive`]; plain TCP keeps its cheap borrowed halves.
 
 use tokio::net::TcpStream;
 
@@ -25,7 +25,7 @@ impl Transport {
         reason = "an async fn would keep a second copy of each argument in the task"
     )]
     pub(crate) fn drive<P, H>(
-        self,
+        &mut self,
         handle: &ConnectionHandle,
         queue: &mut OutboxReceiver,
         handler: &H,
@@ -39,7 +39,8 @@ impl Transport {
         async move {
             match self {
                 Self::Plain(stream) => {
-                    let (reader, writer) = stream.into_split();
+                    // Halves borrowed from the stream, not owned ones: no shared allocation.
+                    let (reader, writer) = stream.split();
                     #[cfg(feature = "tls")]
                     {
                         let mut reader = crate::tls::Sniff::new(reader);
@@ -65,7 +66,7 @@ impl Transport {
                 }
                 #[cfg(feature = "tls")]
                 Self::Tls(stream) => {
-                    let (reader, writer) = tokio::io::split(*stream);
+                    let (reader, writer) = tokio::io::split(&mut **stream);
                     let reader = crate::tls::EofAsClose(reader);
                     let reason = connection::drive::<_, _, P, H>(
                         reader, writer, handle, queue, handler, config, on_ready,

@@ -387,7 +387,7 @@ impl<P: Protocol> ReconnectingClient<P> {
     /// not send.
     pub async fn close(&self, deadline: Duration) -> CloseReport {
         self.shared.close.cancel();
-        // The connection's close token is a child of this one: wake it to look.
+        // The connection looks at this token when woken: wake it.
         self.shared.outbox.wake();
         let task = self
             .shared
@@ -532,7 +532,6 @@ impl Actor {
         let peer = stream.peer_addr().unwrap_or(unspecified);
         let local = stream.local_addr().unwrap_or(unspecified);
         let id = ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let close = self.close.child_token();
         let abort = self.abort.clone();
         let handle = ConnectionHandle::new(
             id,
@@ -540,19 +539,20 @@ impl Actor {
             local,
             self.outbox.clone(),
             self.link.codec.clone(),
-            close,
+            // Closing the client closes this connection gracefully.
+            Some(self.close.clone()),
             self.link.correlation.as_ref(),
         );
         // A failed TLS handshake is a failed attempt, like a refused connect: no events.
         #[cfg(feature = "tls")]
-        let transport =
+        let mut transport =
             match crate::tls::connect(stream, self.tls.as_ref(), &self.addr, &handle, &abort).await
             {
                 Ok(transport) => transport,
                 Err(reason) => return (false, reason),
             };
         #[cfg(not(feature = "tls"))]
-        let transport = Transport::Plain(stream);
+        let mut transport = Transport::Plain(stream);
         info!(conn = %id, %peer, "connected");
         let started = Instant::now();
         let connected = &self.connected;
