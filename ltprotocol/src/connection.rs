@@ -10,7 +10,6 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1264,13 +1263,18 @@ impl fmt::Display for ConnectionHandle {
 
 /// Runs one connection until it ends: the handshake (if any), the `connected` callback, then
 /// reads and delivers frames and writes queued frames; returns why it ended. Catches a
-/// panicking handler. `on_ready` runs once the handshake has succeeded.
+/// panicking handler. `on_ready` runs once the handshake has succeeded; `explain` gives the
+/// final say on the reason, seeing the reader (a plain connection recognises a TLS peer).
 ///
 /// A function returning an `async move` block rather than an `async fn`, so that the
 /// connection's task keeps one copy of each argument, not two.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would keep a second copy of each argument in the task"
+)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one connection, each held once by its task"
 )]
 pub(crate) fn drive<R, W, P, H>(
     mut reader: R,
@@ -1280,6 +1284,7 @@ pub(crate) fn drive<R, W, P, H>(
     handler: &H,
     config: &LinkConfig,
     on_ready: impl FnOnce(),
+    explain: impl FnOnce(DisconnectReason, &R, &ConnectionHandle) -> DisconnectReason,
 ) -> impl Future<Output = DisconnectReason>
 where
     R: AsyncRead + ReadReady + Unpin + Send,
@@ -1288,83 +1293,145 @@ where
     H: Handler<P>,
 {
     async move {
-        let setup = async {
-            let mut parts = Parts::fresh(config);
-            if let Some(handshake) = &config.handshake {
-                let mut ctx = HandshakeContext {
-                    reader: &mut reader,
-                    writer: &mut writer,
-                    codec: &mut parts.codec,
-                    buf: &mut parts.buf,
-                    deferred: &mut parts.deferred,
-                    handle,
-                };
-                let ran =
-                    tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
-                match ran.await {
-                    Ok(Ok(output)) => {
-                        let _ = handle.inner.handshake.set(output);
-                    }
-                    Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
-                    Err(_) => {
-                        return Err(DisconnectReason::TimedOut {
-                            kind: TimeoutKind::Handshake,
-                            after: config.handshake_timeout,
-                        });
+        let reason = 'run: {
+            let setup = async {
+                let mut parts = Parts::fresh(config);
+                if let Some(handshake) = &config.handshake {
+                    let mut ctx = HandshakeContext {
+                        reader: &mut reader,
+                        writer: &mut writer,
+                        codec: &mut parts.codec,
+                        buf: &mut parts.buf,
+                        deferred: &mut parts.deferred,
+                        handle,
+                    };
+                    let ran = tokio::time::timeout(
+                        config.handshake_timeout,
+                        handshake.run_erased(&mut ctx),
+                    );
+                    match ran.await {
+                        Ok(Ok(output)) => {
+                            let _ = handle.inner.handshake.set(output);
+                        }
+                        Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
+                        Err(_) => {
+                            return Err(DisconnectReason::TimedOut {
+                                kind: TimeoutKind::Handshake,
+                                after: config.handshake_timeout,
+                            });
+                        }
                     }
                 }
-            }
-            if AssertUnwindSafe(handler.connected(handle))
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                return Err(DisconnectReason::HandlerPanicked);
-            }
-            // What the handshake read past its own frames goes to the first spell.
-            Ok(parts.carried())
-        };
-        // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
-        // the connection.
-        let mut carried = {
-            // In a block of its own, so that the connection's task keeps no room for it.
-            let ready = tokio::select! {
-                () = handle.aborted() => Err(DisconnectReason::Closed),
-                ready = Box::pin(setup) => ready,
+                if AssertUnwindSafe(handler.connected(handle))
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    return Err(DisconnectReason::HandlerPanicked);
+                }
+                // What the handshake read past its own frames goes to the first spell.
+                Ok(parts.carried())
             };
-            match ready {
-                Ok(carried) => carried,
-                Err(reason) => return finish(handle, Some(reason)),
-            }
-        };
-        on_ready();
+            // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
+            // the connection.
+            let mut carried = {
+                // In a block of its own, so that the connection's task keeps no room for it.
+                let ready = tokio::select! {
+                    () = handle.aborted() => Err(DisconnectReason::Closed),
+                    ready = Box::pin(setup) => ready,
+                };
+                match ready {
+                    Ok(carried) => carried,
+                    Err(reason) => break 'run finish(handle, Some(reason)),
+                }
+            };
+            on_ready();
 
-        // A connection alternates between active spells, whose state (buffers, codec, the
-        // handler's future, a write in progress) is boxed, and idle waits that hold only what
-        // must survive: an idle connection costs little.
-        let mut state = ReadState::new();
-        let reason = loop {
-            let spell = Box::pin(active::<R, W, P, H>(
-                &mut reader,
-                &mut writer,
-                carried.take(),
-                &mut state,
-                handle,
-                queue,
-                handler,
-                config,
-            ));
-            match spell.await {
-                Spell::Ended(reason) => break reason,
-                Spell::Idle => {}
-            }
-            if let ControlFlow::Break(reason) =
-                idle_wait(&mut reader, queue, &mut state, handle, config).await
-            {
-                break reason;
-            }
+            // A connection alternates between active spells, whose state (buffers, codec, the
+            // handler's future, a write in progress) is boxed, and idle waits that hold only what
+            // must survive: an idle connection costs little.
+            let mut state = ReadState::new();
+            let reason = loop {
+                let spell = Box::pin(active::<R, W, P, H>(
+                    &mut reader,
+                    &mut writer,
+                    carried.take(),
+                    &mut state,
+                    handle,
+                    queue,
+                    handler,
+                    config,
+                ));
+                match spell.await {
+                    Spell::Ended(reason) => break reason,
+                    Spell::Idle => {}
+                }
+                // Idle: wait, holding nothing but the timers, until bytes can be read, frames are
+                // queued, the connection is closed or aborted, or a timer expires.
+                //
+                // One wake-up source besides the socket and the timer: the outbox's `ready`, which
+                // a queued frame, [`ConnectionHandle::close`] and every abort notify (`notify_one`
+                // keeps a permit when nobody waits, so no wake-up is lost between a check and the
+                // wait). The conditions are checked again after each wake-up. This keeps an idle
+                // connection's task small: one `Notified`, not a future per source, and written
+                // here rather than in a function of its own, whose future would hold its own copy
+                // of every reference.
+                let woke = loop {
+                    // Boxed, and only when a timer runs: without idle timeout and keepalive (the
+                    // defaults) an idle connection carries no timer at all. Which timer it is, is
+                    // asked again when it expires (the state does not change meanwhile), not kept.
+                    let mut timer = state
+                        .deadline(config)
+                        .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
+                    let notified = queue.shared.ready.notified();
+                    tokio::pin!(notified);
+                    let woke = std::future::poll_fn(|cx| {
+                        // With the task's budget spent, a spell would find its sources refusing at
+                        // once and end straight back here: yield first.
+                        if !tokio::task::coop::has_budget_remaining() {
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        if handle.is_aborted() {
+                            return Poll::Ready(Woke::Aborted);
+                        }
+                        if handle.close_requested() || !queue.is_empty() {
+                            return Poll::Ready(Woke::Work);
+                        }
+                        // Checked before waiting: a frame queued or a close since then leaves a
+                        // permit.
+                        if notified.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Woke::Notified);
+                        }
+                        // An error is for the read to report.
+                        if reader.poll_read_ready(cx).is_ready() {
+                            return Poll::Ready(Woke::Readable);
+                        }
+                        match timer.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
+                            Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
+                            _ => Poll::Pending,
+                        }
+                    })
+                    .await;
+                    drop(timer);
+                    match (woke, state.deadline(config)) {
+                        (Woke::Notified, _) | (Woke::Expired, None) => {}
+                        (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, config),
+                        (woke, _) => break woke,
+                    }
+                };
+                match (woke, state.deadline(config)) {
+                    (Woke::Aborted, _) => break None,
+                    (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
+                        break Some(DisconnectReason::TimedOut { kind, after });
+                    }
+                    // Go active.
+                    _ => {}
+                }
+            };
+            finish(handle, reason)
         };
-        finish(handle, reason)
+        explain(reason, &reader, handle)
     }
 }
 
@@ -1493,81 +1560,13 @@ struct Quiet {
     write: AtomicBool,
 }
 
-/// Waits, holding nothing but the timers, until bytes can be read, frames are queued, the
-/// connection is closed or aborted, or a timer expires. `Continue` means: go active.
-///
-/// One wake-up source besides the socket and the timer: the outbox's `ready`, which a queued
-/// frame, [`ConnectionHandle::close`] and every abort notify (`notify_one` keeps a permit
-/// when nobody waits, so no wake-up is lost between a check and the wait). The conditions
-/// are checked again after each wake-up. This keeps an idle connection's task small: one
-/// `Notified`, not a future per source.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep a second copy of each argument in the task"
-)]
-fn idle_wait<R: ReadReady>(
-    reader: &mut R,
-    queue: &OutboxReceiver,
-    state: &mut ReadState,
-    handle: &ConnectionHandle,
-    config: &LinkConfig,
-) -> impl Future<Output = ControlFlow<Option<DisconnectReason>>> {
-    async move {
-        enum Woke {
-            Aborted,
-            Work,
-            Notified,
-            Readable,
-            Expired,
-        }
-        loop {
-            // Boxed, and only when a timer runs: without idle timeout and keepalive (the
-            // defaults) an idle connection carries no timer at all. Which timer it is, is
-            // asked again when it expires (the state does not change meanwhile), not kept.
-            let mut timer = state
-                .deadline(config)
-                .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
-            let notified = queue.shared.ready.notified();
-            tokio::pin!(notified);
-            let woke = std::future::poll_fn(|cx| {
-                // With the task's budget spent, a spell would find its sources refusing at once
-                // and end straight back here: yield first.
-                if !tokio::task::coop::has_budget_remaining() {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                if handle.is_aborted() {
-                    return Poll::Ready(Woke::Aborted);
-                }
-                if handle.close_requested() || !queue.is_empty() {
-                    return Poll::Ready(Woke::Work);
-                }
-                // Checked before waiting: a frame queued or a close since then leaves a permit.
-                if notified.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Notified);
-                }
-                // An error is for the read to report.
-                if reader.poll_read_ready(cx).is_ready() {
-                    return Poll::Ready(Woke::Readable);
-                }
-                match timer.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-                    Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
-                    _ => Poll::Pending,
-                }
-            })
-            .await;
-            drop(timer);
-            match (woke, state.deadline(config)) {
-                (Woke::Aborted, _) => return ControlFlow::Break(None),
-                (Woke::Work | Woke::Readable, _) => return ControlFlow::Continue(()),
-                (Woke::Notified, _) | (Woke::Expired, None) => {}
-                (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
-                    return ControlFlow::Break(Some(DisconnectReason::TimedOut { kind, after }));
-                }
-                (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, config),
-            }
-        }
-    }
+/// What ended an idle wait.
+enum Woke {
+    Aborted,
+    Work,
+    Notified,
+    Readable,
+    Expired,
 }
 
 /// Reads and delivers frames and writes queued frames until both sides have nothing in hand

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -25,7 +24,6 @@ use crate::event::{self, EventStream, Handler};
 use crate::frame::HeaderFields;
 use crate::layout::HeaderLayout;
 use crate::protocol::{Encode, Protocol};
-#[cfg(not(feature = "tls"))]
 use crate::transport::Transport;
 
 /// Default [`ServerBuilder::outbox_capacity`]: 1 MiB, four 256 KiB write batches.
@@ -165,9 +163,7 @@ impl<P: Protocol> ServerBuilder<P> {
                 max_connections: self.max_connections,
                 max_per_ip: self.max_per_ip,
                 per_ip: Mutex::new(HashMap::new()),
-                limit: Arc::new(Semaphore::new(
-                    self.max_connections.min(Semaphore::MAX_PERMITS),
-                )),
+                open: AtomicUsize::new(0),
                 shutdown: CancellationToken::new(),
                 force: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -197,7 +193,8 @@ struct ServerInner {
     max_connections: usize,
     max_per_ip: Option<usize>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    limit: Arc<Semaphore>,
+    /// Connections admitted whose task has not ended: held to `max_connections`.
+    open: AtomicUsize,
     shutdown: CancellationToken,
     /// Cancelled when the shutdown deadline passes: callbacks still running are abandoned.
     force: CancellationToken,
@@ -213,16 +210,19 @@ struct ServerInner {
 impl ServerInner {
     /// Takes a place under both connection limits for a peer at `ip`, or says which limit
     /// (and its value) refuses it.
-    fn admit_connection(&self, ip: IpAddr) -> Result<OwnedSemaphorePermit, (&'static str, usize)> {
-        let permit = self
-            .limit
-            .clone()
-            .try_acquire_owned()
+    /// Counts a new connection against the connection and per-address limits; the
+    /// connection's [`Registration`] gives both back when its task ends.
+    fn admit_connection(&self, ip: IpAddr) -> Result<(), (&'static str, usize)> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max_connections).then_some(open + 1)
+            })
             .map_err(|_| ("connection", self.max_connections))?;
         if !self.admit(ip) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(("per-address", self.max_per_ip.unwrap_or_default()));
         }
-        Ok(permit)
+        Ok(())
     }
 
     /// Counts a connection from `ip` against the per-address limit; `false` if over it.
@@ -385,20 +385,17 @@ impl<P: Protocol> Server<P> {
                 }
                 Ok((stream, peer)) => {
                     pause = Duration::from_millis(10);
-                    let permit = match self.inner.admit_connection(peer.ip()) {
-                        Ok(permit) => permit,
-                        Err((limit, max)) => {
-                            self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                            warn!(%peer, max, "refusing connection: {limit} limit reached");
-                            drop(stream);
-                            continue;
-                        }
-                    };
+                    if let Err((limit, max)) = self.inner.admit_connection(peer.ip()) {
+                        self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(%peer, max, "refusing connection: {limit} limit reached");
+                        drop(stream);
+                        continue;
+                    }
                     let inner = self.inner.clone();
                     let handler = handler.clone();
                     self.inner
                         .tracker
-                        .spawn(run_connection::<P, H>(inner, stream, peer, permit, handler));
+                        .spawn(run_connection::<P, H>(inner, stream, peer, handler));
                 }
                 Err(err) if is_per_connection(&err) => {
                     debug!(error = %err, "accept: connection failed before it was accepted");
@@ -687,13 +684,12 @@ fn is_per_connection(err: &io::Error) -> bool {
 }
 
 /// A connection's handle and its place in the server: removes the connection from the
-/// registry and gives its address's count back when its task ends, however it ends, and
-/// only then its permit (the connection limit).
+/// registry and gives its address's count back when its task ends, however it ends, and only
+/// then (after the `disconnected` callback) its place under the connection limit.
 struct Registration {
     inner: Arc<ServerInner>,
     handle: ConnectionHandle,
     released: AtomicBool,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Registration {
@@ -708,6 +704,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.release();
+        self.inner.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -723,7 +720,6 @@ fn run_connection<P: Protocol, H: Handler<P>>(
     inner: Arc<ServerInner>,
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
     handler: Arc<H>,
 ) -> impl Future<Output = ()> {
     // Small frames must not wait for Nagle; our writer batches instead.
@@ -748,49 +744,50 @@ fn run_connection<P: Protocol, H: Handler<P>>(
         inner,
         handle,
         released: AtomicBool::new(false),
-        _permit: permit,
     };
+    let mut transport = Some(Transport::Plain(stream));
     async move {
         // Used in place through `registration`, and `id` and `peer` through the handle: a
         // capture or a reference held across an await would cost every connection its room.
-        // TLS first: a connection that fails it is never registered nor reported connected,
-        // only disconnected, with the reason.
-        #[cfg(feature = "tls")]
-        let mut opened = Box::pin(crate::tls::accept(
-            stream,
-            registration.inner.tls.as_ref(),
-            &registration.handle,
-            &registration.inner.shutdown,
-        ))
-        .await;
-        #[cfg(not(feature = "tls"))]
-        let mut opened = Ok::<_, DisconnectReason>(Transport::Plain(stream));
         let ended = {
-            // Scoped, like `opened` matched in place: the task keeps room only for what an
+            // Scoped, and the transport used in place: the task keeps room only for what an
             // await needs.
-            let reason = match &mut opened {
-                Ok(transport) => {
-                    registration
-                        .inner
-                        .registry()
-                        .insert(registration.handle.id(), registration.handle.clone());
-                    if registration.inner.shutdown.is_cancelled() {
-                        // Accepted just before the shutdown began: it closes with the others'
-                        // reason.
-                        registration.handle.close_with(DisconnectReason::Shutdown);
-                    }
-                    info!(conn = %registration.handle.id(), peer = %registration.handle.peer(), "connected");
-                    transport
-                        .drive::<P, H>(
-                            &registration.handle,
-                            &mut queue,
-                            &*handler,
-                            &registration.inner.link,
-                            || {},
-                        )
-                        .await
+            let reason = 'opened: {
+                // TLS first: a connection that fails it is never registered nor reported
+                // connected, only disconnected, with the reason.
+                #[cfg(feature = "tls")]
+                if let Err(reason) = Box::pin(crate::tls::accept(
+                    &mut transport,
+                    registration.inner.tls.as_ref(),
+                    &registration.handle,
+                    &registration.inner.shutdown,
+                ))
+                .await
+                {
+                    break 'opened reason;
                 }
-                Err(reason) => reason.clone(),
+                let Some(transport) = transport.as_mut() else {
+                    break 'opened DisconnectReason::Closed;
+                };
+                registration
+                    .inner
+                    .registry()
+                    .insert(registration.handle.id(), registration.handle.clone());
+                if registration.inner.shutdown.is_cancelled() {
+                    // Accepted just before the shutdown began: it closes with the others'
+                    // reason.
+                    registration.handle.close_with(DisconnectReason::Shutdown);
+                }
+                info!(conn = %registration.handle.id(), peer = %registration.handle.peer(), "connected");
+                transport
+                    .drive::<P, H>(
+                        &registration.handle,
+                        &mut queue,
+                        &*handler,
+                        &registration.inner.link,
+                        || {},
+                    )
+                    .await
             };
             registration.handle.mark_disconnected();
             queue.close();
@@ -805,7 +802,8 @@ fn run_connection<P: Protocol, H: Handler<P>>(
             Box::pin(disconnected(&registration, &*handler, reason))
         };
         ended.await;
-        // The permit is given back as `registration` drops, after the callback.
+        // The place under the connection limit is given back as `registration` drops, after
+        // the callback.
     }
 }
 

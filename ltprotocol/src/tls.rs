@@ -876,15 +876,23 @@ impl Connector {
 }
 
 /// Runs the server side of the handshake (when TLS is on), under the timeout, giving up at
-/// shutdown. On success the peer's identity is on `handle`.
+/// shutdown, turning the plain `transport` into a TLS one in place (`None` once it failed).
+/// On success the peer's identity is on `handle`.
 pub(crate) async fn accept(
-    stream: TcpStream,
+    transport: &mut Option<Transport>,
     tls: Option<&Acceptor>,
     handle: &ConnectionHandle,
     shutdown: &CancellationToken,
-) -> Result<Transport, DisconnectReason> {
+) -> Result<(), DisconnectReason> {
     let Some(tls) = tls else {
-        return Ok(Transport::Plain(stream));
+        return Ok(());
+    };
+    let stream = match transport.take() {
+        Some(Transport::Plain(stream)) => stream,
+        other => {
+            *transport = other;
+            return Ok(());
+        }
     };
     let accepted = tokio::select! {
         () = shutdown.cancelled() => return Err(DisconnectReason::Shutdown),
@@ -895,7 +903,8 @@ pub(crate) async fn accept(
             handle.set_tls(PeerIdentity::from_chain(
                 stream.get_ref().1.peer_certificates(),
             ));
-            Ok(Transport::Tls(Box::new(stream.into())))
+            *transport = Some(Transport::Tls(Box::new(stream.into())));
+            Ok(())
         }
         Ok(Err(err)) => Err(tls_failed(handshake_error(err, None))),
         Err(_) => Err(tls_failed(TlsError::TimedOut { after: tls.timeout })),

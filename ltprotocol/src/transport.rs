@@ -1,6 +1,8 @@
 //! The byte stream under a connection: plain TCP, or TLS over TCP (feature `tls`). Both run
 //! the same [`connection::drive`]; plain TCP keeps its cheap borrowed halves.
 
+#[cfg(feature = "tls")]
+use futures::future::Either;
 use tokio::net::TcpStream;
 
 use crate::connection::{self, ConnectionHandle, DisconnectReason, LinkConfig, OutboxReceiver};
@@ -18,62 +20,62 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// Runs the connection over this stream; see [`connection::drive`].
-    /// (An `async move` block, not an `async fn`: one copy of each argument in the task.)
-    #[allow(
-        clippy::manual_async_fn,
-        reason = "an async fn would keep a second copy of each argument in the task"
-    )]
-    pub(crate) fn drive<P, H>(
-        &mut self,
-        handle: &ConnectionHandle,
-        queue: &mut OutboxReceiver,
-        handler: &H,
-        config: &LinkConfig,
-        on_ready: impl FnOnce(),
-    ) -> impl Future<Output = DisconnectReason>
+    /// Runs the connection over this stream; see [`connection::drive`]. A plain function
+    /// choosing one of two futures, not an `async` block around them: the connection's task
+    /// holds no layer of its own for it.
+    pub(crate) fn drive<'a, P, H>(
+        &'a mut self,
+        handle: &'a ConnectionHandle,
+        queue: &'a mut OutboxReceiver,
+        handler: &'a H,
+        config: &'a LinkConfig,
+        on_ready: impl FnOnce() + 'a,
+    ) -> impl Future<Output = DisconnectReason> + 'a
     where
         P: Protocol,
         H: Handler<P>,
     {
-        async move {
-            match self {
-                Self::Plain(stream) => {
-                    // Halves borrowed from the stream, not owned ones: no shared allocation.
-                    let (reader, writer) = stream.split();
-                    #[cfg(feature = "tls")]
-                    {
-                        let mut reader = crate::tls::Sniff::new(reader);
-                        let reason = connection::drive::<_, _, P, H>(
-                            &mut reader,
-                            writer,
-                            handle,
-                            queue,
-                            handler,
-                            config,
-                            on_ready,
-                        )
-                        .await;
-                        crate::tls::plain_reason(reason, &reader, handle)
-                    }
-                    #[cfg(not(feature = "tls"))]
-                    {
-                        connection::drive::<_, _, P, H>(
-                            reader, writer, handle, queue, handler, config, on_ready,
-                        )
-                        .await
-                    }
-                }
+        match self {
+            Self::Plain(stream) => {
+                // Halves borrowed from the stream, not owned ones: no shared allocation.
+                let (reader, writer) = stream.split();
                 #[cfg(feature = "tls")]
-                Self::Tls(stream) => {
-                    let (reader, writer) = tokio::io::split(&mut **stream);
-                    let reader = crate::tls::EofAsClose(reader);
-                    let reason = connection::drive::<_, _, P, H>(
-                        reader, writer, handle, queue, handler, config, on_ready,
-                    )
-                    .await;
-                    crate::tls::established_reason(reason)
-                }
+                let plain = Either::Left(connection::drive::<_, _, P, H>(
+                    crate::tls::Sniff::new(reader),
+                    writer,
+                    handle,
+                    queue,
+                    handler,
+                    config,
+                    on_ready,
+                    crate::tls::plain_reason,
+                ));
+                #[cfg(not(feature = "tls"))]
+                let plain = connection::drive::<_, _, P, H>(
+                    reader,
+                    writer,
+                    handle,
+                    queue,
+                    handler,
+                    config,
+                    on_ready,
+                    |reason, _, _| reason,
+                );
+                plain
+            }
+            #[cfg(feature = "tls")]
+            Self::Tls(stream) => {
+                let (reader, writer) = tokio::io::split(&mut **stream);
+                Either::Right(connection::drive::<_, _, P, H>(
+                    crate::tls::EofAsClose(reader),
+                    writer,
+                    handle,
+                    queue,
+                    handler,
+                    config,
+                    on_ready,
+                    |reason, _, _| crate::tls::established_reason(reason),
+                ))
             }
         }
     }
