@@ -543,82 +543,37 @@ impl EncodedFrame {
     }
 }
 
-/// Where [`FrameCodec::skip_inspected`] stopped, past the frames `inspect` took.
-enum Next {
-    /// A frame whose header came in an earlier read, complete now and left by `inspect`.
-    Frame(Frame),
-    /// Nothing whole to decode yet.
-    Wait,
-    /// The frame at the front is whole and was left by `inspect`: cut it out.
-    Cut {
-        frame_len: usize,
-        message_type: MessageType,
-        fields: HeaderFields,
-    },
-    /// The frame at the front has its header read (now in the state), not all of its body.
-    Body,
-}
-
 impl FrameCodec {
     /// Like [`decode`](Decoder::decode), but first offers each whole frame in place (a view
     /// into `src`) to `inspect`: a frame it takes (returns `true`) is skipped without being cut
     /// out of the buffer; the first one it leaves is returned as `decode` would.
     ///
     /// Frames taken are skipped with a cursor, and `src` advanced past all of them once, on the
-    /// way out: a run of small frames costs no buffer bookkeeping per frame.
+    /// way out: a run of small frames costs no buffer bookkeeping per frame. (After an error
+    /// it is not: the connection ends there.)
     pub(crate) fn decode_inspecting(
         &mut self,
         src: &mut BytesMut,
-        inspect: impl FnMut(FrameRef<'_>) -> bool,
-    ) -> Result<Option<Frame>, FrameError> {
-        let mut taken = 0;
-        let next = self.skip_inspected(src, &mut taken, inspect);
-        if taken > 0 {
-            src.advance(taken);
-        }
-        match next? {
-            Next::Frame(frame) => Ok(Some(frame)),
-            Next::Wait => Ok(None),
-            // `src` now starts with the frame left to `decode`, or with a header read earlier.
-            Next::Cut {
-                frame_len,
-                message_type,
-                fields,
-            } => Ok(Some(Self::cut(
-                src,
-                self.layout.header_len(),
-                frame_len,
-                message_type,
-                fields,
-            ))),
-            Next::Body => self.finish_body(src),
-        }
-    }
-
-    /// [`decode_inspecting`](Self::decode_inspecting)'s loop: offers the frames past `*taken`
-    /// to `inspect`, moving `*taken` past each it takes, and says what comes next. Reads only;
-    /// the caller advances `src` and cuts.
-    #[inline(always)]
-    fn skip_inspected(
-        &mut self,
-        src: &mut BytesMut,
-        taken: &mut usize,
         mut inspect: impl FnMut(FrameRef<'_>) -> bool,
-    ) -> Result<Next, FrameError> {
+    ) -> Result<Option<Frame>, FrameError> {
         if !matches!(self.state, DecodeState::Head) {
             // A frame whose header came in an earlier read: the buffer starts with it.
-            let Some(frame) = self.finish_body(src)? else {
-                return Ok(Next::Wait);
-            };
-            if !inspect(frame.view()) {
-                return Ok(Next::Frame(frame));
+            match self.finish_body(src)? {
+                Some(frame) if inspect(frame.view()) => {}
+                frame => return Ok(frame),
             }
         }
         let header_len = self.layout.header_len();
+        let mut taken = 0;
         loop {
-            let rest = src.get(*taken..).unwrap_or_default();
+            // The whole buffer until a frame is taken: plain `decode` never moves the cursor.
+            let rest = if taken == 0 {
+                &src[..]
+            } else {
+                src.get(taken..).unwrap_or_default()
+            };
             if rest.len() < header_len {
-                return Ok(Next::Wait);
+                break;
             }
             let (frame_len, message_type) = self.read_length_and_type(rest)?;
             // Built only for layouts that have extra fields; otherwise the empty set.
@@ -634,7 +589,10 @@ impl FrameCodec {
                     message_type,
                     fields,
                 };
-                return Ok(Next::Body);
+                if taken > 0 {
+                    src.advance(taken);
+                }
+                return self.finish_body(src);
             };
             let view = FrameRef {
                 message_type,
@@ -642,14 +600,23 @@ impl FrameCodec {
                 body,
             };
             if !inspect(view) {
-                return Ok(Next::Cut {
+                if taken > 0 {
+                    src.advance(taken);
+                }
+                return Ok(Some(Self::cut(
+                    src,
+                    header_len,
                     frame_len,
                     message_type,
                     fields,
-                });
+                )));
             }
-            *taken += frame_len;
+            taken += frame_len;
         }
+        if taken > 0 {
+            src.advance(taken);
+        }
+        Ok(None)
     }
 
     /// With a header read earlier (`DecodeState::Body`): the frame once all of it is here,
@@ -683,7 +650,7 @@ impl FrameCodec {
 
     /// Cuts the whole frame at the front of `src` out of it. Skipping the header moves a
     /// cursor; only the body becomes a new (shared) handle.
-    #[inline]
+    #[inline(always)]
     fn cut(
         src: &mut BytesMut,
         header_len: usize,
