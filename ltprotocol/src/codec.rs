@@ -747,11 +747,13 @@ mod tests {
             cuts in prop::collection::vec(1usize..64, 1..20),
             openflow in any::<bool>(),
         ) {
-            let layout = if openflow { HeaderLayout::openflow() } else { HeaderLayout::ltprotocol() };
+            let layout =
+                if openflow { HeaderLayout::openflow() } else { HeaderLayout::ltprotocol() };
             let mut codec = FrameCodec::new(layout);
             let mut wire = BytesMut::new();
             for (message_type, body) in &frames {
-                let frame = Frame::new(MessageType::new((*message_type).into()), Bytes::from(body.clone()));
+                let message_type = MessageType::new((*message_type).into());
+                let frame = Frame::new(message_type, Bytes::from(body.clone()));
                 codec.encode(frame, &mut wire).unwrap();
             }
             let mut inspected = Vec::new();
@@ -767,7 +769,9 @@ mod tests {
                         frame.message_type.value() % 2 == 0
                     });
                     match next.unwrap() {
-                        Some(frame) => returned.push((frame.message_type.value(), frame.body.to_vec())),
+                        Some(frame) => {
+                            returned.push((frame.message_type.value(), frame.body.to_vec()));
+                        }
                         None => break,
                     }
                 }

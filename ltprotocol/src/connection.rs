@@ -1332,8 +1332,8 @@ where
                 // What the handshake read past its own frames goes to the first spell.
                 Ok(parts.carried())
             };
-            // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the life of
-            // the connection.
+            // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the
+            // life of the connection.
             let mut carried = {
                 // In a block of its own, so that the connection's task keeps no room for it.
                 let ready = tokio::select! {

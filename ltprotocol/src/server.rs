@@ -778,7 +778,8 @@ fn run_connection<P: Protocol, H: Handler<P>>(
                     // reason.
                     registration.handle.close_with(DisconnectReason::Shutdown);
                 }
-                info!(conn = %registration.handle.id(), peer = %registration.handle.peer(), "connected");
+                let handle = &registration.handle;
+                info!(conn = %handle.id(), peer = %handle.peer(), "connected");
                 transport
                     .drive::<P, H>(
                         &registration.handle,
@@ -824,7 +825,11 @@ async fn disconnected<P: Protocol, H: Handler<P>>(
             }
         }
         () = registration.inner.force.cancelled() => {
-            debug!(conn = %handle.id(), peer = %handle.peer(), "disconnected callback abandoned at the shutdown deadline");
+            debug!(
+                conn = %handle.id(),
+                peer = %handle.peer(),
+                "disconnected callback abandoned at the shutdown deadline"
+            );
         }
     }
 }
@@ -877,7 +882,8 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(
             size <= 400,
-            "a connection's future is {size} bytes: over 400, its task no longer fits a 512-byte cell"
+            "a connection's future is {size} bytes: \
+             over 400, its task no longer fits a 512-byte cell"
         );
     }
 }

@@ -35,46 +35,36 @@ impl Transport {
         P: Protocol,
         H: Handler<P>,
     {
+        // One call of `connection::drive` per stream kind: they differ in the reader and in
+        // what has the final say on the reason.
+        macro_rules! drive {
+            ($reader:expr, $writer:expr, $explain:expr) => {
+                connection::drive::<_, _, P, H>(
+                    $reader, $writer, handle, queue, handler, config, on_ready, $explain,
+                )
+            };
+        }
         match self {
             Self::Plain(stream) => {
                 // Halves borrowed from the stream, not owned ones: no shared allocation.
                 let (reader, writer) = stream.split();
                 #[cfg(feature = "tls")]
-                let plain = Either::Left(connection::drive::<_, _, P, H>(
+                let plain = Either::Left(drive!(
                     crate::tls::Sniff::new(reader),
                     writer,
-                    handle,
-                    queue,
-                    handler,
-                    config,
-                    on_ready,
-                    crate::tls::plain_reason,
+                    crate::tls::plain_reason
                 ));
                 #[cfg(not(feature = "tls"))]
-                let plain = connection::drive::<_, _, P, H>(
-                    reader,
-                    writer,
-                    handle,
-                    queue,
-                    handler,
-                    config,
-                    on_ready,
-                    |reason, _, _| reason,
-                );
+                let plain = drive!(reader, writer, |reason, _, _| reason);
                 plain
             }
             #[cfg(feature = "tls")]
             Self::Tls(stream) => {
                 let (reader, writer) = tokio::io::split(&mut **stream);
-                Either::Right(connection::drive::<_, _, P, H>(
+                Either::Right(drive!(
                     crate::tls::EofAsClose(reader),
                     writer,
-                    handle,
-                    queue,
-                    handler,
-                    config,
-                    on_ready,
-                    |reason, _, _| crate::tls::established_reason(reason),
+                    |reason, _, _| crate::tls::established_reason(reason)
                 ))
             }
         }
