@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -348,7 +349,8 @@ impl Outbox {
     }
 
     /// Wakes the connection that drains this outbox, idle or writing, to look at its close
-    /// token and abort flag: whoever cancels or sets one of them calls this next.
+    /// and abort flags (and a client's close token): whoever sets or cancels one of them calls
+    /// this next.
     pub(crate) fn wake(&self) {
         self.shared.ready.notify_one();
     }
@@ -1384,7 +1386,7 @@ where
                 // connection's task small: one `Notified`, not a future per source, and written
                 // here rather than in a function of its own, whose future would hold its own copy
                 // of every reference.
-                let woke = loop {
+                let next = loop {
                     // Boxed, and only when a timer runs: without idle timeout and keepalive (the
                     // defaults) an idle connection carries no timer at all. Which timer it is, is
                     // asked again when it expires (the state does not change meanwhile), not kept.
@@ -1423,18 +1425,21 @@ where
                     .await;
                     drop(timer);
                     match (woke, state.deadline(config)) {
+                        (Woke::Aborted, _) => break ControlFlow::Break(None),
+                        (Woke::Work | Woke::Readable, _) => break ControlFlow::Continue(()),
                         (Woke::Notified, _) | (Woke::Expired, None) => {}
+                        (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
+                            break ControlFlow::Break(Some(DisconnectReason::TimedOut {
+                                kind,
+                                after,
+                            }));
+                        }
                         (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, config),
-                        (woke, _) => break woke,
                     }
                 };
-                match (woke, state.deadline(config)) {
-                    (Woke::Aborted, _) => break None,
-                    (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
-                        break Some(DisconnectReason::TimedOut { kind, after });
-                    }
-                    // Go active.
-                    _ => {}
+                // `Continue`: go active.
+                if let ControlFlow::Break(reason) = next {
+                    break reason;
                 }
             };
             finish(handle, reason)
