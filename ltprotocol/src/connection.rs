@@ -239,7 +239,6 @@ impl OutboxShared {
 /// queue but not yet confirmed written (sent again on a client's next connection).
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
-    shared: Arc<OutboxShared>,
     inflight: VecDeque<Bytes>,
 }
 
@@ -253,11 +252,8 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
         capacity,
     });
     (
-        Outbox {
-            shared: shared.clone(),
-        },
+        Outbox { shared },
         OutboxReceiver {
-            shared,
             inflight: VecDeque::new(),
         },
     )
@@ -410,20 +406,20 @@ impl Future for Queueing<'_> {
 
 impl OutboxReceiver {
     /// Frames queued or in flight, not yet confirmed written.
-    pub(crate) fn unsent(&self) -> usize {
-        self.inflight.len() + self.shared.pending().len()
+    pub(crate) fn unsent(&self, outbox: &Outbox) -> usize {
+        self.inflight.len() + outbox.shared.pending().len()
     }
 
     /// Refuses further frames; those already queued can still be drained.
-    pub(crate) fn close(&mut self) {
-        let _pending = self.shared.pending();
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.budget.close();
+    pub(crate) fn close(&mut self, outbox: &Outbox) {
+        let _pending = outbox.shared.pending();
+        outbox.shared.closed.store(true, Ordering::Release);
+        outbox.shared.budget.close();
     }
 
     /// Moves every queued frame behind those in flight; false when nothing was queued.
-    fn take(&mut self) -> bool {
-        let mut pending = self.shared.pending();
+    fn take(&mut self, outbox: &Outbox) -> bool {
+        let mut pending = outbox.shared.pending();
         if pending.is_empty() {
             return false;
         }
@@ -438,9 +434,9 @@ impl OutboxReceiver {
 
     /// Waits until frames are queued and moves them in flight (`false`), or until `closed`
     /// says so (`true`): whoever makes it say so wakes the outbox ([`Outbox::wake`]) next.
-    async fn recv_or(&mut self, closed: impl Fn() -> bool) -> bool {
+    async fn recv_or(&mut self, outbox: &Outbox, closed: impl Fn() -> bool) -> bool {
         loop {
-            if self.take() {
+            if self.take(outbox) {
                 return false;
             }
             if closed() {
@@ -448,34 +444,34 @@ impl OutboxReceiver {
             }
             // `notify_one` keeps a permit when the writer is not waiting: no wake-up is lost
             // between the check above and this wait.
-            self.shared.ready.notified().await;
+            outbox.shared.ready.notified().await;
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.shared.pending().is_empty()
+    fn is_empty(outbox: &Outbox) -> bool {
+        outbox.shared.pending().is_empty()
     }
 
     /// Gives back the queue's buffers while they are empty and hold room for more than `keep`
     /// frames: with 0, so that an idle connection holds none.
-    fn release_buffers(&mut self, keep: usize) {
+    fn release_buffers(&mut self, outbox: &Outbox, keep: usize) {
         if self.inflight.is_empty() && self.inflight.capacity() > keep {
             self.inflight = VecDeque::new();
         }
-        let mut pending = self.shared.pending();
+        let mut pending = outbox.shared.pending();
         if pending.is_empty() && pending.capacity() > keep {
             *pending = VecDeque::new();
         }
     }
 
     /// Confirms the first `count` frames in flight: written whole.
-    fn confirm_front(&mut self, count: usize) {
+    fn confirm_front(&mut self, outbox: &Outbox, count: usize) {
         let mut released = 0usize;
         for frame in self.inflight.drain(..count.min(self.inflight.len())) {
-            released += permits_for(frame.len(), self.shared.capacity) as usize;
+            released += permits_for(frame.len(), outbox.shared.capacity) as usize;
         }
         if released > 0 {
-            self.shared.budget.add_permits(released);
+            outbox.shared.budget.add_permits(released);
         }
     }
 }
@@ -707,6 +703,10 @@ struct HandleInner {
     /// the cheap check that refuses new frames.
     closing: AtomicBool,
     connected: AtomicBool,
+    /// Set once a server has given back this connection's places (registry, per-address
+    /// count): here rather than in the server's guard, where it would cost the connection's
+    /// task 8 bytes.
+    released: AtomicBool,
     received: AtomicU64,
     requests: Option<Arc<RequestTable>>,
     handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
@@ -765,6 +765,7 @@ impl ConnectionHandle {
                 parent_close,
                 closing: AtomicBool::new(false),
                 connected: AtomicBool::new(true),
+                released: AtomicBool::new(false),
                 received: AtomicU64::new(0),
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
                 handshake: OnceLock::new(),
@@ -774,6 +775,16 @@ impl ConnectionHandle {
                 tls: OnceLock::new(),
             }),
         }
+    }
+
+    /// True the first time only: the server gives this connection's places back once.
+    pub(crate) fn first_release(&self) -> bool {
+        !self.inner.released.swap(true, Ordering::Relaxed)
+    }
+
+    /// The outbox this connection's writer drains.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
     }
 
     /// The connection's id.
@@ -1046,6 +1057,11 @@ impl ConnectionHandle {
     /// kept as attributes of its per-connection protocol object: counters, a login, a
     /// sequence number. Shared by every clone of the handle, so `T` uses atomics or a lock
     /// for what changes. `None` if the state was first made with another type.
+    ///
+    /// Each call finds the state by its type: a virtual call and a compare, and the caller's
+    /// registers saved around the call. On a path taken for every frame, a handler made for
+    /// each connection ([`Server::serve_each`](crate::Server::serve_each)) keeps its state in
+    /// its own fields instead, with no lookup.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -1341,14 +1357,17 @@ where
                 // What the handshake read past its own frames goes to the first spell.
                 Ok(parts.carried())
             };
-            // Boxed: run once, its state (the handshake's, `connected`'s) is not kept for the
-            // life of the connection.
+            // Boxed, with the wait for an abort: run once, its state (the handshake's,
+            // `connected`'s) is not kept for the life of the connection.
             let mut carried = {
                 // In a block of its own, so that the connection's task keeps no room for it.
-                let ready = tokio::select! {
-                    () = handle.aborted() => Err(DisconnectReason::Closed),
-                    ready = Box::pin(setup) => ready,
-                };
+                let ready = Box::pin(async {
+                    tokio::select! {
+                        () = handle.aborted() => Err(DisconnectReason::Closed),
+                        ready = setup => ready,
+                    }
+                })
+                .await;
                 match ready {
                     Ok(carried) => carried,
                     Err(reason) => break 'run finish(handle, Some(reason)),
@@ -1374,7 +1393,7 @@ where
                 match spell.await {
                     Spell::Ended(reason) => break reason,
                     // Going idle: the queue gives its buffers back.
-                    Spell::Idle => queue.release_buffers(0),
+                    Spell::Idle => queue.release_buffers(&handle.inner.outbox, 0),
                 }
                 // Idle: wait, holding nothing but the timers, until bytes can be read, frames are
                 // queued, the connection is closed or aborted, or a timer expires.
@@ -1393,7 +1412,7 @@ where
                     let mut timer = state
                         .deadline(config)
                         .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
-                    let notified = queue.shared.ready.notified();
+                    let notified = handle.inner.outbox.shared.ready.notified();
                     tokio::pin!(notified);
                     let woke = std::future::poll_fn(|cx| {
                         // With the task's budget spent, a spell would find its sources refusing at
@@ -1405,7 +1424,9 @@ where
                         if handle.is_aborted() {
                             return Poll::Ready(Woke::Aborted);
                         }
-                        if handle.close_requested() || !queue.is_empty() {
+                        if handle.close_requested()
+                            || !OutboxReceiver::is_empty(&handle.inner.outbox)
+                        {
                             return Poll::Ready(Woke::Work);
                         }
                         // Checked before waiting: a frame queued or a close since then leaves a
@@ -2034,6 +2055,7 @@ async fn write_loop<W>(
 where
     W: AsyncWrite + Unpin + Send,
 {
+    let outbox = &handle.inner.outbox;
     let mut batch = BytesMut::new();
     let mut closing = false;
     loop {
@@ -2042,12 +2064,12 @@ where
             if closing {
                 // Closing: write what is queued now, then stop. Handles refuse new frames
                 // once a close is asked for.
-                if !queue.take() {
+                if !queue.take(outbox) {
                     break;
                 }
             } else {
                 quiet.store(true, Ordering::Relaxed);
-                let closed = queue.recv_or(|| handle.close_requested()).await;
+                let closed = queue.recv_or(outbox, || handle.close_requested()).await;
                 quiet.store(false, Ordering::Relaxed);
                 if closed {
                     closing = true;
@@ -2056,11 +2078,11 @@ where
                 }
             }
         } else {
-            queue.take();
+            queue.take(outbox);
         }
         // Writing runs boxed, one allocation per batch, so an idle connection's task does not
         // carry the state of a write in progress.
-        Box::pin(write_batch(writer, queue, &mut batch, limit)).await?;
+        Box::pin(write_batch(writer, queue, outbox, &mut batch, limit)).await?;
     }
     flush_timed(writer, limit).await?;
     writer.shutdown().await
@@ -2072,19 +2094,20 @@ where
 async fn write_batch<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
+    outbox: &Outbox,
     batch: &mut BytesMut,
     limit: Option<Duration>,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin + Send,
 {
-    write_inflight(writer, queue, batch, limit).await?;
-    if queue.is_empty() {
+    write_inflight(writer, queue, outbox, batch, limit).await?;
+    if OutboxReceiver::is_empty(outbox) {
         flush_timed(writer, limit).await?;
         if batch.capacity() > KEEP_BATCH_BYTES {
             *batch = BytesMut::new();
         }
-        queue.release_buffers(KEEP_QUEUED);
+        queue.release_buffers(outbox, KEEP_QUEUED);
     }
     Ok(())
 }
@@ -2095,6 +2118,7 @@ where
 async fn write_inflight<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
+    outbox: &Outbox,
     batch: &mut BytesMut,
     limit: Option<Duration>,
 ) -> io::Result<()>
@@ -2105,7 +2129,7 @@ where
         if front.len() >= DIRECT_WRITE {
             let frame = front.clone();
             write_timed(writer, &frame, limit).await?;
-            queue.confirm_front(1);
+            queue.confirm_front(outbox, 1);
             continue;
         }
         // Gather the run of small frames at the front into one batch.
@@ -2134,7 +2158,7 @@ where
                 confirmed_bytes += frame.len();
                 whole += 1;
             }
-            queue.confirm_front(whole);
+            queue.confirm_front(outbox, whole);
             count -= whole;
         }
     }

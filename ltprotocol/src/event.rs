@@ -78,6 +78,10 @@ pub enum Event<P> {
 /// then, decoded, [`try_message`](Self::try_message) (synchronous), then
 /// [`message`](Self::message) (async); each of the first two may keep it from going further.
 ///
+/// One handler serves every connection ([`Server::serve`](crate::Server::serve)), or each
+/// connection has one of its own whose fields are its state
+/// ([`Server::serve_each`](crate::Server::serve_each)).
+///
 /// Callbacks for one connection run in order, on that connection's task: while `message` is
 /// running, no further frame is read from that peer (back-pressure). A panic in a callback
 /// ends that connection only, with [`DisconnectReason::HandlerPanicked`].

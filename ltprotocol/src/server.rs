@@ -6,7 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -273,8 +273,9 @@ pub struct ShutdownReport {
 }
 
 /// A server for one protocol `P`: accepts clients, runs each connection on its own task, and
-/// tells the application about them through a [`Handler`] ([`serve`](Self::serve)) or a
-/// stream ([`events`](Self::events)).
+/// tells the application about them through a [`Handler`] ([`serve`](Self::serve)), a
+/// handler per connection ([`serve_each`](Self::serve_each)) or a stream
+/// ([`events`](Self::events)).
 ///
 /// Cheap to clone; every clone is the same server.
 ///
@@ -283,6 +284,7 @@ pub struct ShutdownReport {
 /// | ltprotocol 0.2.1 | here |
 /// |---|---|
 /// | `LTTwistedServer(proto, recv_cb, new_cb, lost_cb).listen(port)` | `Server::builder(layout).bind(addr)` + `serve(handler)` |
+/// | the protocol object made for each connection, and its attributes | [`serve_each`](Self::serve_each): a handler per connection, its fields |
 /// | `server.send(msg)` (broadcast) | [`broadcast`](Self::broadcast) |
 /// | `send_msg_to_client(conn, msg)` | [`send_to`](Self::send_to) or [`ConnectionHandle::send`] |
 /// | `connections`, `numProtocols` | [`connections`](Self::connections), [`len`](Self::len) |
@@ -358,6 +360,87 @@ impl<P: Protocol> Server<P> {
     /// An error of kind [`io::ErrorKind::AlreadyExists`] if the server is already serving
     /// (through `serve` or `events`).
     pub async fn serve<H: Handler<P>>(&self, handler: H) -> io::Result<()> {
+        let handler = Arc::new(handler);
+        self.serve_each(move |_| handler.clone()).await
+    }
+
+    /// Accepts clients as [`serve`](Self::serve) does, with a handler of its own for each
+    /// connection, made by `make` when the connection is accepted: the ancestor's protocol
+    /// object per connection. The handler's fields are that connection's state, reached with
+    /// no lookup: cheaper on every frame than [`ConnectionHandle::state`], which finds the
+    /// state by its type. Every callback of that connection, from
+    /// [`connected`](Handler::connected) to [`disconnected`](Handler::disconnected), runs on
+    /// its handler, which is dropped when the connection's task ends.
+    ///
+    /// The handler lives in the connection's task, so its size is paid by every connection,
+    /// idle or not: up to 48 bytes it costs nothing more (the task stays in a 512-byte cell);
+    /// put what is shared behind an `Arc`, and what is large in a `Box`. Its fields that
+    /// change are atomics or behind a lock (a handler is `Sync`); only this connection's
+    /// task calls it, so a relaxed load and store is enough for a counter.
+    ///
+    /// If `make` panics, that connection alone is closed (and logged); the server goes on.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use ltprotocol::demo::{Demo, NumMsg};
+    /// use ltprotocol::{ConnectionHandle, Handled, Handler, HeaderFields, Server};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// /// Numbers each connection's messages: every `NumMsg` is answered with how many this
+    /// /// connection has sent so far.
+    /// #[derive(Default)]
+    /// struct Numbering {
+    ///     seen: AtomicU32,
+    /// }
+    ///
+    /// impl Handler<Demo> for Numbering {
+    ///     fn try_message(&self, conn: &ConnectionHandle, msg: Demo, fields: HeaderFields) -> Handled<Demo> {
+    ///         let Demo::Num(_) = msg else {
+    ///             return Handled::Later(msg, fields);
+    ///         };
+    ///         let seen = self.seen.load(Ordering::Relaxed) + 1;
+    ///         self.seen.store(seen, Ordering::Relaxed);
+    ///         let _ = conn.try_send(&Demo::Num(NumMsg { num: seen }));
+    ///         Handled::Done
+    ///     }
+    ///
+    ///     async fn message(&self, _conn: &ConnectionHandle, _msg: Demo, _fields: HeaderFields) {}
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let server = Server::<Demo>::builder(ltprotocol::HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let serving = server.clone();
+    /// tokio::spawn(async move { serving.serve_each(|_conn| Numbering::default()).await });
+    ///
+    /// let num = b"\x00\x07\x01\x00\x00\x00\x05"; // NumMsg(5)
+    /// let (mut a, mut b) = (
+    ///     tokio::net::TcpStream::connect(server.local_addr()).await?,
+    ///     tokio::net::TcpStream::connect(server.local_addr()).await?,
+    /// );
+    /// let mut answer = [0u8; 7];
+    /// for expected in [1u8, 2] {
+    ///     a.write_all(num).await?;
+    ///     a.read_exact(&mut answer).await?;
+    ///     assert_eq!(answer[6], expected);
+    /// }
+    /// // Another connection, another handler: its count starts again.
+    /// b.write_all(num).await?;
+    /// b.read_exact(&mut answer).await?;
+    /// assert_eq!(answer[6], 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve): [`io::ErrorKind::AlreadyExists`] if the server is already
+    /// serving.
+    pub async fn serve_each<H, F>(&self, mut make: F) -> io::Result<()>
+    where
+        H: Handler<P>,
+        F: FnMut(&ConnectionHandle) -> H + Send,
+    {
         let listener = self
             .inner
             .listener
@@ -370,7 +453,6 @@ impl<P: Protocol> Server<P> {
                     "the server is already serving",
                 )
             })?;
-        let handler = Arc::new(handler);
         let mut pause = Duration::from_millis(10);
         loop {
             let accepted = tokio::select! {
@@ -391,11 +473,12 @@ impl<P: Protocol> Server<P> {
                         drop(stream);
                         continue;
                     }
-                    let inner = self.inner.clone();
-                    let handler = handler.clone();
-                    self.inner
-                        .tracker
-                        .spawn(run_connection::<P, H>(inner, stream, peer, handler));
+                    let accepted = Accepted::new(self.inner.clone(), stream, peer);
+                    if let Some(handler) = accepted.handler(&mut make) {
+                        self.inner
+                            .tracker
+                            .spawn(run_connection::<P, H>(accepted, handler));
+                    }
                 }
                 Err(err) if is_per_connection(&err) => {
                     debug!(error = %err, "accept: connection failed before it was accepted");
@@ -689,12 +772,11 @@ fn is_per_connection(err: &io::Error) -> bool {
 struct Registration {
     inner: Arc<ServerInner>,
     handle: ConnectionHandle,
-    released: AtomicBool,
 }
 
 impl Registration {
     fn release(&self) {
-        if !self.released.swap(true, Ordering::Relaxed) {
+        if self.handle.first_release() {
             self.inner.registry().remove(&self.handle.id());
             self.inner.release(self.handle.peer().ip());
         }
@@ -708,44 +790,74 @@ impl Drop for Registration {
     }
 }
 
-/// A connection's task. Its parts (handle, outbox) are made here, before the task runs, and
-/// the `async move` block uses each in place: a block keeps every capture for its whole life,
-/// moved from or not, and an `async fn` would keep a second copy of each argument. What an
-/// idle connection costs is mostly this future.
+/// A newly accepted connection's parts, made before its task runs: its handle and place in
+/// the server, its transport, and its outbox's receiving end.
+struct Accepted {
+    registration: Registration,
+    transport: Option<Transport>,
+    queue: connection::OutboxReceiver,
+}
+
+impl Accepted {
+    fn new(inner: Arc<ServerInner>, stream: TcpStream, peer: SocketAddr) -> Self {
+        // Small frames must not wait for Nagle; our writer batches instead.
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
+        let local = stream.local_addr().unwrap_or(inner.local_addr);
+        let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let (outbox, queue) = connection::outbox(inner.outbox_bytes);
+        let handle = ConnectionHandle::new(
+            id,
+            peer,
+            local,
+            outbox,
+            inner.link.codec.clone(),
+            // No parent: `shutdown` closes every registered connection itself, and one
+            // registered as it began closes itself (below).
+            None,
+            inner.link.correlation.as_ref(),
+        );
+        Self {
+            registration: Registration { inner, handle },
+            transport: Some(Transport::Plain(stream)),
+            queue,
+        }
+    }
+
+    /// The handler `make` makes for this connection; `None` if `make` panicked (logged): the
+    /// connection is then closed and its places given back as `self` drops.
+    fn handler<H>(&self, make: &mut impl FnMut(&ConnectionHandle) -> H) -> Option<H> {
+        let handle = &self.registration.handle;
+        let made = std::panic::catch_unwind(AssertUnwindSafe(|| make(handle)));
+        if made.is_err() {
+            warn!(
+                conn = %handle.id(),
+                peer = %handle.peer(),
+                "closing a connection: making its handler panicked"
+            );
+        }
+        made.ok()
+    }
+}
+
+/// A connection's task. Its parts are made before it runs ([`Accepted`]), and the `async
+/// move` block uses each in place: a block keeps every capture for its whole life, moved from
+/// or not, and an `async fn` would keep a second copy of each argument. What an idle
+/// connection costs is mostly this future, the handler included.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would keep a second copy of each argument in the task"
 )]
 fn run_connection<P: Protocol, H: Handler<P>>(
-    inner: Arc<ServerInner>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    handler: Arc<H>,
+    accepted: Accepted,
+    handler: H,
 ) -> impl Future<Output = ()> {
-    // Small frames must not wait for Nagle; our writer batches instead.
-    if let Err(err) = stream.set_nodelay(true) {
-        debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-    }
-    let local = stream.local_addr().unwrap_or(inner.local_addr);
-    let id = ConnectionId::new(inner.next_id.fetch_add(1, Ordering::Relaxed));
-    let (outbox, mut queue) = connection::outbox(inner.outbox_bytes);
-    let handle = ConnectionHandle::new(
-        id,
-        peer,
-        local,
-        outbox,
-        inner.link.codec.clone(),
-        // No parent: `shutdown` closes every registered connection itself, and one
-        // registered as it began closes itself (below).
-        None,
-        inner.link.correlation.as_ref(),
-    );
-    let registration = Registration {
-        inner,
-        handle,
-        released: AtomicBool::new(false),
-    };
-    let mut transport = Some(Transport::Plain(stream));
+    let Accepted {
+        registration,
+        mut transport,
+        mut queue,
+    } = accepted;
     async move {
         // Used in place through `registration`, and `id` and `peer` through the handle: a
         // capture or a reference held across an await would cost every connection its room.
@@ -784,15 +896,16 @@ fn run_connection<P: Protocol, H: Handler<P>>(
                     .drive::<P, H>(
                         &registration.handle,
                         &mut queue,
-                        &*handler,
+                        &handler,
                         &registration.inner.link,
                         || {},
                     )
                     .await
             };
             registration.handle.mark_disconnected();
-            queue.close();
-            let unsent = queue.unsent();
+            let outbox = registration.handle.outbox();
+            queue.close(outbox);
+            let unsent = queue.unsent(outbox);
             registration
                 .inner
                 .unsent
@@ -800,7 +913,7 @@ fn run_connection<P: Protocol, H: Handler<P>>(
             registration.release();
             log_disconnect(&registration.handle, &reason, unsent);
             // Boxed: run once, at the end; its state is not carried for the connection's life.
-            Box::pin(disconnected(&registration, &*handler, reason))
+            Box::pin(disconnected(&registration, &handler, reason))
         };
         ended.await;
         // The place under the connection limit is given back as `registration` drops, after
@@ -852,7 +965,7 @@ mod tests {
 
     use tokio::net::{TcpListener, TcpStream};
 
-    use super::run_connection;
+    use super::{Accepted, run_connection};
     use crate::{ConnectionHandle, Handler, HeaderFields, HeaderLayout, Server, Unknown};
 
     struct Quiet;
@@ -861,10 +974,20 @@ mod tests {
         async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {}
     }
 
+    /// A handler per connection of the largest size `serve_each` says costs nothing more.
+    struct Own([u64; 6]);
+
+    impl Handler<Unknown> for Own {
+        async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {
+            let _ = self.0;
+        }
+    }
+
     /// What an idle connection costs is mostly its task: tokio rounds a task's cell up to 128
     /// bytes, and a future of up to 400 bytes (with the task tracker's token) keeps it at 512
     /// (1.49 KB per idle connection in all, against 1.61 KB at 640). The handler's futures are
-    /// boxed, so no handler changes this.
+    /// boxed, so only the handler itself counts: the `Arc` of `serve`, or the handler of
+    /// `serve_each`, up to 48 bytes.
     #[tokio::test]
     async fn a_connection_task_fits_a_512_byte_cell() {
         let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
@@ -872,18 +995,30 @@ mod tests {
             .await
             .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (stream, peer) = listener.accept().await.unwrap();
-        server.inner.admit_connection(peer.ip()).unwrap();
-        let task =
-            run_connection::<Unknown, Quiet>(server.inner.clone(), stream, peer, Arc::new(Quiet));
-        let size = std::mem::size_of_val(&task);
-        assert!(
-            size <= 400,
-            "a connection's future is {size} bytes: \
-             over 400, its task no longer fits a 512-byte cell"
+        let _clients = (
+            TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap(),
+            TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap(),
         );
+        let accept = async || {
+            let (stream, peer) = listener.accept().await.unwrap();
+            server.inner.admit_connection(peer.ip()).unwrap();
+            Accepted::new(server.inner.clone(), stream, peer)
+        };
+        let shared = run_connection::<Unknown, _>(accept().await, Arc::new(Quiet));
+        let own = run_connection::<Unknown, _>(accept().await, Own([0; 6]));
+        for (size, what) in [
+            (size_of_val(&shared), "with a shared handler"),
+            (size_of_val(&own), "with a 48-byte handler of its own"),
+        ] {
+            assert!(
+                size <= 400,
+                "a connection's future {what} is {size} bytes: \
+                 over 400, its task no longer fits a 512-byte cell"
+            );
+        }
     }
 }

@@ -439,7 +439,7 @@ impl Actor {
     async fn run<P: Protocol, H: Handler<P>>(mut self, handler: H) -> usize {
         let mut failures: u32 = 0;
         loop {
-            if self.close.is_cancelled() && self.queue.unsent() == 0 {
+            if self.close.is_cancelled() && self.queue.unsent(&self.outbox) == 0 {
                 break;
             }
             let attempt = failures + 1;
@@ -463,7 +463,7 @@ impl Actor {
                     if self.abort.is_cancelled() {
                         break;
                     }
-                    if self.close.is_cancelled() && self.queue.unsent() == 0 {
+                    if self.close.is_cancelled() && self.queue.unsent(&self.outbox) == 0 {
                         break;
                     }
                     if lasted {
@@ -500,7 +500,7 @@ impl Actor {
                 () = self.close.cancelled() => {
                     // Closing while disconnected: stop now unless frames wait to be sent,
                     // counting those queued during the wait, which need the next connection.
-                    if self.queue.unsent() == 0 {
+                    if self.queue.unsent(&self.outbox) == 0 {
                         break;
                     }
                     tokio::select! {
@@ -511,8 +511,8 @@ impl Actor {
                 () = tokio::time::sleep_until(until) => {}
             }
         }
-        self.queue.close();
-        let unsent = self.queue.unsent();
+        self.queue.close(&self.outbox);
+        let unsent = self.queue.unsent(&self.outbox);
         if unsent > 0 {
             warn!(addr = %self.addr, unsent, "client stopped with frames unsent");
         }
@@ -573,7 +573,7 @@ impl Actor {
         );
         handle.mark_disconnected();
         self.connected.send_replace(None);
-        crate::server::log_disconnect(&handle, &reason, self.queue.unsent());
+        crate::server::log_disconnect(&handle, &reason, self.queue.unsent(&self.outbox));
         if call_or_abort(&self.abort, handler.disconnected(&handle, &reason))
             .await
             .is_err()
