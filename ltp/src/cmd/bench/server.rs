@@ -23,9 +23,9 @@ use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
 /// when a queue is full); small enough that what waits per connection stays a few KiB.
 const FANOUT_CHUNK: u64 = 512;
 
-/// What one connection has sent since it opened or since its last END: the connection's own
-/// state ([`ConnectionHandle::state`]). Only the connection's task changes it, so a load and
-/// a store do (no locked read-modify-write).
+/// What one connection has sent since it opened or since its last END: kept in the
+/// connection's own handler ([`Server::serve_each`]). Only the connection's task changes it,
+/// so a load and a store do (no locked read-modify-write).
 #[derive(Debug, Default)]
 struct Counters {
     count: AtomicU64,
@@ -134,26 +134,26 @@ pub(crate) enum Bench {
     Other(Unknown),
 }
 
-/// The frame-level server (`--api inspect` and `--api frame`).
+/// The frame-level server (`--api inspect` and `--api frame`): one handler per connection,
+/// whose counters are that connection's.
 #[derive(Debug)]
 struct BenchHandler {
     server: Server<Unknown>,
     /// Count DATA in [`Handler::inspect`] (`--api inspect`) or, decoded, in
     /// [`Handler::try_message`] (`--api frame`).
     in_place: bool,
+    counters: Counters,
 }
 
 impl Handler<Unknown> for BenchHandler {
     // With `--api inspect`, DATA is counted in place, in the read buffer, and consumed there
     // (unless echoing): no allocation, no decoding and no future per frame. ECHO only sets a
     // flag.
-    fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
+    fn inspect(&self, _conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
         if !self.in_place {
             return Inspected::Deliver;
         }
-        let Some(counters) = conn.state::<Counters>() else {
-            return Inspected::Deliver;
-        };
+        let counters = &self.counters;
         match frame.message_type.value() {
             // The guard counts the frame (once) and says whether it is to be echoed.
             DATA if counters.data(frame.body.len() as u64) => Inspected::Deliver,
@@ -169,16 +169,14 @@ impl Handler<Unknown> for BenchHandler {
     // With `--api frame`, the same decoded: DATA counted, ECHO noted, no future for either.
     fn try_message(
         &self,
-        conn: &ConnectionHandle,
+        _conn: &ConnectionHandle,
         msg: Unknown,
         fields: HeaderFields,
     ) -> Handled<Unknown> {
         if self.in_place {
             return Handled::Later(msg, fields);
         }
-        let Some(counters) = conn.state::<Counters>() else {
-            return Handled::Later(msg, fields);
-        };
+        let counters = &self.counters;
         match msg.message_type.value() {
             DATA if !counters.data(msg.body.len() as u64) => Handled::Done,
             ECHO => {
@@ -191,9 +189,7 @@ impl Handler<Unknown> for BenchHandler {
 
     /// What waits: an echoed DATA (counted already), END's REPORT, FANOUT.
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        let Some(counters) = conn.state::<Counters>() else {
-            return;
-        };
+        let counters = &self.counters;
         match msg.message_type.value() {
             // Counted already; echoed if asked. Fails only when this connection is closing.
             DATA if counters.echoing() => {
@@ -271,26 +267,28 @@ async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count:
     let _ = conn.send(&report).await;
 }
 
-/// The typed server (`--api typed`): every frame is decoded into [`Bench`] first.
+/// The typed server (`--api typed`): every frame is decoded into [`Bench`] first. One
+/// handler per connection, as [`BenchHandler`].
 #[derive(Debug)]
 struct TypedHandler {
     server: Server<Bench>,
     /// Count DATA in [`Handler::try_message`] (`--api typed`) rather than in `message`
     /// (`--api typed-async`).
     sync: bool,
+    counters: Counters,
 }
 
 impl Handler<Bench> for TypedHandler {
     fn try_message(
         &self,
-        conn: &ConnectionHandle,
+        _conn: &ConnectionHandle,
         msg: Bench,
         fields: HeaderFields,
     ) -> Handled<Bench> {
-        let counters = match conn.state::<Counters>() {
-            Some(counters) if self.sync => counters,
-            _ => return Handled::Later(msg, fields),
-        };
+        if !self.sync {
+            return Handled::Later(msg, fields);
+        }
+        let counters = &self.counters;
         match msg {
             Bench::Data(data) if !counters.data(data.body.len() as u64) => Handled::Done,
             Bench::Echo(Echo) => {
@@ -302,9 +300,7 @@ impl Handler<Bench> for TypedHandler {
     }
 
     async fn message(&self, conn: &ConnectionHandle, msg: Bench, fields: HeaderFields) {
-        let Some(counters) = conn.state::<Counters>() else {
-            return;
-        };
+        let counters = &self.counters;
         match msg {
             Bench::Data(data) => {
                 if !self.sync {
@@ -338,13 +334,12 @@ pub(super) async fn start(
     tls: Option<ltprotocol::tls::ServerTls>,
 ) -> anyhow::Result<Server<Unknown>> {
     let server = bind(wire, listen, tls).await?;
-    spawn_serving(
-        &server,
-        BenchHandler {
-            server: server.clone(),
-            in_place,
-        },
-    );
+    let shared = server.clone();
+    spawn_serving(&server, move |_| BenchHandler {
+        server: shared.clone(),
+        in_place,
+        counters: Counters::default(),
+    });
     Ok(server)
 }
 
@@ -371,10 +366,14 @@ async fn bind<P: Protocol>(
         .with_context(|| format!("cannot listen on {listen}"))
 }
 
-fn spawn_serving<P: Protocol, H: Handler<P>>(server: &Server<P>, handler: H) {
+/// Serves `server` on a spawned task, with a handler per connection made by `make`.
+fn spawn_serving<P: Protocol, H: Handler<P>>(
+    server: &Server<P>,
+    make: impl FnMut(&ConnectionHandle) -> H + Send + 'static,
+) {
     let serving = server.clone();
     tokio::spawn(async move {
-        if let Err(err) = serving.serve(handler).await {
+        if let Err(err) = serving.serve_each(make).await {
             tracing::warn!(error = %err, "bench server stopped");
         }
     });
@@ -393,13 +392,13 @@ pub(super) async fn serve_command(
         }
         Api::Typed | Api::TypedAsync => {
             let server = bind::<Bench>(wire, listen, tls).await?;
-            spawn_serving(
-                &server,
-                TypedHandler {
-                    server: server.clone(),
-                    sync: api == Api::Typed,
-                },
-            );
+            let shared = server.clone();
+            let sync = api == Api::Typed;
+            spawn_serving(&server, move |_| TypedHandler {
+                server: shared.clone(),
+                sync,
+                counters: Counters::default(),
+            });
             serve_until_signal(server).await
         }
     }
