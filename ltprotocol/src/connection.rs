@@ -1320,33 +1320,20 @@ where
     async move {
         let reason = 'run: {
             let setup = async {
-                let mut parts = Parts::fresh(config);
-                if let Some(handshake) = &config.handshake {
-                    let mut ctx = HandshakeContext {
-                        reader: &mut reader,
-                        writer: &mut writer,
-                        codec: &mut parts.codec,
-                        buf: &mut parts.buf,
-                        deferred: &mut parts.deferred,
-                        handle,
-                    };
-                    let ran = tokio::time::timeout(
-                        config.handshake_timeout,
-                        handshake.run_erased(&mut ctx),
-                    );
-                    match ran.await {
-                        Ok(Ok(output)) => {
-                            let _ = handle.inner.handshake.set(output);
-                        }
-                        Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
-                        Err(_) => {
-                            return Err(DisconnectReason::TimedOut {
-                                kind: TimeoutKind::Handshake,
-                                after: config.handshake_timeout,
-                            });
-                        }
+                // Boxed apart: only connections with a handshake pay for its state.
+                let carried = match &config.handshake {
+                    Some(handshake) => {
+                        Box::pin(run_handshake(
+                            handshake,
+                            &mut reader,
+                            &mut writer,
+                            handle,
+                            config,
+                        ))
+                        .await?
                     }
-                }
+                    None => None,
+                };
                 if AssertUnwindSafe(handler.connected(handle))
                     .catch_unwind()
                     .await
@@ -1354,8 +1341,7 @@ where
                 {
                     return Err(DisconnectReason::HandlerPanicked);
                 }
-                // What the handshake read past its own frames goes to the first spell.
-                Ok(parts.carried())
+                Ok(carried)
             };
             // Boxed, with the wait for an abort: run once, its state (the handshake's,
             // `connected`'s) is not kept for the life of the connection.
@@ -1476,6 +1462,44 @@ struct Parts {
     codec: FrameCodec,
     buf: BytesMut,
     deferred: VecDeque<Frame>,
+}
+
+/// Runs the link's handshake on a new connection, within its timeout, and keeps its output in
+/// the handle. Returns what it read past its own frames, for the first spell.
+async fn run_handshake<R, W>(
+    handshake: &SharedHandshake,
+    reader: &mut R,
+    writer: &mut W,
+    handle: &ConnectionHandle,
+    config: &LinkConfig,
+) -> Result<Option<Box<Parts>>, DisconnectReason>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let mut parts = Parts::fresh(config);
+    let mut ctx = HandshakeContext {
+        reader,
+        writer,
+        codec: &mut parts.codec,
+        buf: &mut parts.buf,
+        deferred: &mut parts.deferred,
+        handle,
+    };
+    let ran = tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
+    match ran.await {
+        Ok(Ok(output)) => {
+            let _ = handle.inner.handshake.set(output);
+        }
+        Ok(Err(err)) => return Err(DisconnectReason::Handshake(Arc::new(err))),
+        Err(_) => {
+            return Err(DisconnectReason::TimedOut {
+                kind: TimeoutKind::Handshake,
+                after: config.handshake_timeout,
+            });
+        }
+    }
+    Ok(parts.carried())
 }
 
 impl Parts {
