@@ -675,20 +675,20 @@ impl FrameCodec {
                 Some(read) => read,
                 None => self.read_length_and_type(rest)?,
             };
-            // Read only for layouts that have extra fields; otherwise the empty set.
-            let read_fields;
-            let fields = if plain {
-                &NO_FIELDS
+            // Read only for layouts that have extra fields (and moved, not copied, into a
+            // frame that is cut); the others lend the static empty set.
+            let read = if plain {
+                None
             } else {
-                read_fields = self.read_fields(rest)?;
-                &read_fields
+                Some(self.read_fields(rest)?)
             };
+            let fields = read.as_ref().unwrap_or(&NO_FIELDS);
             let Some(body) = rest.get(header_len..frame_len) else {
                 // Not all here yet: keep the header and wait for the rest.
                 self.state = DecodeState::Body {
                     frame_len,
                     message_type,
-                    fields: fields.clone(),
+                    fields: read.unwrap_or_default(),
                 };
                 if taken > 0 {
                     src.advance(taken);
@@ -701,7 +701,6 @@ impl FrameCodec {
                 body,
             };
             if !inspect(view) {
-                let fields = fields.clone();
                 if taken > 0 {
                     src.advance(taken);
                 }
@@ -710,7 +709,7 @@ impl FrameCodec {
                     header_len,
                     frame_len,
                     message_type,
-                    fields,
+                    read.unwrap_or_default(),
                 )));
             }
             taken += frame_len;
