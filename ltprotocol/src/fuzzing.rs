@@ -458,7 +458,7 @@ fn check_frame(
 
 /// Fuzz target `decode_message`: the input after two bytes is a body, decoded as every type
 /// number the example protocols know (and the one the first two bytes name) with both byte
-/// orders, as [`demo::Demo`](crate::demo::Demo) and [`openflow::OpenFlow13`](crate::openflow::OpenFlow13).
+/// orders, as `demo::Demo` (feature `derive`) and `openflow::OpenFlow13` (feature `openflow`).
 ///
 /// Checks: no panic; a type a protocol does not know decodes as its unknown arm; a decode
 /// error names the type; whatever decodes re-encodes to the same body.

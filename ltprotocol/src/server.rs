@@ -378,6 +378,10 @@ impl<P: Protocol> Server<P> {
     /// change are atomics or behind a lock (a handler is `Sync`); only this connection's
     /// task calls it, so a relaxed load and store is enough for a counter.
     ///
+    /// `make` runs in the accept loop as soon as the connection is accepted, before any TLS
+    /// or protocol handshake: the handle's id and addresses are known then, its TLS peer
+    /// identity and [`handshake_output`](ConnectionHandle::handshake_output) only from
+    /// [`connected`](Handler::connected) on. Keep it quick: the next connection waits for it.
     /// If `make` panics, that connection alone is closed (and logged); the server goes on.
     ///
     /// ```
