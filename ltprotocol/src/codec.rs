@@ -15,6 +15,7 @@
 //! ```
 
 use std::io;
+use std::ops::ControlFlow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -29,6 +30,15 @@ pub const DEFAULT_MAX_INBOUND: usize = 8 * 1024 * 1024;
 /// The most a decoder grows its buffer ahead of the bytes that have arrived, while it waits
 /// for a body: it reserves at most what it already holds, and at least this much.
 const MIN_BODY_RESERVE: usize = 4096;
+
+/// Makes room in `src` for more of the frame of `frame_len` bytes at its front, within the
+/// bound [`MIN_BODY_RESERVE`] states: a declared length alone never reserves memory.
+fn reserve_for_body(src: &mut BytesMut, frame_len: usize) {
+    let missing = frame_len.saturating_sub(src.len());
+    if missing > 0 {
+        src.reserve(missing.min(src.len().max(MIN_BODY_RESERVE)));
+    }
+}
 
 /// Why a byte stream could not be cut into frames. After any of these but [`Io`](Self::Io),
 /// the stream's framing is lost: close the connection (there is no safe way to resynchronise).
@@ -635,30 +645,41 @@ impl EncodedFrame {
 }
 
 impl FrameCodec {
-    /// Like [`decode`](Decoder::decode), but first offers each whole frame in place (a view
-    /// into `src`) to `inspect`: a frame it takes (returns `true`) is skipped without being cut
-    /// out of the buffer; the first one it leaves is returned as `decode` would.
+    /// Offers each whole frame in `src` in turn, as [`decode`](Decoder::decode) would find
+    /// them: first in place (a view into `src`) to `inspect`, then, unless `inspect` took it
+    /// (returned `true`), cut out of the buffer and handed to `take`. `take` says whether to go
+    /// on to the next frame or to stop with a value, which is returned; `Ok(None)` once no whole
+    /// frame is left.
     ///
-    /// Frames taken are skipped with a cursor, and `src` advanced past all of them once, on the
-    /// way out: a run of small frames costs no buffer bookkeeping per frame. (After an error
-    /// it is not: the connection ends there.)
-    pub(crate) fn decode_inspecting(
+    /// Frames taken in place are skipped with a cursor, and `src` advanced past a run of them
+    /// once: a run of small frames costs no buffer bookkeeping per frame. A frame handed to
+    /// `take` goes to it straight from here, not back through the caller: the caller's loop,
+    /// and a return of the frame through memory, are not paid per frame. (After an error the
+    /// buffer is not advanced: the connection ends there.)
+    pub(crate) fn decode_each<B>(
         &mut self,
         src: &mut BytesMut,
         mut inspect: impl FnMut(FrameRef<'_>) -> bool,
-    ) -> Result<Option<Frame>, FrameError> {
+        mut take: impl FnMut(Frame) -> ControlFlow<B>,
+    ) -> Result<Option<B>, FrameError> {
         if !matches!(self.state, DecodeState::Head) {
             // A frame whose header came in an earlier read: the buffer starts with it.
             match self.finish_body(src)? {
+                None => return Ok(None),
                 Some(frame) if inspect(frame.view()) => {}
-                frame => return Ok(frame),
+                Some(frame) => {
+                    if let ControlFlow::Break(value) = take(frame) {
+                        return Ok(Some(value));
+                    }
+                }
             }
         }
-        // Copied out of the codec and its layout: they stay in registers across `inspect`.
+        // Copied out of the codec and its layout: they stay in registers across the closures.
         let header_len = self.layout.header_len();
         let head_word = self.head_word;
         let max_inbound = self.max_inbound;
         let plain = self.layout.extra_fields().is_empty();
+        // Bytes of frames taken in place that `src` has not been advanced past yet.
         let mut taken = 0;
         loop {
             // The whole buffer until a frame is taken: plain `decode` never moves the cursor.
@@ -690,33 +711,33 @@ impl FrameCodec {
                     message_type,
                     fields: read.unwrap_or_default(),
                 };
-                if taken > 0 {
-                    src.advance(taken);
-                }
-                return self.finish_body(src);
+                src.advance(taken);
+                reserve_for_body(src, frame_len);
+                return Ok(None);
             };
             let view = FrameRef {
                 message_type,
                 fields,
                 body,
             };
-            if !inspect(view) {
-                if taken > 0 {
-                    src.advance(taken);
-                }
-                return Ok(Some(Self::cut(
-                    src,
-                    header_len,
-                    frame_len,
-                    message_type,
-                    read.unwrap_or_default(),
-                )));
+            if inspect(view) {
+                taken += frame_len;
+                continue;
             }
-            taken += frame_len;
+            let frame = Self::cut(
+                src,
+                taken,
+                header_len,
+                frame_len,
+                message_type,
+                read.unwrap_or_default(),
+            );
+            taken = 0;
+            if let ControlFlow::Break(value) = take(frame) {
+                return Ok(Some(value));
+            }
         }
-        if taken > 0 {
-            src.advance(taken);
-        }
+        src.advance(taken);
         Ok(None)
     }
 
@@ -727,8 +748,7 @@ impl FrameCodec {
             return Ok(None);
         };
         if src.len() < frame_len {
-            let missing = frame_len - src.len();
-            src.reserve(missing.min(src.len().max(MIN_BODY_RESERVE)));
+            reserve_for_body(src, frame_len);
             return Ok(None);
         }
         let DecodeState::Body {
@@ -742,6 +762,7 @@ impl FrameCodec {
         let header_len = self.layout.header_len();
         Ok(Some(Self::cut(
             src,
+            0,
             header_len,
             frame_len,
             message_type,
@@ -749,17 +770,19 @@ impl FrameCodec {
         )))
     }
 
-    /// Cuts the whole frame at the front of `src` out of it. Skipping the header moves a
-    /// cursor; only the body becomes a new (shared) handle.
+    /// Cuts out of `src` the whole frame that starts `skip` bytes into it (past frames
+    /// already consumed). Skipping those and the header moves a cursor, once; only the body
+    /// becomes a new (shared) handle.
     #[inline(always)]
     fn cut(
         src: &mut BytesMut,
+        skip: usize,
         header_len: usize,
         frame_len: usize,
         message_type: MessageType,
         fields: HeaderFields,
     ) -> Frame {
-        src.advance(header_len);
+        src.advance(skip + header_len);
         let body = src.split_to(frame_len - header_len).freeze();
         Frame {
             message_type,
@@ -775,7 +798,7 @@ impl Decoder for FrameCodec {
 
     #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        self.decode_inspecting(src, |_| false)
+        self.decode_each(src, |_| false, ControlFlow::Break)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
@@ -824,6 +847,8 @@ impl Encoder<&Frame> for FrameCodec {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::ControlFlow;
+
     use bytes::{Bytes, BytesMut};
     use proptest::prelude::*;
     use tokio_util::codec::{Decoder, Encoder};
@@ -839,9 +864,9 @@ mod tests {
     }
 
     proptest! {
-        /// However the stream is cut, `decode_inspecting` offers every frame once, in order:
-        /// those `inspect` takes are skipped and the others returned whole, and the buffer
-        /// holds nothing consumed afterwards.
+        /// However the stream is cut, `decode_each` offers every frame once, in order: those
+        /// `inspect` takes are skipped, the others handed whole to `take`, which stops at
+        /// every third frame it gets; and the buffer holds nothing consumed afterwards.
         #[test]
         fn inspecting_takes_and_leaves_every_frame_in_order(
             frames in frames(),
@@ -859,19 +884,32 @@ mod tests {
             }
             let mut inspected = Vec::new();
             let mut returned = Vec::new();
+            let mut stops = 0;
             let mut buf = BytesMut::new();
             let mut cut = cuts.iter().cycle();
             while !wire.is_empty() {
                 let n = (*cut.next().unwrap()).min(wire.len());
                 buf.extend_from_slice(&wire.split_to(n));
                 loop {
-                    let next = codec.decode_inspecting(&mut buf, |frame| {
-                        inspected.push((frame.message_type.value(), frame.body.to_vec()));
-                        frame.message_type.value() % 2 == 0
-                    });
-                    match next.unwrap() {
-                        Some(frame) => {
+                    let next = codec.decode_each(
+                        &mut buf,
+                        |frame| {
+                            inspected.push((frame.message_type.value(), frame.body.to_vec()));
+                            frame.message_type.value() % 2 == 0
+                        },
+                        |frame| {
                             returned.push((frame.message_type.value(), frame.body.to_vec()));
+                            if returned.len() % 3 == 0 {
+                                ControlFlow::Break(returned.len())
+                            } else {
+                                ControlFlow::Continue(())
+                            }
+                        },
+                    );
+                    match next.unwrap() {
+                        Some(count) => {
+                            prop_assert_eq!(count, returned.len());
+                            stops += 1;
                         }
                         None => break,
                     }
@@ -883,6 +921,7 @@ mod tests {
                 frames.iter().map(|(t, b)| (i128::from(*t), b.clone())).collect();
             prop_assert_eq!(&inspected, &expected);
             let odd: Vec<_> = expected.into_iter().filter(|(t, _)| t % 2 == 1).collect();
+            prop_assert_eq!(stops, odd.len() / 3);
             prop_assert_eq!(returned, odd);
         }
     }

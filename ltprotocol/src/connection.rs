@@ -1813,10 +1813,23 @@ where
 }
 
 fn decode_step<P: Protocol>(frame: Frame, config: &LinkConfig) -> Step<P> {
+    match decode_message(frame, config) {
+        Ok((message, fields)) => Step::Deliver(message, fields),
+        Err(reason) => Step::Fail(reason),
+    }
+}
+
+/// Decodes a frame's body into the protocol's message; a body that does not decode ends the
+/// connection.
+#[inline]
+fn decode_message<P: Protocol>(
+    frame: Frame,
+    config: &LinkConfig,
+) -> Result<(P, HeaderFields), DisconnectReason> {
     let order = config.codec.layout().byte_order();
     match P::decode(frame.message_type, frame.body, order) {
-        Ok(message) => Step::Deliver(message, frame.fields),
-        Err(err) => Step::Fail(DisconnectReason::Decode(Arc::new(err))),
+        Ok(message) => Ok((message, frame.fields)),
+        Err(err) => Err(DisconnectReason::Decode(Arc::new(err))),
     }
 }
 
@@ -1903,14 +1916,28 @@ where
                 .as_ref()
                 .is_some_and(|table| table.has_waiters());
         if in_place {
-            let next = codec.decode_inspecting(buf, |frame| {
-                decoded_any = true;
-                count_received(handle);
-                handler.inspect(handle, frame) == Inspected::Consumed
-            });
+            // A message that `try_message` finishes is handled inside the decoding loop; the
+            // loop stops at one it hands on to `message`, awaited here.
+            let next = codec.decode_each(
+                buf,
+                |frame| {
+                    decoded_any = true;
+                    count_received(handle);
+                    handler.inspect(handle, frame) == Inspected::Consumed
+                },
+                |frame| match decode_message::<P>(frame, config) {
+                    Ok((message, fields)) => match handler.try_message(handle, message, fields) {
+                        Handled::Done => ControlFlow::Continue(()),
+                        Handled::Later(message, fields) => {
+                            ControlFlow::Break(Ok((message, fields)))
+                        }
+                    },
+                    Err(reason) => ControlFlow::Break(Err(reason)),
+                },
+            );
             match next {
-                // Decoded only: inspect and counting ran in the closure above.
-                Ok(Some(frame)) => run_step!(decode_step::<P>(frame, config), handle, handler),
+                Ok(Some(Ok((message, fields)))) => handler.message(handle, message, fields).await,
+                Ok(Some(Err(reason))) => return Err(reason),
                 Ok(None) => return Ok(decoded_any),
                 Err(err) => return Err(DisconnectReason::Protocol(Arc::new(err))),
             }
