@@ -162,6 +162,11 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
     /// [`message`](Self::message). The typed counterpart of [`inspect`](Self::inspect), which
     /// runs before it on the raw frame.
     ///
+    /// The cheapest way to take decoded messages: a run of messages it finishes is handled
+    /// inside the decoding loop, one after another, with no return to the connection's task
+    /// between them. Messages keep their order: one handed on is awaited in `message` before
+    /// `try_message` sees the next.
+    ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
     /// use ltprotocol::demo::Demo;
