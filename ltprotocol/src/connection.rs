@@ -1892,6 +1892,17 @@ where
     Ok(())
 }
 
+/// Whether a request on this connection waits for its reply: frames are then routed before
+/// the handler sees them.
+#[inline(always)]
+fn awaits_reply(handle: &ConnectionHandle) -> bool {
+    handle
+        .inner
+        .requests
+        .as_ref()
+        .is_some_and(|table| table.has_waiters())
+}
+
 /// Decodes and delivers every complete frame in `buf`; says whether there was one.
 async fn deliver_buffered<P, H>(
     codec: &mut FrameCodec,
@@ -1909,13 +1920,7 @@ where
         // Without a pending request or an auto-reply rule to consult first, the handler
         // inspects each frame in place, in the read buffer: a frame it consumes costs no
         // allocation, no reference count and no decoding.
-        let in_place = config.auto_reply.is_none()
-            && !handle
-                .inner
-                .requests
-                .as_ref()
-                .is_some_and(|table| table.has_waiters());
-        if in_place {
+        if config.auto_reply.is_none() && !awaits_reply(handle) {
             // A message that `try_message` finishes is handled inside the decoding loop; the
             // loop stops at one it hands on to `message`, awaited here.
             let next = codec.decode_each(
@@ -1927,16 +1932,22 @@ where
                 },
                 |frame| match decode_message::<P>(frame, config) {
                     Ok((message, fields)) => match handler.try_message(handle, message, fields) {
-                        Handled::Done => ControlFlow::Continue(()),
+                        // Unless it started a request (polled once, say), whose reply may be
+                        // the next frame and must be routed first.
+                        Handled::Done if !awaits_reply(handle) => ControlFlow::Continue(()),
+                        Handled::Done => ControlFlow::Break(Ok(None)),
                         Handled::Later(message, fields) => {
-                            ControlFlow::Break(Ok((message, fields)))
+                            ControlFlow::Break(Ok(Some((message, fields))))
                         }
                     },
                     Err(reason) => ControlFlow::Break(Err(reason)),
                 },
             );
             match next {
-                Ok(Some(Ok((message, fields)))) => handler.message(handle, message, fields).await,
+                Ok(Some(Ok(Some((message, fields))))) => {
+                    handler.message(handle, message, fields).await;
+                }
+                Ok(Some(Ok(None))) => {}
                 Ok(Some(Err(reason))) => return Err(reason),
                 Ok(None) => return Ok(decoded_any),
                 Err(err) => return Err(DisconnectReason::Protocol(Arc::new(err))),

@@ -461,3 +461,89 @@ async fn try_message_handles_messages_without_a_future_and_hands_on_the_rest() {
     assert_eq!(handler.awaited.load(Ordering::Relaxed), 2);
     server.shutdown(Duration::from_secs(10)).await;
 }
+
+/// A request that `try_message` starts (polling it once, to send it) gets its reply even when
+/// the reply is already in the same read, right behind the message that started it: the reply
+/// is routed to the request, and the handler sees only the frames after it.
+#[tokio::test]
+async fn a_request_started_in_try_message_gets_its_reply_from_the_same_read() {
+    use std::sync::{Arc, Mutex};
+
+    use futures::FutureExt;
+    use ltprotocol::{Correlation, Handled, HeaderLayout, ReplyStream, Server};
+
+    const START: i128 = 10;
+    const REPLY: i128 = 12;
+    const LATER: i128 = 13;
+
+    #[derive(Default)]
+    struct Starter {
+        stream: Mutex<Option<ReplyStream>>,
+        seen: Mutex<Vec<i128>>,
+    }
+
+    impl Handler<Unknown> for Starter {
+        fn try_message(
+            &self,
+            conn: &ConnectionHandle,
+            msg: Unknown,
+            _fields: HeaderFields,
+        ) -> Handled<Unknown> {
+            if msg.message_type.value() == START {
+                let ask = Unknown {
+                    message_type: MessageType::new(11),
+                    body: bytes::Bytes::new(),
+                };
+                let started = conn.request_stream(&ask, |_| true).now_or_never();
+                *self.stream.lock().unwrap() = started.and_then(Result::ok);
+            } else {
+                self.seen.lock().unwrap().push(msg.message_type.value());
+            }
+            Handled::Done
+        }
+
+        async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {}
+    }
+
+    let layout = HeaderLayout::openflow();
+    let server = Server::<Unknown>::builder(layout.clone())
+        .correlation(Correlation::new(&layout, "xid").unwrap())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let handler = Arc::new(Starter::default());
+    let serving = server.clone();
+    let serving_handler = handler.clone();
+    tokio::spawn(async move { serving.serve(serving_handler).await });
+
+    // OpenFlow headers without bodies: version 4, type, length 8, xid. A connection's first
+    // request gets xid 1, so the reply can be written before the request is even made.
+    let frame = |message_type: i128, xid: u32| {
+        let mut frame = vec![4, u8::try_from(message_type).unwrap(), 0, 8];
+        frame.extend_from_slice(&xid.to_be_bytes());
+        frame
+    };
+    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
+    let burst = [frame(START, 0), frame(REPLY, 1), frame(LATER, 0)].concat();
+    client.write_all(&burst).await.unwrap();
+
+    within(async {
+        while handler.seen.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(*handler.seen.lock().unwrap(), vec![LATER]);
+    let mut stream = handler
+        .stream
+        .lock()
+        .unwrap()
+        .take()
+        .expect("try_message started the request");
+    let reply = within(stream.next())
+        .await
+        .expect("the reply reached the request")
+        .unwrap();
+    assert_eq!(reply.message_type.value(), REPLY);
+    server.shutdown(Duration::from_secs(10)).await;
+}
