@@ -982,3 +982,89 @@ fn sigterm_with_no_clients_prints_shutdown_and_exits_0() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Hostile peers during the OpenFlow handshake.
+
+/// Reads one OpenFlow frame from a blocking socket: (type, xid).
+fn read_openflow(stream: &mut TcpStream) -> (u8, u32) {
+    let mut header = [0u8; 8];
+    stream.read_exact(&mut header).expect("an OpenFlow header");
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let mut body = vec![0u8; len.saturating_sub(8)];
+    stream.read_exact(&mut body).expect("an OpenFlow body");
+    (
+        header[1],
+        u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
+    )
+}
+
+/// The peak resident memory of a process, from `/proc/PID/status`.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmHWM in kB");
+    kib * 1024
+}
+
+#[test]
+fn a_peer_streaming_during_the_openflow_handshake_is_cut_off_with_bounded_memory() {
+    // Far past what a bounded server reads (1,024 frames, then the kernels' buffers).
+    const FLOOD_LIMIT: usize = 96 * 1024 * 1024;
+    let (mut server, addr) = serve(&[
+        "--layout",
+        "openflow",
+        "--schema",
+        "openflow",
+        "--handshake",
+        "openflow",
+    ]);
+    let mut attacker = TcpStream::connect(&addr).expect("connect");
+    attacker.set_read_timeout(Some(HANG)).expect("timeout");
+    assert_eq!(read_openflow(&mut attacker).0, 0, "HELLO first");
+    attacker
+        .write_all(&[0x04, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01])
+        .expect("HELLO");
+    let (features, xid) = read_openflow(&mut attacker);
+    assert_eq!(features, 5, "then FEATURES_REQUEST");
+    // PACKET_IN headers whose xid answers nothing, until the server cuts us off.
+    let other = xid.wrapping_add(1000).max(1).to_be_bytes();
+    let frame = [
+        0x04, 0x0a, 0x00, 0x08, other[0], other[1], other[2], other[3],
+    ];
+    let chunk: Vec<u8> = frame.iter().copied().cycle().take(64 * 1024).collect();
+    let mut written = 0;
+    while written < FLOOD_LIMIT && attacker.write_all(&chunk).is_ok() {
+        written += chunk.len();
+    }
+    assert!(written < FLOOD_LIMIT, "the server read all {written} bytes");
+    let gone = server.wait_for("disconnected", |e| e["event"] == "disconnected");
+    let reason = gone["reason"].as_str().expect("reason");
+    assert!(reason.contains("1024 frames"), "{reason}");
+    let peak = peak_rss_bytes(server.child.id());
+    assert!(peak < 64 * 1024 * 1024, "peak RSS {peak} bytes");
+
+    // Still serving: a well-behaved switch gets through its handshake.
+    let mut switch = TcpStream::connect(&addr).expect("connect");
+    switch.set_read_timeout(Some(HANG)).expect("timeout");
+    assert_eq!(read_openflow(&mut switch).0, 0);
+    switch
+        .write_all(&[0x04, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01])
+        .expect("HELLO");
+    let (_, xid) = read_openflow(&mut switch);
+    let mut reply = vec![0x04, 0x06, 0x00, 0x20];
+    reply.extend_from_slice(&xid.to_be_bytes());
+    reply.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0xa1, 0, 0, 0, 0, 0xfe]);
+    reply.resize(32, 0);
+    switch.write_all(&reply).expect("FEATURES_REPLY");
+    server.wait_for("connected", |e| e["event"] == "connected");
+    drop(switch);
+    server.stop().assert_code(0);
+}

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
 use crate::event::{Handled, Handler, Inspected};
 use crate::frame::{Frame, HeaderFields};
-use crate::handshake::{HandshakeContext, HandshakeError, SharedHandshake};
+use crate::handshake::{HandshakeBacklog, HandshakeContext, HandshakeError, SharedHandshake};
 use crate::message::DecodeError;
 use crate::protocol::{Encode, Protocol};
 use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
@@ -523,10 +523,17 @@ pub(crate) struct LinkConfig {
     pub(crate) handshake: Option<SharedHandshake>,
     /// Bounds the handshake.
     pub(crate) handshake_timeout: Duration,
+    /// Bounds what the handshake sets aside while it waits for a reply.
+    pub(crate) handshake_backlog: HandshakeBacklog,
     /// Probes a quiet peer.
     pub(crate) keepalive: Option<Keepalive>,
     /// Answers some frames at once (OpenFlow's ECHO_REQUEST).
     pub(crate) auto_reply: Option<AutoReply>,
+    /// Whether what is queued outlives the connection (a client's queue, written on its next
+    /// connection): once the peer is gone, nothing more is written into the dying socket.
+    /// A server's connection instead goes on writing what its handler queued (the replies
+    /// to a peer that half-closed, say) until the linger ends.
+    pub(crate) queue_outlives_connection: bool,
 }
 
 impl fmt::Debug for LinkConfig {
@@ -538,8 +545,10 @@ impl fmt::Debug for LinkConfig {
             .field("correlation", &self.correlation)
             .field("handshake", &self.handshake.is_some())
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("handshake_backlog", &self.handshake_backlog)
             .field("keepalive", &self.keepalive)
             .field("auto_reply", &self.auto_reply.is_some())
+            .field("queue_outlives_connection", &self.queue_outlives_connection)
             .finish()
     }
 }
@@ -553,8 +562,10 @@ impl LinkConfig {
             correlation: None,
             handshake: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_backlog: HandshakeBacklog::default(),
             keepalive: None,
             auto_reply: None,
+            queue_outlives_connection: false,
         }
     }
 }
@@ -613,6 +624,15 @@ macro_rules! link_setters {
         /// [`TimeoutKind::Handshake`](crate::TimeoutKind::Handshake). Default: 10 s.
         pub fn handshake_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
             self.link.handshake_timeout = timeout;
+            self
+        }
+
+        /// Bounds the frames a handshake sets aside for the application while it waits for a
+        /// reply; past it the handshake fails with
+        /// [`HandshakeError::BacklogFull`](crate::HandshakeError::BacklogFull). Default:
+        /// 1,024 frames and 1 MiB ([`HandshakeBacklog`](crate::HandshakeBacklog)).
+        pub fn handshake_backlog(&mut self, backlog: crate::HandshakeBacklog) -> &mut Self {
+            self.link.handshake_backlog = backlog;
             self
         }
 
@@ -711,6 +731,8 @@ struct HandleInner {
     /// task 8 bytes.
     released: AtomicBool,
     received: AtomicU64,
+    /// Frames accepted for sending that were not written when the connection ended.
+    unsent: AtomicUsize,
     requests: Option<Arc<RequestTable>>,
     handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
     /// The application's per-connection state (`state`).
@@ -770,6 +792,7 @@ impl ConnectionHandle {
                 connected: AtomicBool::new(true),
                 released: AtomicBool::new(false),
                 received: AtomicU64::new(0),
+                unsent: AtomicUsize::new(0),
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
                 handshake: OnceLock::new(),
                 state: OnceLock::new(),
@@ -813,6 +836,35 @@ impl ConnectionHandle {
     /// How many messages have arrived on this connection.
     pub fn received(&self) -> u64 {
         self.inner.received.load(Ordering::Relaxed)
+    }
+
+    /// Once the connection has ended: how many frames accepted for sending on it were not
+    /// written (handed whole to the kernel) before it ended. A server reports them lost
+    /// ([`ShutdownReport::unsent_frames`](crate::ShutdownReport) counts them too); a client
+    /// keeps them and writes them first on its next connection. 0 while connected.
+    ///
+    /// ```
+    /// # use ltprotocol::{Event, HeaderLayout, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// drop(tokio::net::TcpStream::connect(server.local_addr()).await?);
+    /// loop {
+    ///     if let Some(Event::Disconnected { conn, unsent_frames, .. }) = events.next().await {
+    ///         assert_eq!((conn.unsent_frames(), unsent_frames), (0, 0));
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unsent_frames(&self) -> usize {
+        self.inner.unsent.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unsent_frames(&self, unsent: usize) {
+        self.inner.unsent.store(unsent, Ordering::Release);
     }
 
     /// The outbox's capacity in bytes.
@@ -1270,14 +1322,21 @@ impl ConnectionHandle {
     ) -> Result<ReplyStream, RequestError> {
         let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
         let id = table.next_id()?;
-        let (rx, pending) = table.register_many(id);
+        let (parts, pending) = table.register_many(id);
         let fields = HeaderFields::new().with(table.config.field, id);
+        let config = &table.config;
+        let deadline = (
+            Instant::now() + config.stream_deadline,
+            config.stream_deadline,
+        );
         self.send_with(msg, &fields).await?;
         Ok(ReplyStream {
-            rx,
+            parts,
             pending: Some(pending),
             conn: self.id(),
-            timeout: table.config.timeout,
+            timeout: config.timeout,
+            deadline,
+            limits: (config.max_stream_parts, config.max_stream_bytes),
             is_last,
         })
     }
@@ -1485,6 +1544,8 @@ where
         codec: &mut parts.codec,
         buf: &mut parts.buf,
         deferred: &mut parts.deferred,
+        deferred_bytes: 0,
+        backlog: config.handshake_backlog,
         handle,
     };
     let ran = tokio::time::timeout(config.handshake_timeout, handshake.run_erased(&mut ctx));
@@ -1707,9 +1768,10 @@ where
                 Err(_) => DisconnectReason::HandlerPanicked,
             };
             // Reading is over, but what was accepted for sending still goes out (a reply to
-            // the last good frame before a bad one, say), within the linger. Only a broken
-            // socket cannot take it.
-            if !matches!(reason, DisconnectReason::Io(_)) {
+            // the last good frame before a bad one, say), within the linger. Not when a
+            // broken socket cannot take it, nor when the queue has a next connection to go
+            // to: written into a connection the peer has left, it would be lost.
+            if !matches!(reason, DisconnectReason::Io(_)) && !config.queue_outlives_connection {
                 handle.request_close();
                 tokio::select! {
                     () = &mut aborted => {}
@@ -1842,7 +1904,7 @@ macro_rules! dispatch {
         if let Step::Route(frame) = step {
             step = match $handle.inner.requests.as_ref() {
                 // Boxed: a rare path, kept out of the read loop's own (per-connection) state.
-                Some(table) => match Box::pin(table.route(frame)).await {
+                Some(table) => match table.route(frame) {
                     Some(frame) => classify_unrouted(frame, $handle, $handler, $config),
                     None => Step::Done,
                 },
@@ -2075,21 +2137,7 @@ where
     }
 }
 
-/// Writes all of `bytes`, failing with [`io::ErrorKind::TimedOut`] if it takes longer than
-/// `limit`.
-async fn write_timed<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    bytes: &[u8],
-    limit: Option<Duration>,
-) -> io::Result<()> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, writer.write_all(bytes))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, WRITE_TIMED_OUT))?,
-        None => writer.write_all(bytes).await,
-    }
-}
-
+/// Flushes, failing with [`io::ErrorKind::TimedOut`] if that takes longer than `limit`.
 async fn flush_timed<W: AsyncWrite + Unpin>(
     writer: &mut W,
     limit: Option<Duration>,
@@ -2151,7 +2199,13 @@ where
         Box::pin(write_batch(writer, queue, outbox, &mut batch, limit)).await?;
     }
     flush_timed(writer, limit).await?;
-    writer.shutdown().await
+    // TLS sends its close_notify here: a peer that stopped reading must not hold it.
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, writer.shutdown())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, WRITE_TIMED_OUT))?,
+        None => writer.shutdown().await,
+    }
 }
 
 /// Writes what is in flight, and flushes if nothing more is queued. The buffers are kept for
@@ -2178,9 +2232,10 @@ where
     Ok(())
 }
 
-/// Writes every frame of `queue.inflight`, confirming each as soon as the socket has taken
-/// all of it. Small frames are copied into one batch; large ones are written from their own
-/// `Bytes`.
+/// Writes every frame of `queue.inflight`, confirming each as soon as all of it has been
+/// handed to the kernel. Small frames are copied into one batch; large ones are written from
+/// their own `Bytes`. Each write, and the flush after it, has the whole write timeout to make
+/// progress: a slow but moving peer is never timed out, however large the frame.
 async fn write_inflight<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
@@ -2192,30 +2247,35 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     while let Some(front) = queue.inflight.front() {
-        if front.len() >= DIRECT_WRITE {
-            let frame = front.clone();
-            write_timed(writer, &frame, limit).await?;
-            queue.confirm_front(outbox, 1);
-            continue;
-        }
-        // Gather the run of small frames at the front into one batch.
-        batch.clear();
-        let mut count = 0;
-        for frame in queue.inflight.iter() {
-            if frame.len() >= DIRECT_WRITE || (count > 0 && batch.len() + frame.len() > BATCH_BYTES)
-            {
-                break;
+        // What is written in one go: a large frame from its own bytes, or the run of small
+        // frames at the front gathered into the batch.
+        let direct;
+        let (data, mut count) = if front.len() >= DIRECT_WRITE {
+            direct = front.clone();
+            (&direct[..], 1)
+        } else {
+            batch.clear();
+            let mut count = 0;
+            for frame in queue.inflight.iter() {
+                if frame.len() >= DIRECT_WRITE
+                    || (count > 0 && batch.len() + frame.len() > BATCH_BYTES)
+                {
+                    break;
+                }
+                batch.extend_from_slice(frame);
+                count += 1;
             }
-            batch.extend_from_slice(frame);
-            count += 1;
-        }
+            (&batch[..], count)
+        };
         let mut written = 0;
         let mut confirmed_bytes = 0;
-        while written < batch.len() {
-            let chunk = batch.get(written..).unwrap_or_default();
-            let n = write_some(writer, chunk, limit).await?;
-            written += n;
-            // Confirm the frames the socket has now taken whole.
+        while written < data.len() {
+            let chunk = data.get(written..).unwrap_or_default();
+            written += write_some(writer, chunk, limit).await?;
+            // A stream that buffers (TLS) has taken the bytes, not the kernel: only after a
+            // flush may they count as sent. A no-op on plain TCP.
+            flush_timed(writer, limit).await?;
+            // Confirm the frames handed over whole.
             let mut whole = 0;
             for frame in queue.inflight.iter().take(count) {
                 if confirmed_bytes + frame.len() > written {

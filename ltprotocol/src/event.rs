@@ -55,6 +55,10 @@ pub enum Event<P> {
         conn: ConnectionHandle,
         /// Why.
         reason: DisconnectReason,
+        /// Frames accepted for sending on it that were not written before it ended (see
+        /// [`ConnectionHandle::unsent_frames`]): lost on a server, kept by a client for its
+        /// next connection.
+        unsent_frames: usize,
     },
     /// A client is about to try to connect.
     Connecting {
@@ -349,6 +353,7 @@ impl<P: Protocol> Handler<P> for ChannelHandler<P> {
         let event = Event::Disconnected {
             conn: conn.clone(),
             reason: reason.clone(),
+            unsent_frames: conn.unsent_frames(),
         };
         let _ = self.tx.send(event).await;
     }

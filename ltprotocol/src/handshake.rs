@@ -47,6 +47,51 @@ pub enum HandshakeError {
     /// The handshake refused the peer (say, no common protocol version).
     #[error("{0}")]
     Rejected(String),
+    /// While the handshake waited for a reply, the peer sent more other frames than may be
+    /// set aside for the application ([`HandshakeBacklog`]): before any authentication, a
+    /// peer must not make the server hold an unbounded backlog.
+    #[error(
+        "more than {max_frames} frames or {max_bytes} bytes arrived while the handshake waited \
+         for its reply ({frames} frames, {bytes} bytes set aside)"
+    )]
+    BacklogFull {
+        /// Frames set aside, the one over the limit included.
+        frames: usize,
+        /// Their bytes (headers included).
+        bytes: usize,
+        /// The limit on frames.
+        max_frames: usize,
+        /// The limit on bytes.
+        max_bytes: usize,
+    },
+}
+
+/// How much a handshake may set aside, in frames and bytes (headers included), while it
+/// waits for a reply ([`HandshakeContext::request`]): frames the peer sends meanwhile are
+/// delivered to the application after the handshake. Past either bound the handshake fails
+/// with [`HandshakeError::BacklogFull`].
+///
+/// ```
+/// use ltprotocol::HandshakeBacklog;
+/// let backlog = HandshakeBacklog::default();
+/// assert_eq!((backlog.frames, backlog.bytes), (1024, 1024 * 1024));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeBacklog {
+    /// The most frames set aside. Default: 1,024 (a switch announces its ports, a few
+    /// dozen frames, while a controller waits for its FEATURES_REPLY).
+    pub frames: usize,
+    /// The most bytes set aside. Default: 1 MiB.
+    pub bytes: usize,
+}
+
+impl Default for HandshakeBacklog {
+    fn default() -> Self {
+        Self {
+            frames: 1024,
+            bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// An async handshake. Implement it for a type holding its settings; the value it returns is
@@ -141,6 +186,9 @@ pub struct HandshakeContext<'a> {
     pub(crate) codec: &'a mut FrameCodec,
     pub(crate) buf: &'a mut BytesMut,
     pub(crate) deferred: &'a mut VecDeque<Frame>,
+    /// The bytes of `deferred`.
+    pub(crate) deferred_bytes: usize,
+    pub(crate) backlog: HandshakeBacklog,
     pub(crate) handle: &'a ConnectionHandle,
 }
 
@@ -198,6 +246,9 @@ impl HandshakeContext<'_> {
     /// framing error, [`HandshakeError::Io`].
     pub async fn recv(&mut self) -> Result<Frame, HandshakeError> {
         if let Some(frame) = self.deferred.pop_front() {
+            self.deferred_bytes = self
+                .deferred_bytes
+                .saturating_sub(self.layout().header_len() + frame.body.len());
             return Ok(frame);
         }
         self.read_frame().await
@@ -220,12 +271,14 @@ impl HandshakeContext<'_> {
 
     /// Sends `msg` with a fresh correlation id and returns the frame that carries the same
     /// id. Other frames that arrive meanwhile are delivered to the application after the
-    /// handshake. The handshake's own timeout bounds the wait.
+    /// handshake, within the [`HandshakeBacklog`]. The handshake's own timeout bounds the
+    /// wait.
     ///
     /// # Errors
     ///
-    /// [`HandshakeError::NoCorrelation`] without a correlation field, and as
-    /// [`send`](Self::send) and [`recv`](Self::recv).
+    /// [`HandshakeError::NoCorrelation`] without a correlation field,
+    /// [`HandshakeError::BacklogFull`] past the backlog, and as [`send`](Self::send) and
+    /// [`recv`](Self::recv).
     pub async fn request<M: Encode + ?Sized>(&mut self, msg: &M) -> Result<Frame, HandshakeError> {
         let table = self
             .handle
@@ -243,7 +296,29 @@ impl HandshakeContext<'_> {
             if frame.fields.get(field) == Some(id) {
                 return Ok(frame);
             }
-            self.deferred.push_back(frame);
+            self.set_aside(frame)?;
         }
+    }
+
+    /// Keeps `frame` for the application, within the backlog. Its body is copied out of the
+    /// read buffer, so that the bytes counted are the bytes held (a small body would pin
+    /// its whole read block).
+    fn set_aside(&mut self, frame: Frame) -> Result<(), HandshakeError> {
+        let frames = self.deferred.len() + 1;
+        let bytes = self.deferred_bytes + self.layout().header_len() + frame.body.len();
+        if frames > self.backlog.frames || bytes > self.backlog.bytes {
+            return Err(HandshakeError::BacklogFull {
+                frames,
+                bytes,
+                max_frames: self.backlog.frames,
+                max_bytes: self.backlog.bytes,
+            });
+        }
+        self.deferred_bytes = bytes;
+        self.deferred.push_back(Frame {
+            body: bytes::Bytes::copy_from_slice(&frame.body),
+            ..frame
+        });
+        Ok(())
     }
 }

@@ -90,7 +90,7 @@ pub use connection::{
 };
 pub use event::{Event, EventStream, Handled, Handler, Inspected};
 pub use frame::{Frame, FrameRef, HeaderFields, MessageType};
-pub use handshake::{Handshake, HandshakeContext, HandshakeError};
+pub use handshake::{Handshake, HandshakeBacklog, HandshakeContext, HandshakeError};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
     LengthCounts, MAX_HEADER_LEN,

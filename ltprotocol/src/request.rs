@@ -5,12 +5,13 @@
 //! (asynchronous events, replies that came after their timeout) goes the ordinary way, to the
 //! handler or the event stream. Nothing is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use crate::connection::{ConnectionId, SendError};
 use crate::frame::Frame;
@@ -19,6 +20,12 @@ use crate::message::DecodeError;
 
 /// Default [`Correlation::timeout`]: 10 s, as tarpc's default deadline.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`Correlation::stream_deadline`]: 60 s for all the parts of one reply stream.
+pub const DEFAULT_STREAM_DEADLINE: Duration = Duration::from_secs(60);
+/// Default [`Correlation::max_stream_parts`]: 4,096 parts.
+pub const DEFAULT_MAX_STREAM_PARTS: usize = 4096;
+/// Default [`Correlation::max_stream_bytes`]: 16 MiB of part bodies.
+pub const DEFAULT_MAX_STREAM_BYTES: usize = 16 * 1024 * 1024;
 
 /// Which header field pairs replies with requests, and how ids are chosen.
 ///
@@ -35,8 +42,18 @@ pub struct Correlation {
     /// Ids never used for requests; default `[0]` (OpenFlow switches send asynchronous
     /// messages with xid 0).
     pub reserved: Vec<i128>,
-    /// How long a request waits for its reply. Default: 10 s.
+    /// How long a request waits for its reply, and a reply stream for each next part.
+    /// Default: 10 s.
     pub timeout: Duration,
+    /// How long a reply stream may last in all, from its request to its last part.
+    /// Default: 60 s.
+    pub stream_deadline: Duration,
+    /// The most parts one reply stream takes. Default: 4,096.
+    pub max_stream_parts: usize,
+    /// The most body bytes one reply stream takes, all parts together. Default: 16 MiB.
+    /// With the part limit, this bounds what a stream holds while the application does not
+    /// take its parts: the connection never waits for it.
+    pub max_stream_bytes: usize,
     int: Int,
 }
 
@@ -49,6 +66,9 @@ impl Correlation {
             field,
             reserved: vec![0],
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            stream_deadline: DEFAULT_STREAM_DEADLINE,
+            max_stream_parts: DEFAULT_MAX_STREAM_PARTS,
+            max_stream_bytes: DEFAULT_MAX_STREAM_BYTES,
             int,
         })
     }
@@ -92,12 +112,108 @@ pub enum RequestError {
     /// The reply does not decode as the protocol says.
     #[error("cannot decode the reply")]
     Decode(#[from] DecodeError),
+    /// A reply stream passed [`Correlation::max_stream_parts`] or
+    /// [`Correlation::max_stream_bytes`]; the parts past it went the ordinary way.
+    #[error(
+        "reply stream {id} on connection {conn} passed its limit of {max_parts} parts or \
+         {max_bytes} bytes ({parts} parts, {bytes} bytes)"
+    )]
+    StreamTooLarge {
+        /// The connection.
+        conn: ConnectionId,
+        /// The request's correlation id.
+        id: i128,
+        /// Parts received, the one over the limit included.
+        parts: usize,
+        /// Their body bytes.
+        bytes: usize,
+        /// The limit on parts.
+        max_parts: usize,
+        /// The limit on bytes.
+        max_bytes: usize,
+    },
 }
 
 #[derive(Debug)]
 enum Waiter {
     One(oneshot::Sender<Frame>),
-    Many(mpsc::Sender<Frame>),
+    Many(Arc<Parts>),
+}
+
+/// The parts of one reply stream that arrived and were not taken yet. Routing pushes without
+/// ever waiting (the connection's reading must not depend on the application taking parts);
+/// the stream's limits bound what it can hold.
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    state: Mutex<PartsState>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct PartsState {
+    frames: VecDeque<Frame>,
+    /// Parts and body bytes received so far, taken or not.
+    parts: usize,
+    bytes: usize,
+    end: Option<PartsEnd>,
+}
+
+/// Why no more parts will come.
+#[derive(Debug, Clone, Copy)]
+enum PartsEnd {
+    /// The connection ended.
+    Disconnected,
+    /// The stream passed a limit with this many parts and bytes.
+    TooLarge { parts: usize, bytes: usize },
+}
+
+impl Parts {
+    fn state(&self) -> std::sync::MutexGuard<'_, PartsState> {
+        // Every critical section is a push, a pop or a flag: consistent after a panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one more part; `Err(frame)` when it passes a limit (the stream then ends).
+    fn push(&self, frame: Frame, config: &Correlation) -> Result<(), Frame> {
+        let mut state = self.state();
+        let parts = state.parts + 1;
+        let bytes = state.bytes.saturating_add(frame.body.len());
+        if parts > config.max_stream_parts || bytes > config.max_stream_bytes {
+            state.end = Some(PartsEnd::TooLarge { parts, bytes });
+            drop(state);
+            self.ready.notify_one();
+            return Err(frame);
+        }
+        state.parts = parts;
+        state.bytes = bytes;
+        state.frames.push_back(frame);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn end(&self, end: PartsEnd) {
+        self.state().end.get_or_insert(end);
+        self.ready.notify_one();
+    }
+
+    /// The next part, or why there is none.
+    async fn next(&self) -> Result<Frame, PartsEnd> {
+        loop {
+            {
+                let mut state = self.state();
+                if let Some(frame) = state.frames.pop_front() {
+                    return Ok(frame);
+                }
+                if let Some(end) = state.end {
+                    return Err(end);
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits: no push is missed between the
+            // check above and this wait.
+            self.ready.notified().await;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -165,11 +281,11 @@ impl RequestTable {
         )
     }
 
-    pub(crate) fn register_many(self: &Arc<Self>, id: i128) -> (mpsc::Receiver<Frame>, Pending) {
-        let (tx, rx) = mpsc::channel(64);
-        self.insert(id, Waiter::Many(tx));
+    pub(crate) fn register_many(self: &Arc<Self>, id: i128) -> (Arc<Parts>, Pending) {
+        let parts = Arc::new(Parts::default());
+        self.insert(id, Waiter::Many(parts.clone()));
         (
-            rx,
+            parts,
             Pending {
                 table: self.clone(),
                 id,
@@ -194,39 +310,50 @@ impl RequestTable {
         self.active.load(Ordering::Acquire) > 0
     }
 
-    /// Hands `frame` to the request it answers; gives it back when it answers none.
-    pub(crate) async fn route(&self, frame: Frame) -> Option<Frame> {
+    /// Hands `frame` to the request it answers; gives it back when it answers none (or when
+    /// it is one part too many for its stream, which then ends). Never waits.
+    pub(crate) fn route(&self, frame: Frame) -> Option<Frame> {
         if self.active.load(Ordering::Acquire) == 0 {
             return Some(frame);
         }
         let Some(id) = frame.fields.get(self.config.field) else {
             return Some(frame);
         };
-        let many = {
-            let mut state = self.state();
-            match state.waiters.remove(&id) {
-                None => return Some(frame),
-                Some(Waiter::One(tx)) => {
-                    self.active.fetch_sub(1, Ordering::AcqRel);
-                    drop(state);
-                    // A requester that gave up in the meantime: the reply is an ordinary
-                    // message after all.
-                    return tx.send(frame).err();
-                }
-                Some(Waiter::Many(tx)) => {
-                    state.waiters.insert(id, Waiter::Many(tx.clone()));
-                    tx
-                }
+        let mut state = self.state();
+        match state.waiters.remove(&id) {
+            None => Some(frame),
+            Some(Waiter::One(tx)) => {
+                self.active.fetch_sub(1, Ordering::AcqRel);
+                drop(state);
+                // A requester that gave up in the meantime: the reply is an ordinary message
+                // after all.
+                tx.send(frame).err()
             }
-        };
-        many.send(frame).await.err().map(|err| err.0)
+            Some(Waiter::Many(parts)) => match parts.push(frame, &self.config) {
+                Ok(()) => {
+                    state.waiters.insert(id, Waiter::Many(parts));
+                    None
+                }
+                Err(frame) => {
+                    // Over its limits: the stream ends, and this part and any later one with
+                    // its id go the ordinary way.
+                    self.active.fetch_sub(1, Ordering::AcqRel);
+                    Some(frame)
+                }
+            },
+        }
     }
 
     /// Fails every pending request (the connection ended).
     pub(crate) fn clear(&self) {
         let mut state = self.state();
         let count = state.waiters.len();
-        state.waiters.clear();
+        for (_, waiter) in state.waiters.drain() {
+            // A dropped oneshot sender tells its request; a stream is told here.
+            if let Waiter::Many(parts) = waiter {
+                parts.end(PartsEnd::Disconnected);
+            }
+        }
         self.active.fetch_sub(count, Ordering::AcqRel);
     }
 }
@@ -247,40 +374,66 @@ impl Drop for Pending {
 /// The replies to one multi-part request, from
 /// [`ConnectionHandle::request_stream`](crate::ConnectionHandle::request_stream): every
 /// frame with the request's id, until the caller's predicate says "last".
+///
+/// Bounded three ways, all set on the [`Correlation`]: each part must come within
+/// [`timeout`](Correlation::timeout), the whole stream within
+/// [`stream_deadline`](Correlation::stream_deadline), and it takes at most
+/// [`max_stream_parts`](Correlation::max_stream_parts) parts and
+/// [`max_stream_bytes`](Correlation::max_stream_bytes). Parts that arrive while the
+/// application does not poll the stream wait in it, within those limits: the connection goes
+/// on reading, answering and delivering everything else.
 #[derive(Debug)]
 pub struct ReplyStream {
-    pub(crate) rx: mpsc::Receiver<Frame>,
+    pub(crate) parts: Arc<Parts>,
     pub(crate) pending: Option<Pending>,
     pub(crate) conn: ConnectionId,
     pub(crate) timeout: Duration,
+    /// When the whole stream must be over, and the setting that made it.
+    pub(crate) deadline: (Instant, Duration),
+    pub(crate) limits: (usize, usize),
     pub(crate) is_last: fn(&Frame) -> bool,
 }
 
 impl ReplyStream {
-    /// The next reply; `None` after the last one. The timeout applies to each reply.
+    /// The next reply; `None` after the last one.
     ///
     /// # Errors
     ///
-    /// [`RequestError::TimedOut`] or [`RequestError::Disconnected`]; the stream then ends.
+    /// [`RequestError::TimedOut`] (a part later than the timeout, or the stream past its
+    /// deadline: `after` says which), [`RequestError::Disconnected`] or
+    /// [`RequestError::StreamTooLarge`]; the stream then ends.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a part that arrives while no call waits is kept for the next.
     pub async fn next(&mut self) -> Option<Result<Frame, RequestError>> {
         let pending = self.pending.as_ref()?;
         let id = pending.id;
-        let result = match tokio::time::timeout(self.timeout, self.rx.recv()).await {
-            Ok(Some(frame)) => {
+        let conn = self.conn;
+        let (stream_end, stream_deadline) = self.deadline;
+        let part_end = Instant::now() + self.timeout;
+        let (until, after) = if stream_end < part_end {
+            (stream_end, stream_deadline)
+        } else {
+            (part_end, self.timeout)
+        };
+        let result = match tokio::time::timeout_at(until, self.parts.next()).await {
+            Ok(Ok(frame)) => {
                 if (self.is_last)(&frame) {
                     self.pending = None;
                 }
                 Ok(frame)
             }
-            Ok(None) => Err(RequestError::Disconnected {
-                conn: self.conn,
+            Ok(Err(PartsEnd::Disconnected)) => Err(RequestError::Disconnected { conn, id }),
+            Ok(Err(PartsEnd::TooLarge { parts, bytes })) => Err(RequestError::StreamTooLarge {
+                conn,
                 id,
+                parts,
+                bytes,
+                max_parts: self.limits.0,
+                max_bytes: self.limits.1,
             }),
-            Err(_) => Err(RequestError::TimedOut {
-                conn: self.conn,
-                id,
-                after: self.timeout,
-            }),
+            Err(_) => Err(RequestError::TimedOut { conn, id, after }),
         };
         if result.is_err() {
             self.pending = None;

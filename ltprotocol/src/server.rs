@@ -32,6 +32,8 @@ pub const DEFAULT_OUTBOX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 /// Default [`ServerBuilder::event_capacity`].
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// Default [`ServerBuilder::ipv6_prefix`]: a /64, what one host or link usually holds.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 pub use crate::connection::DEFAULT_LINGER;
 
 /// Configures and binds a [`Server`]. Every limit has a documented default.
@@ -53,6 +55,7 @@ pub use crate::connection::DEFAULT_LINGER;
 pub struct ServerBuilder<P> {
     max_connections: usize,
     max_per_ip: Option<usize>,
+    ipv6_prefix: u8,
     outbox_bytes: usize,
     event_capacity: usize,
     link: LinkConfig,
@@ -68,6 +71,7 @@ impl<P: Protocol> ServerBuilder<P> {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_per_ip: None,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             link: LinkConfig::new(FrameCodec::new(layout)),
@@ -118,10 +122,28 @@ impl<P: Protocol> ServerBuilder<P> {
         self
     }
 
-    /// The most connections open at once from one IP address; more are refused like those
-    /// over [`max_connections`](Self::max_connections). Default: `None` (no per-address limit).
+    /// The most connections open at once from one address group; more are refused like
+    /// those over [`max_connections`](Self::max_connections). A group is one IPv4 address
+    /// (an IPv4-mapped IPv6 address counts as its IPv4 address), or one IPv6 prefix of
+    /// [`ipv6_prefix`](Self::ipv6_prefix) bits: a single host usually holds a whole /64, so
+    /// counting full IPv6 addresses would let it open as many connections as it likes.
+    /// Default: `None` (no per-address limit).
     pub fn max_connections_per_ip(&mut self, max: usize) -> &mut Self {
         self.max_per_ip = Some(max);
+        self
+    }
+
+    /// How many leading bits of an IPv6 address make one group for
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) (clamped to 0..=128).
+    /// Default: 64, the usual allocation to one host or link.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, Server, Unknown};
+    /// let mut builder = Server::<Unknown>::builder(HeaderLayout::ltprotocol());
+    /// builder.max_connections_per_ip(16).ipv6_prefix(56); // a /56 per site
+    /// ```
+    pub fn ipv6_prefix(&mut self, bits: u8) -> &mut Self {
+        self.ipv6_prefix = bits.min(128);
         self
     }
 
@@ -162,6 +184,7 @@ impl<P: Protocol> ServerBuilder<P> {
                 outbox_bytes: self.outbox_bytes,
                 max_connections: self.max_connections,
                 max_per_ip: self.max_per_ip,
+                ipv6_prefix: self.ipv6_prefix,
                 per_ip: Mutex::new(HashMap::new()),
                 open: AtomicUsize::new(0),
                 shutdown: CancellationToken::new(),
@@ -192,6 +215,8 @@ struct ServerInner {
     outbox_bytes: usize,
     max_connections: usize,
     max_per_ip: Option<usize>,
+    ipv6_prefix: u8,
+    /// Open connections per address group ([`address_group`]).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Connections admitted whose task has not ended: held to `max_connections`.
     open: AtomicUsize,
@@ -231,7 +256,9 @@ impl ServerInner {
             return true;
         };
         let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = per_ip.entry(ip).or_insert(0);
+        let count = per_ip
+            .entry(address_group(ip, self.ipv6_prefix))
+            .or_insert(0);
         if *count >= max {
             return false;
         }
@@ -243,11 +270,12 @@ impl ServerInner {
         if self.max_per_ip.is_none() {
             return;
         }
+        let group = address_group(ip, self.ipv6_prefix);
         let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_ip.get_mut(&ip) {
+        if let Some(count) = per_ip.get_mut(&group) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                per_ip.remove(&ip);
+                per_ip.remove(&group);
             }
         }
     }
@@ -759,6 +787,23 @@ impl<P: Protocol> Server<P> {
     }
 }
 
+/// The group `ip` is counted in for the per-address limit: an IPv4 address itself (also
+/// when it arrives IPv4-mapped, `::ffff:a.b.c.d`, on a dual-stack listener), an IPv6 address
+/// cut to its first `ipv6_prefix` bits.
+fn address_group(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let keep = u32::from(ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - keep).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        },
+    }
+}
+
 /// Accept errors that concern one incoming connection only; anything else (`EMFILE`,
 /// `ENFILE`, `ENOBUFS`, `ENOMEM`) means the process is out of a resource.
 fn is_per_connection(err: &io::Error) -> bool {
@@ -910,6 +955,7 @@ fn run_connection<P: Protocol, H: Handler<P>>(
             let outbox = registration.handle.outbox();
             queue.close(outbox);
             let unsent = queue.unsent(outbox);
+            registration.handle.set_unsent_frames(unsent);
             registration
                 .inner
                 .unsent
@@ -965,11 +1011,12 @@ pub(crate) fn log_disconnect(handle: &ConnectionHandle, reason: &DisconnectReaso
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
     use std::sync::Arc;
 
     use tokio::net::{TcpListener, TcpStream};
 
-    use super::{Accepted, run_connection};
+    use super::{Accepted, address_group, run_connection};
     use crate::{ConnectionHandle, Handler, HeaderFields, HeaderLayout, Server, Unknown};
 
     struct Quiet;
@@ -1024,5 +1071,27 @@ mod tests {
                  over 400, its task no longer fits a 512-byte cell"
             );
         }
+    }
+
+    fn group(ip: &str, prefix: u8) -> String {
+        address_group(ip.parse::<IpAddr>().unwrap(), prefix).to_string()
+    }
+
+    #[test]
+    fn ipv6_addresses_are_grouped_by_their_prefix() {
+        // One host's /64: every address in it is one group.
+        assert_eq!(group("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::");
+        assert_eq!(group("2001:db8:1:2:ffff:1:2:3", 64), "2001:db8:1:2::");
+        assert_ne!(group("2001:db8:1:3::1", 64), group("2001:db8:1:2::1", 64));
+        assert_eq!(group("2001:db8:1:2ff::1", 56), "2001:db8:1:200::");
+        assert_eq!(group("2001:db8::1", 128), "2001:db8::1");
+        assert_eq!(group("2001:db8::1", 0), "::");
+    }
+
+    #[test]
+    fn ipv4_addresses_count_alone_even_when_mapped() {
+        assert_eq!(group("192.0.2.7", 64), "192.0.2.7");
+        assert_eq!(group("::ffff:192.0.2.7", 64), "192.0.2.7");
+        assert_ne!(group("192.0.2.7", 0), group("192.0.2.8", 0));
     }
 }

@@ -1,6 +1,6 @@
 //! A reconnecting client waits between attempts as its `Backoff` says: growing by the
-//! factor up to the cap, back to the start after a connection that lasted or delivered a
-//! message, and giving up after `max_attempts`.
+//! factor up to the cap, back to the start after a connection that lasted (and even then
+//! never sooner than the first wait), and giving up after `max_attempts`.
 
 mod common;
 
@@ -195,14 +195,14 @@ async fn connected(events: &mut EventStream<Demo>, mut attempt: u32) -> u32 {
 }
 
 #[tokio::test]
-async fn a_connection_that_delivered_a_message_resets_the_backoff() {
+async fn a_connection_that_delivered_a_message_but_ended_soon_does_not_reset_the_backoff() {
     let (refusing, addr) = refusing_addr();
     let (client, mut events) = demo_client()
         .backoff(tiny_backoff(Duration::from_secs(3600)))
         .connect(addr.to_string());
     let (listener, connecting) = fail_three_then_listen(refusing, &mut events).await;
     let (mut stream, _) = within(listener.accept()).await.unwrap();
-    connected(&mut events, connecting).await;
+    let attempt = connected(&mut events, connecting).await;
     // Nothing will listen once this connection ends.
     drop(listener);
     write_raw(&mut stream, &num_bytes(1)).await;
@@ -216,7 +216,7 @@ async fn a_connection_that_delivered_a_message_resets_the_backoff() {
     })
     .await;
     assert_eq!(got, Demo::Num(NumMsg { num: 1 }));
-    // A lasting connection was lost: the next failure starts the sequence again.
+    // A "busy" message then a close is a failed attempt: the waits keep growing.
     let failure = within(async {
         loop {
             match events.next().await.expect("ended") {
@@ -229,10 +229,77 @@ async fn a_connection_that_delivered_a_message_resets_the_backoff() {
         }
     })
     .await;
-    assert_eq!(failure, (1, Some(tiny(1))));
-    assert_eq!(within(next_failure(&mut events)).await, (2, Some(tiny(2))));
+    assert_eq!(failure, (attempt, Some(tiny(attempt))));
+    assert_eq!(
+        within(next_failure(&mut events)).await,
+        (attempt + 1, Some(tiny(attempt + 1)))
+    );
     drop(stream);
     within(client.close(Duration::from_secs(10))).await;
+}
+
+/// A server that accepts, sends one "busy" frame and closes, again and again: counts the
+/// connections it accepted until `stop`.
+async fn busy_server(listener: TcpListener, stop: tokio::sync::oneshot::Receiver<()>) -> u32 {
+    let mut accepted = 0;
+    let serve = async {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            accepted += 1;
+            let _ = stream.write_all(&num_bytes(503)).await;
+            let _ = stream.shutdown().await;
+        }
+    };
+    tokio::select! {
+        () = serve => {}
+        _ = stop => {}
+    }
+    accepted
+}
+
+/// Counts the connections a client makes to [`busy_server`] in `window` of real time.
+async fn attempts_against_a_busy_server(backoff: Backoff, window: Duration) -> u32 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(busy_server(listener, stopped));
+    let (client, _events) = demo_client().backoff(backoff).connect(addr.to_string());
+    tokio::time::sleep(window).await;
+    let _ = stop.send(());
+    let accepted = within(server).await.unwrap();
+    within(client.close(Duration::from_secs(10))).await;
+    accepted
+}
+
+#[tokio::test]
+async fn a_server_that_says_busy_and_closes_is_not_hammered() {
+    // 100 ms doubling, ±20 %: at most 5 attempts fit in 2 s (waits of at least 80, 160,
+    // 320 and 640 ms). Fewer on a loaded machine, never more; without backoff, hundreds.
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        ..Backoff::default()
+    };
+    let attempts = attempts_against_a_busy_server(backoff, Duration::from_secs(2)).await;
+    assert!((1..=6).contains(&attempts), "{attempts} connections in 2 s");
+}
+
+#[tokio::test]
+async fn even_a_lasting_connection_is_followed_by_the_first_wait() {
+    // Every connection "lasts" (reset after zero): each lost one is followed by the first
+    // wait, at least 80 ms, so at most 26 attempts fit in 2 s; without it, hundreds.
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        reset_after: Duration::ZERO,
+        ..Backoff::default()
+    };
+    let attempts = attempts_against_a_busy_server(backoff, Duration::from_secs(2)).await;
+    assert!(
+        (1..=27).contains(&attempts),
+        "{attempts} connections in 2 s"
+    );
 }
 
 #[tokio::test]

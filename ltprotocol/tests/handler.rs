@@ -184,7 +184,9 @@ async fn stream_hears_connected_messages_then_disconnected_in_order() {
 
     drop(client);
     match within(events.next()).await {
-        Some(Event::Disconnected { conn: on, reason }) => {
+        Some(Event::Disconnected {
+            conn: on, reason, ..
+        }) => {
             assert_eq!(on.id(), conn.id());
             assert!(
                 matches!(
@@ -270,11 +272,15 @@ async fn client_handler_hears_its_connection_in_order() {
         within(heard.recv()).await,
         Some(Heard::Disconnected("closed by peer".into()))
     );
-    // The connection delivered a message: reconnect at once, back off from the start.
-    assert_eq!(within(heard.recv()).await, Some(Heard::Connecting(1)));
+    // The connection ended before it lasted: a failed attempt, then the waits grow.
     assert_eq!(
         within(heard.recv()).await,
         Some(Heard::ConnectFailed(1, Some(initial)))
+    );
+    assert_eq!(within(heard.recv()).await, Some(Heard::Connecting(2)));
+    assert_eq!(
+        within(heard.recv()).await,
+        Some(Heard::ConnectFailed(2, Some(initial * 2)))
     );
     drop(server_side);
     let report = within(client.close(Duration::from_secs(10))).await;

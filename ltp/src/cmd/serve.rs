@@ -105,6 +105,7 @@ pub(crate) fn emit_disconnect(setup: &Setup, conn: &ConnectionHandle, reason: &D
         "event": "disconnected",
         "conn": id,
         "reason": ltprotocol::error_chain(reason),
+        "unsent_frames": conn.unsent_frames(),
     }));
 }
 

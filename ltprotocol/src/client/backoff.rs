@@ -16,7 +16,7 @@ use std::time::Duration;
 /// | `max` | 30 s | 3,600 s | a returning server is found within 30 s, not an hour |
 /// | `jitter` | ±20 % uniform, inside the cap | Gaussian σ 0.1196, compounding, can exceed the cap | spreads a herd after a restart without growing past `max` |
 /// | `max_attempts` | none (retry forever) | none | |
-/// | reset | after a connection that lasted `reset_after` (2 s) or delivered a message | on every TCP connect | a server that accepts and closes at once is not hammered at the initial delay |
+/// | reset | after a connection that lasted `reset_after` (2 s); even then the next attempt waits `initial` (jittered) | on every TCP connect | a server that accepts (even says "busy") and closes at once is not hammered: its waits grow |
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,8 +40,9 @@ pub struct Backoff {
     /// Give up after this many consecutive failed attempts; `None` retries forever
     /// (the default).
     pub max_attempts: Option<u32>,
-    /// A connection that stays up this long (or delivers a message) resets the delay to
-    /// `initial`. Default: 2 s.
+    /// A connection that stays up this long (and whose handshake, if any, succeeded) resets
+    /// the sequence: the next attempt waits `initial` again (never less). One that ends
+    /// sooner counts as a failed attempt, whatever it delivered. Default: 2 s.
     pub reset_after: Duration,
 }
 
@@ -91,6 +92,25 @@ impl Backoff {
         if self.max_attempts.is_some_and(|max| failures >= max) {
             return None;
         }
+        Some(self.jittered(failures, unit))
+    }
+
+    /// The wait before reconnecting after a connection that lasted (see
+    /// [`reset_after`](Self::reset_after)) was lost: the first wait, `initial` with jitter.
+    /// A client never reconnects sooner, whatever the connection did.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ltprotocol::Backoff;
+    /// let backoff = Backoff::default();
+    /// assert_eq!(backoff.reconnect_delay(0.5), Duration::from_millis(500));
+    /// assert_eq!(backoff.reconnect_delay(0.0), Duration::from_millis(400)); // -20 %
+    /// ```
+    pub fn reconnect_delay(&self, unit: f64) -> Duration {
+        self.jittered(1, unit)
+    }
+
+    fn jittered(&self, failures: u32, unit: f64) -> Duration {
         let base = self.base_delay(failures).as_secs_f64();
         let jitter = if self.jitter.is_finite() {
             self.jitter.clamp(0.0, 1.0)
@@ -103,7 +123,7 @@ impl Backoff {
             0.5
         };
         let secs = (base * (1.0 + jitter * (2.0 * unit - 1.0))).clamp(0.0, self.max.as_secs_f64());
-        Some(Duration::try_from_secs_f64(secs).unwrap_or(self.max))
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max)
     }
 }
 

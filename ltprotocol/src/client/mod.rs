@@ -9,6 +9,7 @@ mod backoff;
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,7 +77,10 @@ impl<P: Protocol> ClientBuilder<P> {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             event_capacity: crate::server::DEFAULT_EVENT_CAPACITY,
-            link: LinkConfig::new(FrameCodec::new(layout)),
+            link: LinkConfig {
+                queue_outlives_connection: true,
+                ..LinkConfig::new(FrameCodec::new(layout))
+            },
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
@@ -457,9 +461,6 @@ impl Actor {
             let error = match connected {
                 Ok(Ok(stream)) => {
                     let (lasted, reason) = self.run_connection::<P, H>(stream, &handler).await;
-                    if lasted {
-                        failures = 0;
-                    }
                     if self.abort.is_cancelled() {
                         break;
                     }
@@ -467,7 +468,20 @@ impl Actor {
                         break;
                     }
                     if lasted {
-                        // A lasting connection was lost: reconnect at once, then back off.
+                        // A lasting connection was lost: start the sequence again, but never
+                        // reconnect faster than its first (jittered) wait, whatever the
+                        // connection did, so a server that accepts and closes at once is
+                        // not hammered.
+                        failures = 0;
+                        let wait = self.backoff.reconnect_delay(self.jitter.next_unit());
+                        debug!(addr = %self.addr, wait_ms = wait.as_millis() as u64, "reconnecting after a lasting connection");
+                        if self
+                            .wait_before_retry(Instant::now() + wait)
+                            .await
+                            .is_break()
+                        {
+                            break;
+                        }
                         continue;
                     }
                     io::Error::other(crate::error_chain(&reason))
@@ -494,21 +508,12 @@ impl Actor {
                 warn!(addr = %self.addr, failures, "giving up");
                 break;
             };
-            let until = Instant::now() + wait;
-            tokio::select! {
-                () = self.abort.cancelled() => break,
-                () = self.close.cancelled() => {
-                    // Closing while disconnected: stop now unless frames wait to be sent,
-                    // counting those queued during the wait, which need the next connection.
-                    if self.queue.unsent(&self.outbox) == 0 {
-                        break;
-                    }
-                    tokio::select! {
-                        () = self.abort.cancelled() => break,
-                        () = tokio::time::sleep_until(until) => {}
-                    }
-                }
-                () = tokio::time::sleep_until(until) => {}
+            if self
+                .wait_before_retry(Instant::now() + wait)
+                .await
+                .is_break()
+            {
+                break;
             }
         }
         self.queue.close(&self.outbox);
@@ -517,6 +522,25 @@ impl Actor {
             warn!(addr = %self.addr, unsent, "client stopped with frames unsent");
         }
         unsent
+    }
+
+    /// Waits until `until` before the next attempt. Breaks when the client is aborted, or
+    /// closed while nothing waits to be sent (frames queued during the wait still need the
+    /// next connection, so a close with frames waiting keeps to the wait).
+    async fn wait_before_retry(&self, until: Instant) -> ControlFlow<()> {
+        tokio::select! {
+            () = self.abort.cancelled() => ControlFlow::Break(()),
+            () = self.close.cancelled() => {
+                if self.queue.unsent(&self.outbox) == 0 {
+                    return ControlFlow::Break(());
+                }
+                tokio::select! {
+                    () = self.abort.cancelled() => ControlFlow::Break(()),
+                    () = tokio::time::sleep_until(until) => ControlFlow::Continue(()),
+                }
+            }
+            () = tokio::time::sleep_until(until) => ControlFlow::Continue(()),
+        }
     }
 
     /// Runs one connection; returns whether it lasted (reset the backoff) and why it ended.
@@ -573,16 +597,20 @@ impl Actor {
         );
         handle.mark_disconnected();
         self.connected.send_replace(None);
-        crate::server::log_disconnect(&handle, &reason, self.queue.unsent(&self.outbox));
+        // Kept for the next connection, which writes them first.
+        let unsent = self.queue.unsent(&self.outbox);
+        handle.set_unsent_frames(unsent);
+        crate::server::log_disconnect(&handle, &reason, unsent);
         if call_or_abort(&self.abort, handler.disconnected(&handle, &reason))
             .await
             .is_err()
         {
             warn!(conn = %id, %peer, "disconnected handler panicked");
         }
-        // A failed handshake is a failed attempt, however long it took.
-        let lasted = !handshake_failed
-            && (started.elapsed() >= self.backoff.reset_after || handle.received() > 0);
+        // A failed handshake is a failed attempt, however long it took; a connection that
+        // delivered a message but ended before `reset_after` did not last either (a server
+        // that accepts, says "busy" and closes must see the waits grow).
+        let lasted = !handshake_failed && started.elapsed() >= self.backoff.reset_after;
         (lasted, reason)
     }
 }
