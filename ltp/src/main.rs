@@ -2,6 +2,7 @@
 //! subcommand per file under `cmd/`.
 
 mod cmd;
+mod logging;
 mod output;
 
 use std::process::ExitCode;
@@ -77,7 +78,7 @@ pub(crate) enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    logging::init();
     let mut builder = match cli.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -108,18 +109,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let usage = err.downcast_ref::<ltp::ConfigError>().is_some();
-            eprintln!("ltp: {err:#}");
+            eprintln!("ltp: {}", ltprotocol::escape_controls(&format!("{err:#}")));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
-}
-
-/// Logs go to stderr, filtered by `LTP_LOG` (e.g. `LTP_LOG=info`), `warn` by default.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LTP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -25,7 +25,7 @@ impl Output {
 
     pub(crate) fn emit(&self, event: &Value) {
         let line = match self.format {
-            Format::Json => event.to_string(),
+            Format::Json => ltp::json::json_line(event),
             Format::Text => ltp::json::text_line(event),
         };
         let mut out = std::io::stdout().lock();
