@@ -79,6 +79,13 @@ pub(crate) enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
+    let (stdout, writer) = match output::Stdout::start() {
+        Ok(started) => started,
+        Err(err) => {
+            eprintln!("ltp: cannot start the stdout writer: {err}");
+            return ExitCode::from(1);
+        }
+    };
     let mut builder = match cli.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -97,14 +104,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => cmd::serve::run(args).await,
-            Command::Connect(args) => cmd::connect::run(args).await,
-            Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args, stdout).await,
+            Command::Connect(args) => cmd::connect::run(args, stdout).await,
+            Command::Demo(args) => cmd::demo::run(args, stdout).await,
+            // Its few lines are printed by the command's own future, never by a handler.
             Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     // Connections still open (a client mid-reconnect, say) must not hold the exit.
     runtime.shutdown_background();
+    // Every line emitted must be on stdout before the exit, the last ones (`shutdown`) most of
+    // all: this waits for a paused reader (see output.rs).
+    writer.finish();
     match result {
         Ok(code) => code,
         Err(err) => {
