@@ -317,8 +317,22 @@ pub fn json_line(data: &[u8]) {
     let event = message_event(1, &decoded, layout, schema);
     let shown = event.to_string();
     assert!(!shown.contains('\n'), "multi-line event: {shown}");
+    // What reaches stdout carries no control character (a peer's string field could), and
+    // the JSON line is the same event to a JSON reader.
     let text = text_line(&event);
-    assert!(!text.contains('\n'), "multi-line text: {text:?}");
+    assert!(
+        !text.contains(char::is_control),
+        "control in text: {text:?}"
+    );
+    let json = ltp::json::json_line(&event);
+    assert!(
+        !json.contains(char::is_control),
+        "control in JSON: {json:?}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&json).ok(),
+        Some(event.clone())
+    );
 
     let by_name = serde_json::from_str::<Value>(line)
         .ok()

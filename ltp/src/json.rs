@@ -32,13 +32,16 @@
 //!
 //! With `--format text`, [`text_line`] prints each event for people instead:
 //! `[#1] message NumMsg num=200 (type 1, 4 bytes)`.
+//!
+//! Either way a line holds no control character: strings can carry a peer's bytes, so
+//! [`json_line`] and [`text_line`] escape them.
 
 use std::fmt::Write as _;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use ltprotocol::{Frame, HeaderFields, HeaderLayout, MessageType};
+use ltprotocol::{Frame, HeaderFields, HeaderLayout, MessageType, escape_controls};
 
 use crate::layout_file::RESERVED_FIELD_NAMES;
 use crate::schema::{Schema, int_value, json_int};
@@ -82,25 +85,10 @@ pub fn parse_input_line(
     layout: &HeaderLayout,
     schema: &Schema,
 ) -> Result<Frame, String> {
-    parse_line(line, layout, schema).map_err(escape_controls)
-}
-
-/// Reasons quote parts of the line (a key, a message name, a hex digit), where JSON escapes
-/// can put a newline or another control character: shown escaped (`\n`), a reason stays one
-/// line. Found by the `json_line` fuzz target.
-fn escape_controls(reason: String) -> String {
-    if !reason.contains(char::is_control) {
-        return reason;
-    }
-    let mut out = String::with_capacity(reason.len() + 8);
-    for c in reason.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    // Reasons quote parts of the line (a key, a message name, a hex digit), where JSON
+    // escapes can put a newline or another control character: shown escaped (`\n`), a
+    // reason stays one line. Found by the `json_line` fuzz target.
+    parse_line(line, layout, schema).map_err(|reason| escape_controls(&reason).into_owned())
 }
 
 fn parse_line(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Frame, String> {
@@ -239,6 +227,42 @@ pub fn message_event(conn: u64, frame: &Frame, layout: &HeaderLayout, schema: &S
     Value::Object(object)
 }
 
+/// An event as one JSON line (for `--format json`), with no control character in it.
+///
+/// serde_json escapes C0 controls in strings (`\u001b`) but writes DEL and C1 controls (such
+/// as U+009B, a CSI to some terminals) as they are; here they are escaped too, `\u009b`,
+/// which a JSON reader decodes to the same string. A peer's text reaches events (a decoded
+/// string field, a disconnect reason), and the line may be read on a terminal.
+///
+/// ```
+/// use ltp::json::json_line;
+/// use serde_json::{Value, json};
+/// let event = json!({"event":"message","fields":{"str":"\x1b[2J\u{9b}31m\x7f"}});
+/// let line = json_line(&event);
+/// assert_eq!(line, r#"{"event":"message","fields":{"str":"\u001b[2J\u009b31m\u007f"}}"#);
+/// assert_eq!(serde_json::from_str::<Value>(&line)?, event);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn json_line(event: &Value) -> String {
+    let line = event.to_string();
+    if !line.contains(char::is_control) {
+        return line;
+    }
+    // Compact JSON has no whitespace between tokens, so a control character left can only
+    // be inside a string, where `\uXXXX` means the same character. DEL and C1 are all
+    // below U+FFFF: one escape each.
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if c.is_control() {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A readable one-line text form of any event object (for `--format text`):
 ///
 /// ```text
@@ -249,7 +273,10 @@ pub fn message_event(conn: u64, frame: &Frame, layout: &HeaderLayout, schema: &S
 /// [#1] disconnected: closed by peer
 /// ```
 ///
-/// Unknown event kinds, or events missing a key their form needs, print as compact JSON.
+/// Unknown event kinds, or events missing a key their form needs, print as compact JSON
+/// ([`json_line`]). Control characters anywhere in the line (a peer's text in a reason, an
+/// error or a string field) are shown escaped, `\x1b` or `\u{9b}` ([`escape_controls`]), so
+/// the line stays one line and cannot drive the terminal.
 ///
 /// Extra header fields follow the sizes: `(type 0, 0 bytes, version=4 xid=1)`; a message the
 /// schema does not know shows its body, `[#1] message type 9 body=0102 (2 bytes)`.
@@ -261,9 +288,17 @@ pub fn message_event(conn: u64, frame: &Frame, layout: &HeaderLayout, schema: &S
 ///                    "msg":"NumMsg","fields":{"num":200}});
 /// assert_eq!(text_line(&event), "[#1] message NumMsg num=200 (type 1, 4 bytes)");
 /// assert_eq!(text_line(&json!({"event":"bye"})), r#"{"event":"bye"}"#);
+/// let event = json!({"event":"disconnected","conn":2,"reason":"rejected: \x1b]0;hi\x07"});
+/// assert_eq!(text_line(&event), r"[#2] disconnected: rejected: \x1b]0;hi\x07");
 /// ```
 pub fn text_line(event: &Value) -> String {
-    text_form(event).unwrap_or_else(|| event.to_string())
+    match text_form(event) {
+        Some(text) => match escape_controls(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        },
+        None => json_line(event),
+    }
 }
 
 fn text_form(event: &Value) -> Option<String> {

@@ -2,6 +2,7 @@
 //! subcommand per file under `cmd/`.
 
 mod cmd;
+mod logging;
 mod output;
 
 use std::process::ExitCode;
@@ -77,7 +78,14 @@ pub(crate) enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    logging::init();
+    let (stdout, writer) = match output::Stdout::start() {
+        Ok(started) => started,
+        Err(err) => {
+            eprintln!("ltp: cannot start the stdout writer: {err}");
+            return ExitCode::from(1);
+        }
+    };
     let mut builder = match cli.threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
@@ -96,30 +104,24 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => cmd::serve::run(args).await,
-            Command::Connect(args) => cmd::connect::run(args).await,
-            Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args, stdout).await,
+            Command::Connect(args) => cmd::connect::run(args, stdout).await,
+            Command::Demo(args) => cmd::demo::run(args, stdout).await,
+            // Its few lines are printed by the command's own future, never by a handler.
             Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     // Connections still open (a client mid-reconnect, say) must not hold the exit.
     runtime.shutdown_background();
+    // Every line emitted must be on stdout before the exit, the last ones (`shutdown`) most of
+    // all: this waits for a paused reader (see output.rs).
+    writer.finish();
     match result {
         Ok(code) => code,
         Err(err) => {
             let usage = err.downcast_ref::<ltp::ConfigError>().is_some();
-            eprintln!("ltp: {err:#}");
+            eprintln!("ltp: {}", ltprotocol::escape_controls(&format!("{err:#}")));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
-}
-
-/// Logs go to stderr, filtered by `LTP_LOG` (e.g. `LTP_LOG=info`), `warn` by default.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LTP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -13,6 +13,8 @@
 //! assert_eq!(&wire[..7], b"\x00\x07\x01\x00\x00\x00\xc8");
 //! assert_eq!(&wire[7..], b"\x00\x0f\x02hello world!");
 //! assert_eq!(Demo::from(NumMsg { num: 200 }).to_string(), "200");
+//! let str_msg = StrMsg { str: "\x1b]0;pwned\x07".into() };
+//! assert_eq!(Demo::from(str_msg).to_string(), r"\x1b]0;pwned\x07");
 //! # Ok::<(), ltprotocol::EncodeError>(())
 //! ```
 
@@ -57,9 +59,11 @@ impl fmt::Display for NumMsg {
     }
 }
 
+/// The text, with its control characters escaped ([`escape_controls`](crate::escape_controls)):
+/// it is the peer's, and printing it must not drive the terminal.
 impl fmt::Display for StrMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.str)
+        f.write_str(&crate::escape_controls(&self.str))
     }
 }
 

@@ -57,6 +57,9 @@
 )]
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 // Lets the derives' `::ltprotocol::…` paths resolve inside this crate too.
 #[allow(unused_extern_crates)]
 extern crate self as ltprotocol;
@@ -101,14 +104,18 @@ pub use request::{Correlation, ReplyStream, RequestError};
 pub use server::{Server, ServerBuilder, ShutdownReport};
 
 /// Formats an error with its chain of causes, `outer: inner: innermost`, as logs and the CLI
-/// show them (each error's own `Display` speaks for one level only).
+/// show them (each error's own `Display` speaks for one level only), on one line with its
+/// control characters escaped by [`escape_controls`]: an error's text can quote a peer's
+/// bytes (an OpenFlow error's data, a certificate's names).
 ///
 /// ```
-/// use ltprotocol::{error_chain, FrameCodec, HeaderLayout};
+/// use ltprotocol::{error_chain, FrameCodec, HeaderLayout, HandshakeError};
 /// use tokio_util::codec::Decoder;
 /// let mut wire = bytes::BytesMut::from(&b"\x00\x00\x01"[..]);
 /// let err = FrameCodec::new(HeaderLayout::ltprotocol()).decode(&mut wire).unwrap_err();
 /// assert_eq!(error_chain(&err), "length 0 is smaller than the 3-byte header");
+/// let err = HandshakeError::Rejected("busy\x1b[2J\n".into());
+/// assert_eq!(error_chain(&err), r"busy\x1b[2J\n");
 /// ```
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
@@ -118,10 +125,76 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         out.push_str(&cause.to_string());
         source = cause.source();
     }
-    out
+    match escape_controls(&out) {
+        Cow::Borrowed(_) => out,
+        Cow::Owned(escaped) => escaped,
+    }
+}
+
+/// Shows control characters as visible escapes, so that text a peer chose (a string field,
+/// an OpenFlow error's data, a certificate's names) cannot move the cursor, retitle the
+/// window or clear the screen of the terminal it is printed on, nor split a log line.
+///
+/// Control characters are C0 (U+0000 to U+001F), DEL (U+007F) and C1 (U+0080 to U+009F;
+/// some terminals read U+009B as the start of a control sequence, as they do `ESC [`). Tab,
+/// line feed and carriage return become `\t`, `\n` and `\r`, the other C0 characters and DEL
+/// `\x1b` style, C1 characters `\u{9b}` style. Everything else, printable Unicode and the
+/// backslash included, is kept as it is, so text without control characters comes back
+/// unchanged (borrowed), and escaping twice changes nothing more: the escapes are printable.
+///
+/// ```
+/// use ltprotocol::escape_controls;
+/// assert_eq!(escape_controls("\x1b[2J\u{9b}31m\x7f\x00"), r"\x1b[2J\u{9b}31m\x7f\x00");
+/// assert_eq!(escape_controls("one\ttwo\r\nthree"), r"one\ttwo\r\nthree");
+/// assert_eq!(escape_controls("héllo wörld ✓ \\"), "héllo wörld ✓ \\");
+/// ```
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            // `char::is_control` is exactly C0, DEL and C1 (general category Cc).
+            // Writing to a String cannot fail.
+            c if c.is_control() && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `#[derive(Message)]`, `#[derive(Wire)]` and `#[derive(Protocol)]`; see the traits of the
 /// same names.
 #[cfg(feature = "derive")]
 pub use ltprotocol_derive::{Message, Protocol, Wire};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_controls_leaves_no_control_character_and_keeps_the_rest() {
+        for c in (0..=0x10_ffff).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            let escaped = escape_controls(&text);
+            assert!(
+                !escaped.contains(char::is_control),
+                "{c:?} gives {escaped:?}"
+            );
+            if !c.is_control() {
+                assert_eq!(escaped, text);
+            }
+            assert_eq!(escape_controls(&escaped), escaped, "{c:?}: escaping twice");
+        }
+        assert_eq!(escape_controls("\u{80}\u{9f}\x1f"), r"\u{80}\u{9f}\x1f");
+    }
+}

@@ -429,11 +429,13 @@ impl Handshake for OpenFlowHandshake {
         let hello = match OpenFlow13::decode(frame.message_type, frame.body.clone(), order)? {
             OpenFlow13::Hello(hello) => hello,
             OpenFlow13::Error(error) => {
+                // The data is the peer's (text, or the start of the message it refused):
+                // escaped, so that printing the reason cannot drive a terminal.
                 return Err(HandshakeError::Rejected(format!(
                     "peer sent OFPT_ERROR type {} code {} instead of HELLO: {}",
                     error.err_type,
                     error.code,
-                    String::from_utf8_lossy(&error.data)
+                    crate::escape_controls(&String::from_utf8_lossy(&error.data))
                 )));
             }
             other => {

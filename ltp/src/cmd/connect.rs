@@ -19,6 +19,7 @@ use ltprotocol::{
 
 use super::Setup;
 use crate::Common;
+use crate::output::Stdout;
 
 /// `ltp connect` options.
 #[derive(Debug, Args)]
@@ -74,17 +75,17 @@ struct Connect {
 
 impl Handler<Unknown> for Connect {
     async fn connected(&self, conn: &ConnectionHandle) {
-        self.setup.emit_connected(conn);
+        self.setup.emit_connected(conn).await;
     }
 
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        self.setup.emit_message(conn, msg, fields);
+        self.setup.emit_message(conn, msg, fields).await;
         self.received.fetch_add(1, Ordering::AcqRel);
         self.arrived.notify_waiters();
     }
 
     async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
-        super::serve::emit_disconnect(&self.setup, conn, reason);
+        super::serve::emit_disconnect(&self.setup, conn, reason).await;
     }
 
     async fn connect_failed(
@@ -93,12 +94,15 @@ impl Handler<Unknown> for Connect {
         error: &std::io::Error,
         retry_in: Option<Duration>,
     ) {
-        self.setup.output.emit(&json!({
-            "event": "connect_failed",
-            "attempt": attempt,
-            "error": error.to_string(),
-            "retry_in_ms": retry_in.map(|d| d.as_millis() as u64),
-        }));
+        self.setup
+            .output
+            .emit(&json!({
+                "event": "connect_failed",
+                "attempt": attempt,
+                "error": error.to_string(),
+                "retry_in_ms": retry_in.map(|d| d.as_millis() as u64),
+            }))
+            .await;
     }
 }
 
@@ -129,8 +133,8 @@ fn client_tls(args: &ConnectArgs) -> Result<Option<ClientTls>, ltp::ConfigError>
     Ok(Some(tls))
 }
 
-pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let setup = Setup::load(&args.common)?;
+pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<ExitCode> {
+    let setup = Setup::load(&args.common, stdout)?;
     let backoff = Backoff {
         initial: seconds(args.backoff_initial, "backoff-initial")?,
         factor: args.backoff_factor,

@@ -13,6 +13,8 @@ use ltprotocol::{
     ReconnectingClient, Server,
 };
 
+use crate::output::Stdout;
+
 /// `ltp demo` options.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -41,11 +43,16 @@ enum Role {
 }
 
 /// Sends a round to each new client at once, then every second while it stays connected.
-struct DemoServer;
+/// Its lines, like the client's, go through the stdout writer: they quote the peer (a
+/// `StrMsg`'s text, a disconnect reason), so `say` escapes them, and a stalled stdout must
+/// not block the runtime.
+struct DemoServer {
+    out: Stdout,
+}
 
 impl Handler<Demo> for DemoServer {
     async fn connected(&self, conn: &ConnectionHandle) {
-        println!("server: {conn} connected");
+        self.out.say(&format!("server: {conn} connected")).await;
         let conn = conn.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -59,14 +66,14 @@ impl Handler<Demo> for DemoServer {
     }
 
     async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
-        println!("server got: {msg}");
+        self.out.say(&format!("server got: {msg}")).await;
     }
 
     async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
-        println!(
-            "server: {conn} disconnected ({})",
-            ltprotocol::error_chain(reason)
-        );
+        let reason = ltprotocol::error_chain(reason);
+        self.out
+            .say(&format!("server: {conn} disconnected ({reason})"))
+            .await;
     }
 }
 
@@ -81,12 +88,13 @@ async fn send_round(conn: &ConnectionHandle) -> Result<(), ltprotocol::SendError
 
 /// Prints what arrives as the ancestor's client did; reports each completed round.
 struct DemoClient {
+    out: Stdout,
     rounds: mpsc::UnboundedSender<()>,
 }
 
 impl Handler<Demo> for DemoClient {
     async fn connected(&self, conn: &ConnectionHandle) {
-        println!("client: connected to {conn}");
+        self.out.say(&format!("client: connected to {conn}")).await;
         // The ancestor's client only listened; saying hello shows the other direction too.
         let _ = conn
             .send(&StrMsg {
@@ -96,18 +104,21 @@ impl Handler<Demo> for DemoClient {
     }
 
     async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
-        println!("client got: {msg}");
+        self.out.say(&format!("client got: {msg}")).await;
         if msg == Demo::Num(NumMsg { num: 7 }) {
             let _ = self.rounds.send(());
         }
     }
 
     async fn disconnected(&self, _conn: &ConnectionHandle, reason: &DisconnectReason) {
-        let reason_text = ltprotocol::error_chain(reason);
-        match reason {
-            DisconnectReason::Closed => println!("client: closed"),
-            _ => println!("client: disconnected ({reason_text}); reconnecting"),
-        }
+        let line = match reason {
+            DisconnectReason::Closed => "client: closed".to_owned(),
+            _ => format!(
+                "client: disconnected ({}); reconnecting",
+                ltprotocol::error_chain(reason)
+            ),
+        };
+        self.out.say(&line).await;
     }
 
     async fn connect_failed(
@@ -116,12 +127,13 @@ impl Handler<Demo> for DemoClient {
         error: &std::io::Error,
         retry_in: Option<Duration>,
     ) {
-        match retry_in {
+        let line = match retry_in {
             Some(wait) => {
-                println!("client: attempt {attempt} failed ({error}); retrying in {wait:.1?}")
+                format!("client: attempt {attempt} failed ({error}); retrying in {wait:.1?}")
             }
-            None => println!("client: attempt {attempt} failed ({error}); giving up"),
-        }
+            None => format!("client: attempt {attempt} failed ({error}); giving up"),
+        };
+        self.out.say(&line).await;
     }
 }
 
@@ -135,46 +147,53 @@ fn client_builder() -> ltprotocol::ClientBuilder<Demo> {
     builder
 }
 
-pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: DemoArgs, out: Stdout) -> anyhow::Result<ExitCode> {
     match args.role {
         Some(Role::Server { listen }) => {
-            let server = bind(&listen).await?;
+            let server = bind(&listen, &out).await?;
             let serving = server.clone();
-            tokio::spawn(async move { serving.serve(DemoServer).await });
+            tokio::spawn(async move { serving.serve(DemoServer { out }).await });
             super::serve::wait_for_signal().await;
             server.shutdown(Duration::from_secs(5)).await;
             Ok(ExitCode::SUCCESS)
         }
         Some(Role::Client { connect }) => {
             let (rounds, _done) = mpsc::unbounded_channel();
-            let client = client_builder().connect_with_handler(connect, DemoClient { rounds });
+            let client = client_builder().connect_with_handler(connect, DemoClient { out, rounds });
             super::serve::wait_for_signal().await;
             client.close(Duration::from_secs(2)).await;
             Ok(ExitCode::SUCCESS)
         }
-        None => together(args.rounds.max(1)).await,
+        None => together(args.rounds.max(1), out).await,
     }
 }
 
-async fn bind(addr: &str) -> anyhow::Result<Server<Demo>> {
+async fn bind(addr: &str, out: &Stdout) -> anyhow::Result<Server<Demo>> {
     let server = Server::<Demo>::builder(HeaderLayout::ltprotocol())
         .bind(addr)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
-    println!("server: listening on {}", server.local_addr());
+    out.say(&format!("server: listening on {}", server.local_addr()))
+        .await;
     Ok(server)
 }
 
 /// Server and client in one process; the server restarts halfway.
-async fn together(rounds: u32) -> anyhow::Result<ExitCode> {
-    let mut server = bind("127.0.0.1:0").await?;
+async fn together(rounds: u32, out: Stdout) -> anyhow::Result<ExitCode> {
+    let mut server = bind("127.0.0.1:0", &out).await?;
     let addr = server.local_addr();
     let serving = server.clone();
-    tokio::spawn(async move { serving.serve(DemoServer).await });
+    let server_out = out.clone();
+    tokio::spawn(async move { serving.serve(DemoServer { out: server_out }).await });
 
     let (round_tx, mut round_rx) = mpsc::unbounded_channel();
-    let client =
-        client_builder().connect_with_handler(addr.to_string(), DemoClient { rounds: round_tx });
+    let client = client_builder().connect_with_handler(
+        addr.to_string(),
+        DemoClient {
+            out: out.clone(),
+            rounds: round_tx,
+        },
+    );
     let restart_after = rounds / 2;
     let deadline = Duration::from_secs(u64::from(rounds) * 3 + 10);
     let finished = tokio::time::timeout(deadline, async {
@@ -182,19 +201,22 @@ async fn together(rounds: u32) -> anyhow::Result<ExitCode> {
             if round_rx.recv().await.is_none() {
                 return false;
             }
-            println!("demo: round {round} of {rounds} received");
+            out.say(&format!("demo: round {round} of {rounds} received"))
+                .await;
             if round == restart_after && round < rounds {
-                println!("demo: restarting the server");
+                out.say("demo: restarting the server").await;
                 server.shutdown(Duration::from_secs(5)).await;
-                server = match rebind(addr).await {
+                server = match rebind(addr, &out).await {
                     Ok(server) => server,
                     Err(err) => {
-                        println!("demo: cannot restart the server: {err}");
+                        out.say(&format!("demo: cannot restart the server: {err}"))
+                            .await;
                         return false;
                     }
                 };
                 let serving = server.clone();
-                tokio::spawn(async move { serving.serve(DemoServer).await });
+                let server_out = out.clone();
+                tokio::spawn(async move { serving.serve(DemoServer { out: server_out }).await });
             }
         }
         true
@@ -204,21 +226,24 @@ async fn together(rounds: u32) -> anyhow::Result<ExitCode> {
     server.shutdown(Duration::from_secs(5)).await;
     match finished {
         Ok(true) => {
-            println!("demo: done");
+            out.say("demo: done").await;
             Ok(ExitCode::SUCCESS)
         }
         _ => {
-            println!("demo: the client did not receive {rounds} rounds in {deadline:?}");
+            out.say(&format!(
+                "demo: the client did not receive {rounds} rounds in {deadline:?}"
+            ))
+            .await;
             Ok(ExitCode::from(1))
         }
     }
 }
 
 /// Binds the same address again; the old socket may linger for a moment.
-async fn rebind(addr: std::net::SocketAddr) -> anyhow::Result<Server<Demo>> {
+async fn rebind(addr: std::net::SocketAddr, out: &Stdout) -> anyhow::Result<Server<Demo>> {
     let mut last = None;
     for _ in 0..50 {
-        match bind(&addr.to_string()).await {
+        match bind(&addr.to_string(), out).await {
             Ok(server) => return Ok(server),
             Err(err) => last = Some(err),
         }

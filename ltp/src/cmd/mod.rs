@@ -8,7 +8,7 @@ pub(crate) mod serve;
 use ltp::schema::Schema;
 use ltprotocol::{ConnectionHandle, Frame, HeaderFields, HeaderLayout, Unknown};
 
-use crate::output::Output;
+use crate::output::{Output, Stdout};
 use crate::{Common, HandshakeKind};
 
 /// What the common options resolve to.
@@ -23,16 +23,18 @@ pub(crate) struct Setup {
 
 impl Setup {
     /// Prints a `connected` line.
-    pub(crate) fn emit_connected(&self, conn: &ConnectionHandle) {
-        self.output.emit(&serde_json::json!({
-            "event": "connected",
-            "conn": conn.id().get(),
-            "peer": conn.peer().to_string(),
-        }));
+    pub(crate) async fn emit_connected(&self, conn: &ConnectionHandle) {
+        self.output
+            .emit(&serde_json::json!({
+                "event": "connected",
+                "conn": conn.id().get(),
+                "peer": conn.peer().to_string(),
+            }))
+            .await;
     }
 
     /// Prints a `message` line and gives the message back as a frame (for echo and relay).
-    pub(crate) fn emit_message(
+    pub(crate) async fn emit_message(
         &self,
         conn: &ConnectionHandle,
         msg: Unknown,
@@ -44,16 +46,16 @@ impl Setup {
             body: msg.body,
         };
         let event = ltp::json::message_event(conn.id().get(), &frame, &self.layout, &self.schema);
-        self.output.emit(&event);
+        self.output.emit(&event).await;
         frame
     }
 
-    /// Loads the layout and schema files.
+    /// Loads the layout and schema files; events go to `stdout`.
     ///
     /// # Errors
     ///
     /// A [`ltp::ConfigError`] naming the file, line and problem.
-    pub(crate) fn load(common: &Common) -> Result<Self, ltp::ConfigError> {
+    pub(crate) fn load(common: &Common, stdout: Stdout) -> Result<Self, ltp::ConfigError> {
         let layout = ltp::layout_file::load_layout(&common.layout)?;
         if let Some(max) = common.max_frame
             && max < layout.header_len()
@@ -81,7 +83,7 @@ impl Setup {
             schema,
             max_frame: common.max_frame,
             handshake: common.handshake,
-            output: Output::new(common.format),
+            output: Output::new(common.format, stdout),
         })
     }
 }

@@ -13,6 +13,7 @@ use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, Serv
 
 use super::Setup;
 use crate::Common;
+use crate::output::Stdout;
 
 /// `ltp serve` options.
 #[derive(Debug, Args)]
@@ -61,11 +62,11 @@ struct Serve {
 
 impl Handler<Unknown> for Serve {
     async fn connected(&self, conn: &ConnectionHandle) {
-        self.setup.emit_connected(conn);
+        self.setup.emit_connected(conn).await;
     }
 
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
-        let frame = self.setup.emit_message(conn, msg, fields);
+        let frame = self.setup.emit_message(conn, msg, fields).await;
         match self.mode {
             Mode::Print => {}
             Mode::Echo => {
@@ -84,12 +85,16 @@ impl Handler<Unknown> for Serve {
     }
 
     async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
-        emit_disconnect(&self.setup, conn, reason);
+        emit_disconnect(&self.setup, conn, reason).await;
     }
 }
 
 /// Prints an `error` line for a protocol violation, then the `disconnected` line.
-pub(crate) fn emit_disconnect(setup: &Setup, conn: &ConnectionHandle, reason: &DisconnectReason) {
+pub(crate) async fn emit_disconnect(
+    setup: &Setup,
+    conn: &ConnectionHandle,
+    reason: &DisconnectReason,
+) {
     let id = conn.id().get();
     let cause = match reason {
         DisconnectReason::Protocol(err) => Some(ltprotocol::error_chain(&**err)),
@@ -99,18 +104,22 @@ pub(crate) fn emit_disconnect(setup: &Setup, conn: &ConnectionHandle, reason: &D
     if let Some(error) = cause {
         setup
             .output
-            .emit(&json!({"event": "error", "conn": id, "error": error}));
+            .emit(&json!({"event": "error", "conn": id, "error": error}))
+            .await;
     }
-    setup.output.emit(&json!({
-        "event": "disconnected",
-        "conn": id,
-        "reason": ltprotocol::error_chain(reason),
-        "unsent_frames": conn.unsent_frames(),
-    }));
+    setup
+        .output
+        .emit(&json!({
+            "event": "disconnected",
+            "conn": id,
+            "reason": ltprotocol::error_chain(reason),
+            "unsent_frames": conn.unsent_frames(),
+        }))
+        .await;
 }
 
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let setup = Setup::load(&args.common)?;
+pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitCode> {
+    let setup = Setup::load(&args.common, stdout)?;
     let mut builder = Server::<Unknown>::builder(setup.layout.clone());
     builder.max_connections(args.max_connections);
     if let Some(max) = setup.max_frame {
@@ -126,11 +135,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .bind(args.listen.as_str())
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
-    setup.output.emit(&json!({
-        "event": "listening",
-        "addr": server.local_addr().to_string(),
-    }));
-    let output = setup.output;
+    setup
+        .output
+        .emit(&json!({
+            "event": "listening",
+            "addr": server.local_addr().to_string(),
+        }))
+        .await;
+    let output = setup.output.clone();
     let handler = Serve {
         setup,
         mode: args.mode,
@@ -146,12 +158,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let report = server.shutdown(deadline).await;
     // Accepting stopped with the shutdown; a join error would only repeat what was logged.
     let _ = serve_task.await;
-    output.emit(&json!({
-        "event": "shutdown",
-        "connections": report.connections,
-        "forced": report.forced,
-        "unsent_frames": report.unsent_frames,
-    }));
+    output
+        .emit(&json!({
+            "event": "shutdown",
+            "connections": report.connections,
+            "forced": report.forced,
+            "unsent_frames": report.unsent_frames,
+        }))
+        .await;
     Ok(ExitCode::SUCCESS)
 }
 
