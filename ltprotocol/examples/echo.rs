@@ -28,7 +28,10 @@ async fn main() -> std::io::Result<()> {
     let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
         .bind(&addr)
         .await?;
-    println!("echo: listening on {}", server.local_addr());
+    println!(
+        "echo: listening on {}",
+        server.local_addr().as_tcp().unwrap()
+    );
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(Echo).await });
     tokio::signal::ctrl_c().await?;

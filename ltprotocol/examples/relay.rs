@@ -43,7 +43,10 @@ async fn main() -> std::io::Result<()> {
     let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
         .bind(&addr)
         .await?;
-    println!("relay: listening on {}", server.local_addr());
+    println!(
+        "relay: listening on {}",
+        server.local_addr().as_tcp().unwrap()
+    );
     let relay = Relay {
         server: server.clone(),
     };

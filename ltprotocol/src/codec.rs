@@ -15,12 +15,11 @@
 //! ```
 
 use std::io;
-use std::ops::ControlFlow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::frame::{Frame, FrameRef, HeaderFields, MessageType};
+use crate::frame::{Frame, HeaderFields, MessageType};
 use crate::layout::{ByteOrder, FieldId, FieldSpec, HeaderLayout, Int};
 use crate::protocol::Encode;
 
@@ -33,7 +32,7 @@ const MIN_BODY_RESERVE: usize = 4096;
 
 /// Makes room in `src` for more of the frame of `frame_len` bytes at its front, within the
 /// bound [`MIN_BODY_RESERVE`] states: a declared length alone never reserves memory.
-fn reserve_for_body(src: &mut BytesMut, frame_len: usize) {
+pub(crate) fn reserve_for_body(src: &mut BytesMut, frame_len: usize) {
     let missing = frame_len.saturating_sub(src.len());
     if missing > 0 {
         src.reserve(missing.min(src.len().max(MIN_BODY_RESERVE)));
@@ -183,10 +182,6 @@ pub struct FrameCodec {
     max_outbound: usize,
     state: DecodeState,
 }
-
-/// The extra header fields of a frame whose layout has none: lent to [`FrameRef`] without
-/// making a set for each frame.
-static NO_FIELDS: HeaderFields = HeaderFields::new();
 
 /// Reads a header's length and type fields from one 8-byte load: a pair of shifts per field
 /// instead of a match on each field's width and byte order for every frame. Made once per
@@ -644,106 +639,93 @@ impl EncodedFrame {
     }
 }
 
+/// The header of the frame at the front of a buffer, read and checked: where the frame ends,
+/// its type and its extra header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// The whole frame's length, header included.
+    pub(crate) frame_len: usize,
+    pub(crate) message_type: MessageType,
+    pub(crate) fields: HeaderFields,
+}
+
 impl FrameCodec {
-    /// Offers each whole frame in `src` in turn, as [`decode`](Decoder::decode) would find
-    /// them: first in place (a view into `src`) to `inspect`, then, unless `inspect` took it
-    /// (returned `true`), cut out of the buffer and handed to `take`. `take` says whether to go
-    /// on to the next frame or to stop with a value, which is returned; `Ok(None)` once no whole
-    /// frame is left.
+    /// The whole length of the frame at the front of `src`, from its header alone (checked
+    /// against the header size and the inbound maximum); `Ok(None)` while the header is
+    /// incomplete. The frame itself may not all be there yet.
     ///
-    /// Frames taken in place are skipped with a cursor, and `src` advanced past a run of them
-    /// once: a run of small frames costs no buffer bookkeeping per frame. A frame handed to
-    /// `take` goes to it straight from here, not back through the caller: the caller's loop,
-    /// and a return of the frame through memory, are not paid per frame. (After an error the
-    /// buffer is not advanced: the connection ends there.)
-    pub(crate) fn decode_each<B>(
-        &mut self,
-        src: &mut BytesMut,
-        mut inspect: impl FnMut(FrameRef<'_>) -> bool,
-        mut take: impl FnMut(Frame) -> ControlFlow<B>,
-    ) -> Result<Option<B>, FrameError> {
-        if !matches!(self.state, DecodeState::Head) {
-            // A frame whose header came in an earlier read: the buffer starts with it.
-            match self.finish_body(src)? {
-                None => return Ok(None),
-                Some(frame) if inspect(frame.view()) => {}
-                Some(frame) => {
-                    if let ControlFlow::Break(value) = take(frame) {
-                        return Ok(Some(value));
-                    }
-                }
-            }
+    /// # Errors
+    ///
+    /// A [`FrameError`] when the header breaks the framing rules.
+    #[inline]
+    pub(crate) fn peek_len(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
+        if let Some((frame_len, _)) = self.head_word.and_then(|w| w.read(src, self.max_inbound)) {
+            return Ok(Some(frame_len));
         }
-        // Copied out of the codec and its layout: they stay in registers across the closures.
-        let header_len = self.layout.header_len();
-        let head_word = self.head_word;
-        let max_inbound = self.max_inbound;
-        let plain = self.layout.extra_fields().is_empty();
-        // Bytes of frames taken in place that `src` has not been advanced past yet.
-        let mut taken = 0;
-        loop {
-            // The whole buffer until a frame is taken: plain `decode` never moves the cursor.
-            let rest = if taken == 0 {
-                &src[..]
-            } else {
-                src.get(taken..).unwrap_or_default()
-            };
-            if rest.len() < header_len {
-                break;
-            }
-            let (frame_len, message_type) = match head_word.and_then(|w| w.read(rest, max_inbound))
-            {
-                Some(read) => read,
-                None => self.read_length_and_type(rest)?,
-            };
-            // Read only for layouts that have extra fields (and moved, not copied, into a
-            // frame that is cut); the others lend the static empty set.
-            let read = if plain {
-                None
-            } else {
-                Some(self.read_fields(rest)?)
-            };
-            let fields = read.as_ref().unwrap_or(&NO_FIELDS);
-            let Some(body) = rest.get(header_len..frame_len) else {
-                // Not all here yet: keep the header and wait for the rest.
-                self.state = DecodeState::Body {
-                    frame_len,
-                    message_type,
-                    fields: read.unwrap_or_default(),
-                };
-                src.advance(taken);
-                reserve_for_body(src, frame_len);
-                return Ok(None);
-            };
-            let view = FrameRef {
-                message_type,
-                fields,
-                body,
-            };
-            if inspect(view) {
-                taken += frame_len;
-                continue;
-            }
-            let frame = Self::cut(
-                src,
-                taken,
-                header_len,
-                frame_len,
-                message_type,
-                read.unwrap_or_default(),
-            );
-            taken = 0;
-            if let ControlFlow::Break(value) = take(frame) {
-                return Ok(Some(value));
-            }
+        if src.len() < self.layout.header_len() {
+            return Ok(None);
         }
-        src.advance(taken);
-        Ok(None)
+        self.read_length_and_type(src).map(|(len, _)| Some(len))
     }
 
-    /// With a header read earlier (`DecodeState::Body`): the frame once all of it is here,
-    /// growing the buffer with what arrives, never by the declared length up front.
-    fn finish_body(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    /// The header at the front of `src`, which holds at least a whole header.
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`] when the header breaks the framing rules, or is not all there.
+    #[inline]
+    pub(crate) fn head(&self, src: &[u8]) -> Result<Head, FrameError> {
+        let (frame_len, message_type) =
+            match self.head_word.and_then(|w| w.read(src, self.max_inbound)) {
+                Some(read) => read,
+                None => self.read_length_and_type(src)?,
+            };
+        // Only layouts with extra fields read them; the others make an empty set, which
+        // allocates nothing.
+        let fields = if self.layout.extra_fields().is_empty() {
+            HeaderFields::new()
+        } else {
+            self.read_fields(src)?
+        };
+        Ok(Head {
+            frame_len,
+            message_type,
+            fields,
+        })
+    }
+
+    /// How many bytes at the front of `src` are whole frames, and what follows them: the
+    /// length of the next frame when its header is there, or the error in that header. One
+    /// pass over the headers, nothing copied; the frames before a bad header are whole and
+    /// good.
+    pub(crate) fn whole_frames(&self, src: &[u8]) -> (usize, Result<Option<usize>, FrameError>) {
+        let mut whole = 0;
+        loop {
+            let rest = src.get(whole..).unwrap_or_default();
+            match self.peek_len(rest) {
+                Ok(Some(len)) if len <= rest.len() => whole += len,
+                next => return (whole, next),
+            }
+        }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if matches!(self.state, DecodeState::Head) {
+            if src.len() < self.layout.header_len() {
+                return Ok(None);
+            }
+            let head = self.head(src)?;
+            self.state = DecodeState::Body {
+                frame_len: head.frame_len,
+                message_type: head.message_type,
+                fields: head.fields,
+            };
+        }
         let DecodeState::Body { frame_len, .. } = self.state else {
             return Ok(None);
         };
@@ -759,46 +741,13 @@ impl FrameCodec {
         else {
             return Ok(None);
         };
-        let header_len = self.layout.header_len();
-        Ok(Some(Self::cut(
-            src,
-            0,
-            header_len,
-            frame_len,
-            message_type,
-            fields,
-        )))
-    }
-
-    /// Cuts out of `src` the whole frame that starts `skip` bytes into it (past frames
-    /// already consumed). Skipping those and the header moves a cursor, once; only the body
-    /// becomes a new (shared) handle.
-    #[inline(always)]
-    fn cut(
-        src: &mut BytesMut,
-        skip: usize,
-        header_len: usize,
-        frame_len: usize,
-        message_type: MessageType,
-        fields: HeaderFields,
-    ) -> Frame {
-        src.advance(skip + header_len);
-        let body = src.split_to(frame_len - header_len).freeze();
-        Frame {
+        src.advance(self.layout.header_len());
+        let body = src.split_to(frame_len - self.layout.header_len()).freeze();
+        Ok(Some(Frame {
             message_type,
             fields,
             body,
-        }
-    }
-}
-
-impl Decoder for FrameCodec {
-    type Item = Frame;
-    type Error = FrameError;
-
-    #[inline]
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        self.decode_each(src, |_| false, ControlFlow::Break)
+        }))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
@@ -847,84 +796,10 @@ impl Encoder<&Frame> for FrameCodec {
 
 #[cfg(test)]
 mod tests {
-    use std::ops::ControlFlow;
-
-    use bytes::{Bytes, BytesMut};
     use proptest::prelude::*;
-    use tokio_util::codec::{Decoder, Encoder};
 
     use super::FrameCodec;
-    use crate::MessageType;
-    use crate::frame::Frame;
     use crate::layout::{ByteOrder, HeaderLayout, Int, LengthCounts};
-
-    /// Frames of random types and bodies, for both presets (OpenFlow's has an extra field).
-    fn frames() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
-        prop::collection::vec((0u8..6, prop::collection::vec(any::<u8>(), 0..40)), 0..40)
-    }
-
-    proptest! {
-        /// However the stream is cut, `decode_each` offers every frame once, in order: those
-        /// `inspect` takes are skipped, the others handed whole to `take`, which stops at
-        /// every third frame it gets; and the buffer holds nothing consumed afterwards.
-        #[test]
-        fn inspecting_takes_and_leaves_every_frame_in_order(
-            frames in frames(),
-            cuts in prop::collection::vec(1usize..64, 1..20),
-            openflow in any::<bool>(),
-        ) {
-            let layout =
-                if openflow { HeaderLayout::openflow() } else { HeaderLayout::ltprotocol() };
-            let mut codec = FrameCodec::new(layout);
-            let mut wire = BytesMut::new();
-            for (message_type, body) in &frames {
-                let message_type = MessageType::new((*message_type).into());
-                let frame = Frame::new(message_type, Bytes::from(body.clone()));
-                codec.encode(frame, &mut wire).unwrap();
-            }
-            let mut inspected = Vec::new();
-            let mut returned = Vec::new();
-            let mut stops = 0;
-            let mut buf = BytesMut::new();
-            let mut cut = cuts.iter().cycle();
-            while !wire.is_empty() {
-                let n = (*cut.next().unwrap()).min(wire.len());
-                buf.extend_from_slice(&wire.split_to(n));
-                loop {
-                    let next = codec.decode_each(
-                        &mut buf,
-                        |frame| {
-                            inspected.push((frame.message_type.value(), frame.body.to_vec()));
-                            frame.message_type.value() % 2 == 0
-                        },
-                        |frame| {
-                            returned.push((frame.message_type.value(), frame.body.to_vec()));
-                            if returned.len() % 3 == 0 {
-                                ControlFlow::Break(returned.len())
-                            } else {
-                                ControlFlow::Continue(())
-                            }
-                        },
-                    );
-                    match next.unwrap() {
-                        Some(count) => {
-                            prop_assert_eq!(count, returned.len());
-                            stops += 1;
-                        }
-                        None => break,
-                    }
-                }
-            }
-            prop_assert!(buf.is_empty());
-            prop_assert!(codec.decode_eof(&mut buf).unwrap().is_none());
-            let expected: Vec<(i128, Vec<u8>)> =
-                frames.iter().map(|(t, b)| (i128::from(*t), b.clone())).collect();
-            prop_assert_eq!(&inspected, &expected);
-            let odd: Vec<_> = expected.into_iter().filter(|(t, _)| t % 2 == 1).collect();
-            prop_assert_eq!(stops, odd.len() / 3);
-            prop_assert_eq!(returned, odd);
-        }
-    }
 
     proptest! {
         // Many cases: the rare ones (a small negative length that an adjustment would make

@@ -15,7 +15,9 @@
 //! * [`codec`]: [`FrameCodec`], a tokio-util `Decoder`/`Encoder` between bytes and [`Frame`]s,
 //!   with limits checked from the header alone and typed errors.
 //! * [`message`] and [`protocol`]: [`Message`] (a type number and a body, usually derived)
-//!   and [`Protocol`] (an enum of messages decoded by type number, with an [`Unknown`] arm).
+//!   and [`Protocol`] (an enum of messages decoded by type number, with an [`Unknown`] arm),
+//!   both decoded in place from a borrowed [`Body`], whose kept bytes never pin more than
+//!   [`MAX_PIN_RATIO`] times their size.
 //! * `tls` (feature `tls`, on by default): TLS and mutual TLS for the same servers and
 //!   clients, through tokio-rustls.
 //!
@@ -23,7 +25,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use ltprotocol::{FrameCodec, HeaderLayout, Message, Protocol, Unknown};
+//! use ltprotocol::{Body, FrameCodec, HeaderLayout, Message, Protocol, Unknown};
 //! use tokio_util::codec::Decoder;
 //!
 //! #[derive(Debug, PartialEq, Message)]
@@ -46,7 +48,7 @@
 //! assert_eq!(&wire[7..10], b"\x00\x0f\x02");
 //!
 //! let first = codec.decode(&mut wire)?.unwrap();
-//! let msg = Demo::decode(first.message_type, first.body, layout.byte_order())?;
+//! let msg = Demo::decode(first.message_type, Body::from(&first.body), layout.byte_order())?;
 //! assert_eq!(msg, Demo::Num(NumMsg { num: 200 }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -69,10 +71,10 @@ pub mod codec;
 pub mod connection;
 #[cfg(feature = "derive")]
 pub mod demo;
-pub mod event;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handler;
 pub mod handshake;
 pub mod layout;
 pub mod message;
@@ -83,25 +85,29 @@ pub mod request;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
-mod transport;
+pub mod transport;
 
-pub use client::{Backoff, ClientBuilder, CloseReport, ReconnectingClient};
+pub use client::{Backoff, ClientBuilder, ClientSide, CloseReport, ReconnectingClient, Target};
 pub use codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
 pub use connection::{
-    AutoReply, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError, TimeoutKind,
-    Timeouts,
+    AutoReply, Builder, ConnectionHandle, ConnectionId, DisconnectReason, Keepalive, SendError,
+    TimeoutKind, Timeouts,
 };
-pub use event::{Event, EventStream, Handled, Handler, Inspected};
 pub use frame::{Frame, FrameRef, HeaderFields, MessageType};
+pub use handler::{Event, EventStream, Handler, Inspected};
 pub use handshake::{Handshake, HandshakeBacklog, HandshakeContext, HandshakeError};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
     LengthCounts, MAX_HEADER_LEN,
 };
-pub use message::{BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, Message, Wire};
+pub use message::{
+    Body, BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, MAX_PIN_RATIO, Message,
+    Wire,
+};
 pub use protocol::{Encode, Protocol, Unknown};
 pub use request::{Correlation, ReplyStream, RequestError};
-pub use server::{Server, ServerBuilder, ShutdownReport};
+pub use server::{Server, ServerBuilder, ServerSide, ShutdownReport};
+pub use transport::{Addr, Listener, Stream};
 
 /// Formats an error with its chain of causes, `outer: inner: innermost`, as logs and the CLI
 /// show them (each error's own `Display` speaks for one level only), on one line with its

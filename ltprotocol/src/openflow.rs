@@ -29,9 +29,10 @@ use bytes::Bytes;
 
 use crate::client::{ClientBuilder, ReconnectingClient};
 use crate::connection::Keepalive;
-use crate::frame::{Frame, HeaderFields, MessageType};
+use crate::frame::{Frame, FrameRef, HeaderFields, MessageType};
 use crate::handshake::{Handshake, HandshakeContext, HandshakeError};
 use crate::layout::HeaderLayout;
+use crate::message::Body;
 use crate::protocol::Unknown;
 use crate::request::Correlation;
 use crate::server::{Server, ServerBuilder};
@@ -426,7 +427,7 @@ impl Handshake for OpenFlowHandshake {
         let order = layout.byte_order();
         ctx.send(&Hello::with_versions(&[OFP13_VERSION])).await?;
         let frame = ctx.recv().await?;
-        let hello = match OpenFlow13::decode(frame.message_type, frame.body.clone(), order)? {
+        let hello = match OpenFlow13::decode(frame.message_type, Body::from(&frame.body), order)? {
             OpenFlow13::Hello(hello) => hello,
             OpenFlow13::Error(error) => {
                 // The data is the peer's (text, or the start of the message it refused):
@@ -473,7 +474,7 @@ impl Handshake for OpenFlowHandshake {
         };
         if self.features {
             let reply = ctx.request(&FeaturesRequest).await?;
-            match OpenFlow13::decode(reply.message_type, reply.body, order)? {
+            match OpenFlow13::decode(reply.message_type, Body::from(&reply.body), order)? {
                 OpenFlow13::FeaturesReply(features) => {
                     info.datapath_id = Some(features.datapath_id);
                     info.n_tables = Some(features.n_tables);
@@ -493,11 +494,11 @@ impl Handshake for OpenFlowHandshake {
 
 /// Answers ECHO_REQUEST with ECHO_REPLY (same xid, version and data) without bothering the
 /// application.
-pub fn echo_reply(frame: &Frame) -> Option<Frame> {
+pub fn echo_reply(frame: FrameRef<'_>) -> Option<Frame> {
     (frame.message_type == EchoRequest::MESSAGE_TYPE).then(|| Frame {
         message_type: EchoReply::MESSAGE_TYPE,
         fields: frame.fields.clone(),
-        body: frame.body.clone(),
+        body: Bytes::copy_from_slice(frame.body),
     })
 }
 

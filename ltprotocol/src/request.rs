@@ -14,7 +14,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::connection::{ConnectionId, SendError};
-use crate::frame::Frame;
+use crate::frame::{Frame, HeaderFields};
 use crate::layout::{FieldId, HeaderLayout, Int};
 use crate::message::DecodeError;
 
@@ -308,6 +308,17 @@ impl RequestTable {
     /// Whether any request is waiting (frames skip routing when none is).
     pub(crate) fn has_waiters(&self) -> bool {
         self.active.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether a request waits for a frame with these header fields: only then is the frame
+    /// routed (and an owned copy of it made).
+    pub(crate) fn awaits(&self, fields: &HeaderFields) -> bool {
+        if !self.has_waiters() {
+            return false;
+        }
+        fields
+            .get(self.config.field)
+            .is_some_and(|id| self.state().waiters.contains_key(&id))
     }
 
     /// Hands `frame` to the request it answers; gives it back when it answers none (or when

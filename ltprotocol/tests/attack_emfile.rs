@@ -41,7 +41,7 @@ fn set_soft_nofile(soft: &str, hard: &str) -> bool {
 async fn accept_survives_running_out_of_descriptors_and_recovers() {
     let (recorder, _seen) = Recorder::echo();
     let server = start_server(&common::demo_server(), recorder).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let (soft, hard) = nofile();
     let limit = open_fds() + 64;
     if !set_soft_nofile(&limit.to_string(), &hard) {

@@ -17,7 +17,7 @@ async fn a_flood_past_the_limit_is_refused_while_admitted_clients_keep_working()
     builder.max_connections(20);
     let (recorder, _seen) = Recorder::echo();
     let server = start_server(&builder, recorder).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
 
     let mut admitted = Vec::new();
     for i in 0..20 {
@@ -47,7 +47,7 @@ async fn a_flood_past_the_limit_is_refused_while_admitted_clients_keep_working()
 async fn ten_thousand_connect_disconnect_cycles_leak_no_descriptor_or_memory() {
     // A handler that keeps nothing: a recording one would hold every connection's events.
     let server = start_server(&common::demo_server(), Discard).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
 
     // Warm up allocator pools and the runtime before measuring.
     for _ in 0..200 {
@@ -116,7 +116,7 @@ async fn a_per_address_limit_refuses_more_from_one_ip_and_admits_again_when_one_
     builder.max_connections_per_ip(2);
     let (recorder, _seen) = Recorder::echo();
     let server = start_server(&builder, recorder).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let mut first = connect(addr).await;
     let mut second = connect(addr).await;
     for (num, stream) in [(1, &mut first), (2, &mut second)] {

@@ -57,7 +57,7 @@ async fn a_peer_streaming_during_the_handshake_is_cut_off_at_the_backlog() {
     // Long enough that only the backlog can end the attack within it.
     builder.handshake_timeout(Duration::from_secs(60));
     let server = within(builder.bind("127.0.0.1:0")).await.unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let mut events = server.events();
 
     let (mut attacker, request_xid) = hello(addr).await;
@@ -138,7 +138,7 @@ async fn the_backlog_is_bounded_in_bytes_too() {
     });
     let server = within(builder.bind("127.0.0.1:0")).await.unwrap();
     let mut events = server.events();
-    let (mut attacker, request_xid) = hello(server.local_addr()).await;
+    let (mut attacker, request_xid) = hello(server.local_addr().as_tcp().unwrap()).await;
     // PACKET_INs of 1,008 bytes with another xid: the 66th passes 64 KiB.
     let mut frame = vec![0x04, 0x0a, 0x03, 0xf0];
     frame.extend_from_slice(&request_xid.wrapping_add(1).max(1).to_be_bytes());

@@ -35,7 +35,7 @@ async fn bad_lengths_close_only_their_connection_while_others_keep_exchanging() 
     builder.max_inbound(1024);
     let (recorder, mut seen) = Recorder::echo();
     let server = start_server(&builder, recorder).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
 
     let good: Vec<_> = (0..50u32)
         .map(|i| tokio::spawn(well_behaved(addr, i * 1000, 40)))
@@ -150,7 +150,7 @@ async fn negative_lengths_in_signed_layouts_are_refused_never_delivered() {
             .await
             .unwrap();
         let mut events = server.events();
-        let mut stream = connect(server.local_addr()).await;
+        let mut stream = connect(server.local_addr().as_tcp().unwrap()).await;
         // −3 in the length field's width, type 1, then eight bytes of 'A': the ancestor
         // delivered part of these as a message.
         let mut bytes = vec![0xff; int.width()];

@@ -33,7 +33,7 @@ async fn trickling_peers_are_closed_by_the_frame_read_timeout_with_bounded_memor
         .await
         .unwrap();
     let mut events = server.events();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let before = rss_bytes();
 
     let mut peers = Vec::with_capacity(PEERS);
@@ -103,7 +103,7 @@ async fn a_peer_that_goes_quiet_is_shed_by_the_idle_timeout() {
         .await
         .unwrap();
     let mut events = server.events();
-    let mut quiet = connect(server.local_addr()).await;
+    let mut quiet = connect(server.local_addr().as_tcp().unwrap()).await;
     write_raw(&mut quiet, &num_bytes(1)).await;
     let reason = loop {
         if let Event::Disconnected { reason, .. } = within(events.next()).await.unwrap() {
@@ -136,7 +136,7 @@ async fn a_peer_that_ignores_keepalive_probes_is_disconnected() {
         .await
         .unwrap();
     let mut events = server.events();
-    let mut silent = connect(server.local_addr()).await;
+    let mut silent = connect(server.local_addr().as_tcp().unwrap()).await;
     // The probe arrives; we never answer.
     let (message_type, body) = common::read_frame(&mut silent).await;
     assert_eq!((message_type, &body[..]), (9, &b"ping"[..]));
@@ -157,7 +157,7 @@ async fn a_peer_that_ignores_keepalive_probes_is_disconnected() {
     );
 
     // A peer that answers probes (with anything) stays.
-    let mut lively = connect(server.local_addr()).await;
+    let mut lively = connect(server.local_addr().as_tcp().unwrap()).await;
     for _ in 0..3 {
         let (message_type, _) = common::read_frame(&mut lively).await;
         assert_eq!(message_type, 9);
@@ -179,7 +179,7 @@ async fn a_peer_that_stops_reading_is_closed_by_the_write_timeout() {
         .await
         .unwrap();
     let mut events = server.events();
-    let _stuck = connect(server.local_addr()).await;
+    let _stuck = connect(server.local_addr().as_tcp().unwrap()).await;
     let conn = loop {
         if let Event::Connected(conn) = within(events.next()).await.unwrap() {
             break conn;

@@ -36,7 +36,7 @@ async fn every_message_is_delivered_once_in_order_or_reported_under_a_flapping_s
     let received = Collect(Arc::new(Mutex::new(Vec::new())));
     let builder = demo_server();
     let server = within(builder.bind("127.0.0.1:0")).await.unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let serving = server.clone();
     let handler = received.clone();
     tokio::spawn(async move { serving.serve(handler).await });
@@ -54,7 +54,7 @@ async fn every_message_is_delivered_once_in_order_or_reported_under_a_flapping_s
         tokio::spawn(async move {
             let mut refused = 0;
             for num in 0..TOTAL {
-                if client.send_wait(&NumMsg { num }).await.is_err() {
+                if client.send(&NumMsg { num }).await.is_err() {
                     refused += 1;
                 }
                 // Spread the sends over the whole flapping period.
@@ -90,7 +90,7 @@ async fn every_message_is_delivered_once_in_order_or_reported_under_a_flapping_s
     assert_eq!(got, expected, "out of order, duplicated or with a gap");
     assert_eq!(
         refused, 0,
-        "send_wait refused messages while the client was open"
+        "send refused messages while the client was open"
     );
     assert_eq!(
         got.len() + report.unsent_frames,

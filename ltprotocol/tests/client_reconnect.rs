@@ -60,7 +60,7 @@ async fn queued_messages_arrive_in_order_after_reconnect() {
     const WHILE_DOWN: u32 = 25;
     let builder = demo_server();
     let (mut server, mut server_events) = start_event_server(&builder).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let (client, mut client_events) = demo_client()
         .backoff(quick_backoff())
         .connect(addr.to_string());
@@ -188,18 +188,18 @@ async fn frame_cut_by_disconnect_does_not_leak_into_next_connection() {
 }
 
 #[tokio::test]
-async fn send_fails_with_queue_full_past_the_bound_while_disconnected() {
+async fn try_send_fails_with_queue_full_past_the_bound_while_disconnected() {
     const FRAMES: usize = 10;
     // Nothing listens: the client never connects.
     let (_refusing, addr) = refusing_addr();
     let (client, _events) = demo_client()
         .backoff(quick_backoff())
-        .queue_capacity(FRAMES * 7)
+        .outbox_capacity(FRAMES * 7)
         .connect(addr.to_string());
     for num in 0..FRAMES as u32 {
-        client.send(&NumMsg { num }).await.unwrap();
+        client.try_send(&NumMsg { num }).unwrap();
     }
-    let err = client.send(&NumMsg { num: 99 }).await.unwrap_err();
+    let err = client.try_send(&NumMsg { num: 99 }).unwrap_err();
     assert!(
         matches!(err, SendError::QueueFull { id, capacity } if id == ConnectionId::new(0) && capacity == FRAMES * 7),
         "{err:?}"

@@ -42,7 +42,8 @@ fn serve_on_own_thread(flavor_multi: bool) -> std::net::SocketAddr {
         .expect("a runtime");
         runtime.block_on(async move {
             let server = demo_server().bind("127.0.0.1:0").await.expect("bind");
-            tx.send(server.local_addr()).expect("the test waits");
+            tx.send(server.local_addr().as_tcp().unwrap())
+                .expect("the test waits");
             server.serve(Spender).await.expect("serve");
         });
     });

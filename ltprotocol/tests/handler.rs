@@ -29,8 +29,8 @@ async fn exchange(stream: &mut TcpStream, num: u32) {
 async fn panicking_handler_ends_only_its_connection() {
     let (handler, mut seen) = Recorder::echo();
     let server = start_server(&demo_server(), handler).await;
-    let mut doomed = connect(server.local_addr()).await;
-    let mut other = connect(server.local_addr()).await;
+    let mut doomed = connect(server.local_addr().as_tcp().unwrap()).await;
+    let mut other = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut doomed, 1).await;
     exchange(&mut other, 2).await;
 
@@ -43,7 +43,7 @@ async fn panicking_handler_ends_only_its_connection() {
     expect_closed(&mut doomed).await;
 
     exchange(&mut other, 3).await;
-    let mut late = connect(server.local_addr()).await;
+    let mut late = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut late, 4).await;
     exchange(&mut other, 5).await;
     assert_eq!(server.len(), 2);
@@ -83,7 +83,7 @@ async fn panic_in_connected_ends_that_connection_only() {
         disconnects: tx,
     };
     let server = start_server(&demo_server(), handler).await;
-    let mut first = connect(server.local_addr()).await;
+    let mut first = connect(server.local_addr().as_tcp().unwrap()).await;
     let reason = within(disconnects.recv()).await.unwrap();
     assert!(
         matches!(reason, DisconnectReason::HandlerPanicked),
@@ -91,7 +91,7 @@ async fn panic_in_connected_ends_that_connection_only() {
     );
     expect_closed(&mut first).await;
 
-    let mut second = connect(server.local_addr()).await;
+    let mut second = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut second, 1).await;
     hang_up_on_eof(second);
     server.shutdown(Duration::from_secs(10)).await;
@@ -101,7 +101,7 @@ async fn panic_in_connected_ends_that_connection_only() {
 async fn handler_hears_connected_messages_then_disconnected_in_order() {
     let (handler, mut seen) = Recorder::silent();
     let server = start_server(&demo_server(), handler).await;
-    let mut client = connect(server.local_addr()).await;
+    let mut client = connect(server.local_addr().as_tcp().unwrap()).await;
     let me = client.local_addr().unwrap();
     let mut wire = num_bytes(1);
     wire.extend_from_slice(&num_bytes(2));
@@ -113,9 +113,9 @@ async fn handler_hears_connected_messages_then_disconnected_in_order() {
     let Seen::Connected(conn) = next_seen(&mut seen).await else {
         panic!("expected connected first");
     };
-    assert_eq!(conn.peer(), me);
+    assert_eq!(conn.peer().as_tcp(), Some(me));
     assert_eq!(conn.to_string(), me.to_string());
-    assert_eq!(conn.local_addr(), server.local_addr());
+    assert_eq!(*conn.local_addr(), server.local_addr());
     let expected = [
         Demo::Num(NumMsg { num: 1 }),
         Demo::Num(NumMsg { num: 2 }),
@@ -152,7 +152,7 @@ async fn handler_hears_connected_messages_then_disconnected_in_order() {
 #[tokio::test]
 async fn stream_hears_connected_messages_then_disconnected_in_order() {
     let (server, mut events) = start_event_server(&demo_server()).await;
-    let mut client = connect(server.local_addr()).await;
+    let mut client = connect(server.local_addr().as_tcp().unwrap()).await;
     let me = client.local_addr().unwrap();
     let mut wire = num_bytes(1);
     wire.extend_from_slice(&num_bytes(2));
@@ -288,7 +288,7 @@ async fn client_handler_hears_its_connection_in_order() {
 }
 
 /// Per-connection state: each connection counts its own messages, the count is answered back
-/// and is gone with the connection; asking for another type gets `None`.
+/// and is gone with the connection; each type is a state of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_keeps_its_own_state() {
     #[derive(Default)]
@@ -300,26 +300,24 @@ async fn each_connection_keeps_its_own_state() {
 
     impl Handler<Demo> for Numbering {
         async fn message(&self, conn: &ConnectionHandle, _msg: Demo, _fields: HeaderFields) {
-            let Some(count) = conn.state::<Count>() else {
-                return;
-            };
-            let n = count.0.fetch_add(1, Ordering::Relaxed) + 1;
-            assert!(conn.state::<String>().is_none());
+            let n = conn.state::<Count>().0.fetch_add(1, Ordering::Relaxed) + 1;
+            // Another type is another state, made on first use.
+            let label = conn.state::<std::sync::Mutex<String>>();
+            label.lock().unwrap().push('.');
+            assert_eq!(label.lock().unwrap().len(), n as usize);
             let _ = conn.send(&NumMsg { num: n }).await;
         }
 
         async fn disconnected(&self, conn: &ConnectionHandle, _reason: &DisconnectReason) {
-            let total = conn
-                .state::<Count>()
-                .map_or(0, |c| c.0.load(Ordering::Relaxed));
-            let _ = self.totals.send((conn.peer(), total));
+            let total = conn.state::<Count>().0.load(Ordering::Relaxed);
+            let _ = self.totals.send((conn.peer().as_tcp().unwrap(), total));
         }
     }
 
     let (totals, mut totals_rx) = mpsc::unbounded_channel();
     let server = start_server(&demo_server(), Numbering { totals }).await;
-    let mut first = connect(server.local_addr()).await;
-    let mut second = connect(server.local_addr()).await;
+    let mut first = connect(server.local_addr().as_tcp().unwrap()).await;
+    let mut second = connect(server.local_addr().as_tcp().unwrap()).await;
     for round in 1..=5u32 {
         write_raw(&mut second, &num_bytes(100)).await;
         assert_eq!(read_num(&mut second).await, round);
@@ -339,7 +337,7 @@ async fn each_connection_keeps_its_own_state() {
     assert_eq!(seen[&first_addr], 3);
     assert_eq!(seen[&second_addr], 5);
     // A new connection starts from nothing.
-    let mut third = connect(server.local_addr()).await;
+    let mut third = connect(server.local_addr().as_tcp().unwrap()).await;
     write_raw(&mut third, &num_bytes(100)).await;
     assert_eq!(read_num(&mut third).await, 1);
     server.shutdown(Duration::from_secs(10)).await;
@@ -385,7 +383,7 @@ async fn inspect_consumes_frames_in_place_and_lets_the_rest_through() {
         consumed: std::sync::atomic::AtomicU32::new(0),
     });
     let server = start_server(&demo_server(), handler.clone()).await;
-    let mut client = connect(server.local_addr()).await;
+    let mut client = connect(server.local_addr().as_tcp().unwrap()).await;
     // All ten in one write, so they are inspected from one read buffer.
     let burst: Vec<u8> = (1..=10).flat_map(num_bytes).collect();
     write_raw(&mut client, &burst).await;
@@ -397,11 +395,11 @@ async fn inspect_consumes_frames_in_place_and_lets_the_rest_through() {
     server.shutdown(Duration::from_secs(10)).await;
 }
 
-/// `try_message` sees each decoded message first, synchronously: what it handles never
-/// reaches `message`; what it hands on arrives there unchanged, in order; a frame `inspect`
-/// consumed reaches neither. The handler is an `Arc<H>`, whose impl forwards `try_message`.
+/// Messages that need no waiting and messages that do are taken by the same async `message`,
+/// in order, from one read; a frame `inspect` consumed never reaches it. The handler is an
+/// `Arc<H>`, whose impl forwards both.
 #[tokio::test]
-async fn try_message_handles_messages_without_a_future_and_hands_on_the_rest() {
+async fn messages_from_one_read_are_handled_in_order_whether_or_not_they_wait() {
     struct Sum {
         total: std::sync::atomic::AtomicU32,
         awaited: std::sync::atomic::AtomicU32,
@@ -421,28 +419,18 @@ async fn try_message_handles_messages_without_a_future_and_hands_on_the_rest() {
             }
         }
 
-        fn try_message(
-            &self,
-            _conn: &ConnectionHandle,
-            msg: Demo,
-            fields: HeaderFields,
-        ) -> ltprotocol::Handled<Demo> {
-            match msg {
-                Demo::Num(NumMsg { num }) if num < 100 => {
-                    self.total.fetch_add(num, Ordering::Relaxed);
-                    ltprotocol::Handled::Done
-                }
-                other => ltprotocol::Handled::Later(other, fields),
-            }
-        }
-
         async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
-            self.awaited.fetch_add(1, Ordering::Relaxed);
-            if let Demo::Num(NumMsg { num }) = msg {
-                // The sum of what `try_message` handled before this one, in order.
-                let total = self.total.load(Ordering::Relaxed);
-                let _ = conn.send(&NumMsg { num: num + total }).await;
+            let Demo::Num(NumMsg { num }) = msg else {
+                return;
+            };
+            if num < 100 {
+                self.total.fetch_add(num, Ordering::Relaxed);
+                return;
             }
+            self.awaited.fetch_add(1, Ordering::Relaxed);
+            // The sum of the small numbers before this one, in order.
+            let total = self.total.load(Ordering::Relaxed);
+            let _ = conn.send(&NumMsg { num: num + total }).await;
         }
     }
 
@@ -451,9 +439,9 @@ async fn try_message_handles_messages_without_a_future_and_hands_on_the_rest() {
         awaited: std::sync::atomic::AtomicU32::new(0),
     });
     let server = start_server(&demo_server(), handler.clone()).await;
-    let mut client = connect(server.local_addr()).await;
-    // One write, one read buffer: 1..=10 handled synchronously, 1000 consumed in place,
-    // 500 and 600 handed on to `message`.
+    let mut client = connect(server.local_addr().as_tcp().unwrap()).await;
+    // One write, one read buffer: 1..=10 added up, 1000 consumed in place, 500 and 600
+    // answered.
     let burst: Vec<u8> = (1..=5)
         .chain([1000, 500])
         .chain(6..=10)
@@ -468,15 +456,15 @@ async fn try_message_handles_messages_without_a_future_and_hands_on_the_rest() {
     server.shutdown(Duration::from_secs(10)).await;
 }
 
-/// A request that `try_message` starts (polling it once, to send it) gets its reply even when
-/// the reply is already in the same read, right behind the message that started it: the reply
-/// is routed to the request, and the handler sees only the frames after it.
+/// A request that `message` starts (polling it once, to send it) gets its reply even when the
+/// reply is already in the same read, right behind the message that started it: the reply is
+/// routed to the request, and the handler sees only the frames after it.
 #[tokio::test]
-async fn a_request_started_in_try_message_gets_its_reply_from_the_same_read() {
+async fn a_request_started_in_message_gets_its_reply_from_the_same_read() {
     use std::sync::{Arc, Mutex};
 
     use futures::FutureExt;
-    use ltprotocol::{Correlation, Handled, HeaderLayout, ReplyStream, Server};
+    use ltprotocol::{Correlation, HeaderLayout, ReplyStream, Server};
 
     const START: i128 = 10;
     const REPLY: i128 = 12;
@@ -489,12 +477,7 @@ async fn a_request_started_in_try_message_gets_its_reply_from_the_same_read() {
     }
 
     impl Handler<Unknown> for Starter {
-        fn try_message(
-            &self,
-            conn: &ConnectionHandle,
-            msg: Unknown,
-            _fields: HeaderFields,
-        ) -> Handled<Unknown> {
+        async fn message(&self, conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
             if msg.message_type.value() == START {
                 let ask = Unknown {
                     message_type: MessageType::new(11),
@@ -505,10 +488,7 @@ async fn a_request_started_in_try_message_gets_its_reply_from_the_same_read() {
             } else {
                 self.seen.lock().unwrap().push(msg.message_type.value());
             }
-            Handled::Done
         }
-
-        async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {}
     }
 
     let layout = HeaderLayout::openflow();
@@ -529,7 +509,9 @@ async fn a_request_started_in_try_message_gets_its_reply_from_the_same_read() {
         frame.extend_from_slice(&xid.to_be_bytes());
         frame
     };
-    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut client = TcpStream::connect(server.local_addr().as_tcp().unwrap())
+        .await
+        .unwrap();
     let burst = [frame(START, 0), frame(REPLY, 1), frame(LATER, 0)].concat();
     client.write_all(&burst).await.unwrap();
 
@@ -545,7 +527,7 @@ async fn a_request_started_in_try_message_gets_its_reply_from_the_same_read() {
         .lock()
         .unwrap()
         .take()
-        .expect("try_message started the request");
+        .expect("message started the request");
     let reply = within(stream.next())
         .await
         .expect("the reply reached the request")

@@ -29,7 +29,7 @@ async fn a_quiet_peer_is_probed_then_dropped_on_the_paused_clock() {
         .await
         .unwrap();
     let mut events = server.events();
-    let mut peer = within_real(connect(server.local_addr())).await;
+    let mut peer = within_real(connect(server.local_addr().as_tcp().unwrap())).await;
     let started = tokio::time::Instant::now();
     // Five (paused) seconds of silence bring the probe.
     let (message_type, body) = within_real(read_frame(&mut peer)).await;
@@ -65,7 +65,7 @@ async fn an_answering_peer_stays_across_many_probes_on_the_paused_clock() {
         .await
         .unwrap();
     let mut events = server.events();
-    let mut peer = within_real(connect(server.local_addr())).await;
+    let mut peer = within_real(connect(server.local_addr().as_tcp().unwrap())).await;
     for _ in 0..5 {
         let (message_type, _) = within_real(read_frame(&mut peer)).await;
         assert_eq!(message_type, 9);
@@ -88,18 +88,18 @@ async fn an_answering_peer_stays_across_many_probes_on_the_paused_clock() {
 #[tokio::test]
 async fn auto_reply_answers_at_once_and_the_application_never_sees_the_request() {
     let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
-        .auto_reply(|frame: &Frame| {
+        .auto_reply(|frame: ltprotocol::FrameRef<'_>| {
             (frame.message_type == MessageType::new(2)).then(|| Frame {
                 message_type: MessageType::new(3),
                 fields: frame.fields.clone(),
-                body: frame.body.clone(),
+                body: bytes::Bytes::copy_from_slice(frame.body),
             })
         })
         .bind("127.0.0.1:0")
         .await
         .unwrap();
     let mut events = server.events();
-    let mut peer = connect(server.local_addr()).await;
+    let mut peer = connect(server.local_addr().as_tcp().unwrap()).await;
     write_raw(&mut peer, b"\x00\x05\x02hi\x00\x04\x01!").await;
     let (message_type, body) = read_frame(&mut peer).await;
     assert_eq!((message_type, &body[..]), (3, &b"hi"[..]));

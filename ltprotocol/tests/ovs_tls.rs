@@ -46,7 +46,7 @@ async fn ovs_connects_to_our_controller_over_mutual_tls() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let port = server.local_addr().port();
+    let port = server.local_addr().as_tcp().unwrap().port();
     let mut events = server.events();
     set_ssl(&ovs, &pki, &pki.issue(&Leaf::local("ovs")));
     ovs.set_controller(&[&format!("ssl:127.0.0.1:{port}")]);

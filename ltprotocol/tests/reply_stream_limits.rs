@@ -68,7 +68,7 @@ async fn setup(
     .await
     .unwrap();
     let mut events = server.events();
-    let peer = within(TcpStream::connect(server.local_addr()))
+    let peer = within(TcpStream::connect(server.local_addr().as_tcp().unwrap()))
         .await
         .unwrap();
     let Some(Event::Connected(conn)) = within(events.next()).await else {

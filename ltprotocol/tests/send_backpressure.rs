@@ -29,7 +29,7 @@ fn marker(message_type: u8) -> Unknown {
 async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
     let (handler, mut seen) = Recorder::silent();
     let server = start_server(demo_server().outbox_capacity(OUTBOX), handler).await;
-    let mut peer = connect(server.local_addr()).await;
+    let mut peer = connect(server.local_addr().as_tcp().unwrap()).await;
     let conn = connection_of(&mut seen, peer.local_addr().unwrap()).await;
 
     // The peer does not read: queue until the outbox stays full (the kernel's buffers fill
@@ -63,7 +63,8 @@ async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "the send did not wait for room");
     // A send dropped while it waits (cancelled) queues nothing.
-    let dropped = tokio::time::timeout(Duration::from_millis(50), conn.send(&marker(DROPPED)));
+    let dropped_marker = marker(DROPPED);
+    let dropped = tokio::time::timeout(Duration::from_millis(50), conn.send(&dropped_marker));
     assert!(dropped.await.is_err(), "the outbox had room again");
 
     // The peer reads everything: every queued frame in order, then the waited one, and

@@ -97,11 +97,11 @@ async fn next(heard: &mut mpsc::UnboundedReceiver<Heard>) -> Heard {
 async fn each_connection_has_a_handler_of_its_own() {
     let server = demo_server().bind("127.0.0.1:0").await.unwrap();
     let mut heard = serve_counting(&server, None);
-    let mut a = connect(server.local_addr()).await;
+    let mut a = connect(server.local_addr().as_tcp().unwrap()).await;
     let Heard::Connected(a_id) = next(&mut heard).await else {
         panic!("expected a connect");
     };
-    let mut b = connect(server.local_addr()).await;
+    let mut b = connect(server.local_addr().as_tcp().unwrap()).await;
     let Heard::Connected(b_id) = next(&mut heard).await else {
         panic!("expected a connect");
     };
@@ -134,17 +134,17 @@ async fn a_panic_making_a_handler_closes_that_connection_only() {
         .await
         .unwrap();
     let mut heard = serve_counting(&server, Some(2));
-    let mut first = connect(server.local_addr()).await;
+    let mut first = connect(server.local_addr().as_tcp().unwrap()).await;
     assert!(matches!(next(&mut heard).await, Heard::Connected(_)));
 
-    let mut doomed = connect(server.local_addr()).await;
+    let mut doomed = connect(server.local_addr().as_tcp().unwrap()).await;
     expect_closed(&mut doomed).await;
     // Never made, so never told anything: no `connected`, no `disconnected`.
     until(|| server.len() == 1).await;
 
     assert_eq!(ask(&mut first, 7).await, 7);
     // The refused connection's place is free again: a third one is served.
-    let mut third = connect(server.local_addr()).await;
+    let mut third = connect(server.local_addr().as_tcp().unwrap()).await;
     assert!(matches!(next(&mut heard).await, Heard::Connected(_)));
     assert_eq!(ask(&mut third, 9).await, 9);
     assert_eq!(ask(&mut first, 7).await, 8);

@@ -15,7 +15,7 @@ const CLIENTS: usize = 200;
 async fn broadcast_scenario() {
     let (handler, _seen) = Recorder::silent();
     let server = start_server(&demo_server(), handler).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     assert_eq!(server.len(), 0);
 
     // Connect every client concurrently.
@@ -32,7 +32,7 @@ async fn broadcast_scenario() {
     let ids: HashMap<_, ConnectionId> = server
         .connections()
         .iter()
-        .map(|conn| (conn.peer(), conn.id()))
+        .map(|conn| (conn.peer().as_tcp().unwrap(), conn.id()))
         .collect();
     assert_eq!(ids.len(), CLIENTS);
     for client in &clients {
@@ -66,7 +66,11 @@ async fn broadcast_scenario() {
     let leaving: Vec<TcpStream> = clients.drain(..CLIENTS / 2).collect();
     drop(leaving);
     until(|| server.len() == CLIENTS / 2).await;
-    let mut left: Vec<_> = server.connections().iter().map(|c| c.peer()).collect();
+    let mut left: Vec<_> = server
+        .connections()
+        .iter()
+        .map(|c| c.peer().as_tcp().unwrap())
+        .collect();
     let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
     left.sort();
     expected.sort();
@@ -113,7 +117,7 @@ async fn broadcast_reaches_every_client_once_multi_thread() {
 async fn encoded_once_reaches_a_chosen_group_and_everyone() {
     let (handler, _seen) = Recorder::silent();
     let server = start_server(&demo_server(), handler).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let mut clients = Vec::new();
     for _ in 0..10 {
         clients.push(connect(addr).await);
@@ -142,7 +146,7 @@ async fn encoded_once_reaches_a_chosen_group_and_everyone() {
     let group: Vec<_> = server
         .connections()
         .into_iter()
-        .filter(|conn| odd.contains(&conn.peer()))
+        .filter(|conn| conn.peer().as_tcp().is_some_and(|peer| odd.contains(&peer)))
         .collect();
     assert_eq!(group.len(), 5);
     for _ in 0..3 {

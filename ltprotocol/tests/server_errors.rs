@@ -22,10 +22,10 @@ async fn exchange(stream: &mut TcpStream, num: u32) {
 async fn length_shorter_than_header_disconnects_with_too_short() {
     let (handler, mut seen) = Recorder::echo();
     let server = start_server(&demo_server(), handler).await;
-    let mut good = connect(server.local_addr()).await;
+    let mut good = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut good, 1).await;
 
-    let mut bad = connect(server.local_addr()).await;
+    let mut bad = connect(server.local_addr().as_tcp().unwrap()).await;
     let bad_peer = bad.local_addr().unwrap();
     write_raw(&mut bad, b"\x00\x00\x01").await;
     let reason = disconnect_of(&mut seen, bad_peer).await;
@@ -57,10 +57,10 @@ async fn length_shorter_than_header_disconnects_with_too_short() {
 async fn length_over_max_inbound_disconnects_with_too_long() {
     let (handler, mut seen) = Recorder::echo();
     let server = start_server(demo_server().max_inbound(100), handler).await;
-    let mut good = connect(server.local_addr()).await;
+    let mut good = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut good, 1).await;
 
-    let mut bad = connect(server.local_addr()).await;
+    let mut bad = connect(server.local_addr().as_tcp().unwrap()).await;
     let bad_peer = bad.local_addr().unwrap();
     // Declares a 200-byte frame of type 1; no body follows, none is needed to refuse it.
     write_raw(&mut bad, b"\x00\xc8\x01").await;
@@ -96,10 +96,10 @@ async fn length_over_max_inbound_disconnects_with_too_long() {
 async fn undecodable_body_disconnects_with_decode_error() {
     let (handler, mut seen) = Recorder::echo();
     let server = start_server(&demo_server(), handler).await;
-    let mut good = connect(server.local_addr()).await;
+    let mut good = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut good, 1).await;
 
-    let mut bad = connect(server.local_addr()).await;
+    let mut bad = connect(server.local_addr().as_tcp().unwrap()).await;
     let bad_peer = bad.local_addr().unwrap();
     // A NumMsg (type 1) with a 2-byte body: well framed, but not a u32.
     write_raw(&mut bad, b"\x00\x05\x01\x00\x01").await;
@@ -117,13 +117,13 @@ async fn undecodable_body_disconnects_with_decode_error() {
 async fn connection_past_the_limit_is_closed_at_once() {
     let (handler, _seen) = Recorder::echo();
     let server = start_server(demo_server().max_connections(2), handler).await;
-    let mut first = connect(server.local_addr()).await;
-    let mut second = connect(server.local_addr()).await;
+    let mut first = connect(server.local_addr().as_tcp().unwrap()).await;
+    let mut second = connect(server.local_addr().as_tcp().unwrap()).await;
     exchange(&mut first, 1).await;
     exchange(&mut second, 2).await;
     until(|| server.len() == 2).await;
 
-    let mut third = connect(server.local_addr()).await;
+    let mut third = connect(server.local_addr().as_tcp().unwrap()).await;
     // Written before the refusal may be seen; never answered.
     let _ = tokio::io::AsyncWriteExt::write_all(&mut third, &num_bytes(3)).await;
     expect_closed(&mut third).await;

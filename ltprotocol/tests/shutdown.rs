@@ -17,7 +17,7 @@ const QUEUED: u32 = 1_000;
 async fn shutdown_writes_every_queued_frame_before_closing() {
     let (handler, mut seen) = Recorder::silent();
     let server = start_server(&demo_server(), handler).await;
-    let mut client = connect(server.local_addr()).await;
+    let mut client = connect(server.local_addr().as_tcp().unwrap()).await;
     let conn = connection_of(&mut seen, client.local_addr().unwrap()).await;
 
     for num in 0..QUEUED {
@@ -47,7 +47,7 @@ async fn shutdown_drains_a_backlog_the_client_reads_only_afterwards() {
     const PAD: usize = 8 * 1024 - 7;
     let (handler, mut seen) = Recorder::silent();
     let server = start_server(demo_server().outbox_capacity(16 << 20), handler).await;
-    let mut client = connect(server.local_addr()).await;
+    let mut client = connect(server.local_addr().as_tcp().unwrap()).await;
     let conn = connection_of(&mut seen, client.local_addr().unwrap()).await;
 
     for seq in 0..QUEUED {
@@ -103,7 +103,9 @@ async fn shutdown_forces_a_client_that_never_reads_at_the_deadline() {
     let server = start_server(demo_server().outbox_capacity(backlog + (1 << 20)), handler).await;
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(RCVBUF).unwrap();
-    let client = within(socket.connect(server.local_addr())).await.unwrap();
+    let client = within(socket.connect(server.local_addr().as_tcp().unwrap()))
+        .await
+        .unwrap();
     let conn = connection_of(&mut seen, client.local_addr().unwrap()).await;
 
     for seq in 0..frames {
@@ -129,7 +131,7 @@ async fn shutdown_keeps_its_deadline_when_nobody_reads_the_event_stream() {
     let mut builder = common::demo_server();
     builder.event_capacity(1);
     let (server, events) = common::start_event_server(&builder).await;
-    let mut peer = connect(server.local_addr()).await;
+    let mut peer = connect(server.local_addr().as_tcp().unwrap()).await;
     for num in 0..5 {
         write_raw(&mut peer, &common::num_bytes(num)).await;
     }

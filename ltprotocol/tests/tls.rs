@@ -162,7 +162,7 @@ async fn tls_round_trip_in_handler_style() {
     let (client, mut events) = demo_client()
         .backoff(quick_backoff())
         .tls(pki.client_tls())
-        .connect(server.local_addr().to_string());
+        .connect(server.local_addr().as_tcp().unwrap().to_string());
     client.send(&NumMsg { num: 200 }).await.unwrap();
     client
         .send(&StrMsg {
@@ -227,7 +227,7 @@ async fn mutual_tls_round_trip_in_stream_style_shows_client_identity() {
     };
     let (client, mut client_events) = demo_client()
         .tls(pki.client_tls_with_cert(&pki, &sensor))
-        .connect(server.local_addr().to_string());
+        .connect(server.local_addr().as_tcp().unwrap().to_string());
     client.send(&NumMsg { num: 7 }).await.unwrap();
 
     // The identity is known when `Connected` arrives.
@@ -266,7 +266,7 @@ async fn optional_client_auth_admits_clients_with_and_without_certificates() {
     let pki = Pki::new("optional");
     let (server, mut events) =
         start_event_server(demo_server().tls(pki.mutual_server_tls(ClientAuth::Optional))).await;
-    let addr = server.local_addr().to_string();
+    let addr = server.local_addr().as_tcp().unwrap().to_string();
 
     let (anonymous, _anonymous_events) = demo_client().tls(pki.client_tls()).connect(addr.clone());
     let conn = next_connected(&mut events).await;
@@ -295,7 +295,7 @@ async fn broadcast_send_to_and_connection_limit_work_over_tls() {
     let pki = Pki::new("fanout");
     let (server, mut events) =
         start_event_server(demo_server().max_connections(3).tls(pki.server_tls())).await;
-    let addr = server.local_addr().to_string();
+    let addr = server.local_addr().as_tcp().unwrap().to_string();
     let mut clients = Vec::new();
     for _ in 0..3 {
         let (client, mut client_events) = demo_client().tls(pki.client_tls()).connect(addr.clone());
@@ -314,11 +314,11 @@ async fn broadcast_send_to_and_connection_limit_work_over_tls() {
             next_message(client_events).await,
             Demo::Num(NumMsg { num: 1 })
         );
-        let local = client.connection().expect("connected").local_addr();
+        let local = client.connection().expect("connected").local_addr().clone();
         let peer_ids: Vec<_> = server
             .connections()
             .into_iter()
-            .filter(|c| c.peer() == local)
+            .filter(|c| *c.peer() == local)
             .map(|c| c.id())
             .collect();
         if peer_ids == [chosen] {
@@ -377,9 +377,9 @@ impl Handshake for Hello {
 }
 
 /// ECHO_REQUEST (2) → ECHO_REPLY (3), same header fields and body.
-fn echo_reply(frame: &Frame) -> Option<Frame> {
+fn echo_reply(frame: ltprotocol::FrameRef<'_>) -> Option<Frame> {
     (frame.message_type == MessageType::new(2)).then(|| {
-        let mut reply = Frame::new(MessageType::new(3), frame.body.clone());
+        let mut reply = Frame::new(MessageType::new(3), Bytes::copy_from_slice(frame.body));
         reply.fields = frame.fields.clone();
         reply
     })
@@ -414,7 +414,7 @@ async fn handshake_request_reply_and_keepalive_work_over_tls() {
             timeout: Duration::from_secs(5),
             probe,
         })
-        .connect(server.local_addr().to_string());
+        .connect(server.local_addr().as_tcp().unwrap().to_string());
 
     // The handshake hook ran over TLS on both sides before `Connected`.
     let on_server = next_connected(&mut events).await;
@@ -461,7 +461,7 @@ async fn unknown_ca_fails_on_both_sides_while_others_keep_working() {
     let pki = Pki::new("trusted");
     let stranger = Pki::new("stranger");
     let (server, mut seen) = echo_server(demo_server().tls(pki.server_tls())).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let bystander = Bystander::start(addr, pki.client_tls()).await;
 
     // A client that trusts another CA rejects the server's certificate...
@@ -494,7 +494,7 @@ async fn client_certificate_from_unknown_ca_is_rejected_while_others_keep_workin
     let stranger = Pki::new("outsider");
     let (server, mut seen) =
         echo_server(demo_server().tls(pki.mutual_server_tls(ClientAuth::Required))).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let bystander =
         Bystander::start(addr, pki.client_tls_with_cert(&pki, &Leaf::local("member"))).await;
 
@@ -539,7 +539,7 @@ async fn client_without_certificate_is_rejected_when_one_is_required() {
     let (client, mut events) = demo_client()
         .backoff(quick_backoff())
         .tls(pki.client_tls())
-        .connect(server.local_addr().to_string());
+        .connect(server.local_addr().as_tcp().unwrap().to_string());
     let reason = failed_connection(&mut seen).await;
     assert!(
         matches!(tls_error(&reason), TlsError::NoCertificate(_)),
@@ -554,7 +554,7 @@ async fn client_without_certificate_is_rejected_when_one_is_required() {
 async fn wrong_server_name_fails_on_both_sides_while_others_keep_working() {
     let pki = Pki::new("names");
     let (server, mut seen) = echo_server(demo_server().tls(pki.server_tls())).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let bystander = Bystander::start(addr, pki.client_tls()).await;
 
     let tls = ClientTls::builder()
@@ -598,7 +598,7 @@ async fn expired_certificates_fail_on_both_sides_while_others_keep_working() {
     let (client, mut events) = demo_client()
         .backoff(quick_backoff())
         .tls(pki.client_tls())
-        .connect(old_server.local_addr().to_string());
+        .connect(old_server.local_addr().as_tcp().unwrap().to_string());
     let error = next_connect_failure(&mut events).await;
     assert!(error.contains("certificate has expired"), "{error}");
     let reason = failed_connection(&mut old_seen).await;
@@ -619,7 +619,7 @@ async fn expired_certificates_fail_on_both_sides_while_others_keep_working() {
     // other clients carry on.
     let (server, mut seen) =
         echo_server(demo_server().tls(pki.mutual_server_tls(ClientAuth::Required))).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let bystander = Bystander::start(
         addr,
         pki.client_tls_with_cert(&pki, &Leaf::local("current")),
@@ -644,7 +644,7 @@ async fn expired_certificates_fail_on_both_sides_while_others_keep_working() {
 async fn plain_tcp_on_tls_port_fails_on_both_sides_while_others_keep_working() {
     let pki = Pki::new("plain-on-tls");
     let (server, mut seen) = echo_server(demo_server().tls(pki.server_tls())).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let bystander = Bystander::start(addr, pki.client_tls()).await;
 
     // A plain client sends a frame; the TLS server sees no TLS, and answers with an alert
@@ -677,7 +677,7 @@ async fn plain_tcp_on_tls_port_fails_on_both_sides_while_others_keep_working() {
 #[tokio::test]
 async fn tls_on_plain_port_fails_on_both_sides_while_others_keep_working() {
     let (server, mut seen) = echo_server(&demo_server()).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let (bystander, mut bystander_events) = demo_client().connect(addr.to_string());
     next_connected(&mut bystander_events).await;
 
@@ -752,7 +752,7 @@ async fn silent_peer_on_tls_port_times_out_while_others_keep_working() {
             .tls_timeout(Duration::from_secs(1)),
     )
     .await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let bystander = Bystander::start(addr, pki.client_tls()).await;
     let mut silent = within(TcpStream::connect(addr)).await.unwrap();
     let reason = failed_connection(&mut seen).await;
@@ -775,7 +775,7 @@ async fn tls_client_reconnects_across_three_server_restarts_with_nothing_lost() 
     let mut builder = demo_server();
     builder.tls(pki.mutual_server_tls(ClientAuth::Required));
     let (mut server, mut server_events) = start_event_server(&builder).await;
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_tcp().unwrap();
     let (client, mut client_events) = demo_client()
         .backoff(quick_backoff())
         .tls(pki.client_tls_with_cert(&pki, &Leaf::local("roamer")))

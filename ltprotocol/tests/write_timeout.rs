@@ -45,7 +45,9 @@ async fn big_sender() -> (Server<Unknown>, EventStream<Unknown>) {
 async fn small_window_client(server: &Server<Unknown>) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(64 * 1024).unwrap();
-    within(socket.connect(server.local_addr())).await.unwrap()
+    within(socket.connect(server.local_addr().as_tcp().unwrap()))
+        .await
+        .unwrap()
 }
 
 async fn send_big_then_sentinel(events: &mut EventStream<Unknown>) {

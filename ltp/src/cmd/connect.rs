@@ -18,14 +18,16 @@ use ltprotocol::{
 };
 
 use super::Setup;
+use super::endpoint::Endpoint;
 use crate::Common;
 use crate::output::Stdout;
 
 /// `ltp connect` options.
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
-    /// The server, `HOST:PORT`.
-    addr: String,
+    /// The server: `HOST:PORT`, or `unix:PATH` for a Unix-domain socket.
+    #[arg(value_parser = Endpoint::parse)]
+    addr: Endpoint,
     #[command(flatten)]
     common: Common,
     /// Exit 0 once this many messages have arrived (exit 1 if `--timeout` passes first),
@@ -162,7 +164,7 @@ pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<Exi
         received: AtomicU64::new(0),
         arrived: Notify::new(),
     });
-    let client = builder.connect_with_handler(args.addr.clone(), handler.clone());
+    let client = args.addr.connect(&builder, handler.clone())?;
 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut number = 0u64;
@@ -179,7 +181,7 @@ pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<Exi
                 continue;
             }
         };
-        if let Err(err) = client.send_wait_with(&frame, &frame.fields).await {
+        if let Err(err) = client.send_with(&frame, &frame.fields).await {
             // Not sent (the client gave up before it was queued): counts as unsent below.
             refused += 1;
             eprintln!(

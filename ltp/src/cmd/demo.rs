@@ -206,7 +206,7 @@ async fn together(rounds: u32, out: Stdout) -> anyhow::Result<ExitCode> {
             if round == restart_after && round < rounds {
                 out.say("demo: restarting the server").await;
                 server.shutdown(Duration::from_secs(5)).await;
-                server = match rebind(addr, &out).await {
+                server = match rebind(addr.clone(), &out).await {
                     Ok(server) => server,
                     Err(err) => {
                         out.say(&format!("demo: cannot restart the server: {err}"))
@@ -240,7 +240,7 @@ async fn together(rounds: u32, out: Stdout) -> anyhow::Result<ExitCode> {
 }
 
 /// Binds the same address again; the old socket may linger for a moment.
-async fn rebind(addr: std::net::SocketAddr, out: &Stdout) -> anyhow::Result<Server<Demo>> {
+async fn rebind(addr: ltprotocol::Addr, out: &Stdout) -> anyhow::Result<Server<Demo>> {
     let mut last = None;
     for _ in 0..50 {
         match bind(&addr.to_string(), out).await {

@@ -12,6 +12,7 @@ use ltprotocol::tls::{ClientAuth, ServerTls};
 use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, Server, Unknown};
 
 use super::Setup;
+use super::endpoint::Endpoint;
 use crate::Common;
 use crate::output::Stdout;
 
@@ -20,9 +21,11 @@ use crate::output::Stdout;
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     common: Common,
-    /// Address to listen on; port 0 picks a free port (see the `listening` line).
-    #[arg(long, default_value = "127.0.0.1:9999")]
-    listen: String,
+    /// Where to listen: `HOST:PORT` (port 0 picks a free port, see the `listening` line),
+    /// `unix:PATH` (a Unix-domain socket; a stale socket file is replaced, and the file is
+    /// removed at shutdown) or `fd:N` (a socket passed by systemd socket activation).
+    #[arg(long, default_value = "127.0.0.1:9999", value_parser = Endpoint::parse)]
+    listen: Endpoint,
     /// What to do with each message besides printing it.
     #[arg(long, value_enum, default_value_t = Mode::Print)]
     mode: Mode,
@@ -131,10 +134,7 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     if let Some(tls) = server_tls(&args)? {
         builder.tls(tls);
     }
-    let server = builder
-        .bind(args.listen.as_str())
-        .await
-        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", args.listen))?;
+    let server = args.listen.bind(&builder).await?;
     setup
         .output
         .emit(&json!({

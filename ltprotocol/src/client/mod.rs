@@ -1,14 +1,13 @@
 //! [`ReconnectingClient`]: a client that connects in the background, reconnects with
 //! [`Backoff`] when the connection is lost, and queues what is sent while disconnected.
 //!
-//! It is an actor: the handle is a cheap clone; one task owns the socket, the queue of
+//! It is an actor: the handle is a cheap clone; one task owns the stream, the queue of
 //! unsent frames, the backoff state and the reconnect loop.
 
 mod backoff;
 
 use std::io;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,177 +15,185 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use self::backoff::Backoff;
 use self::backoff::Jitter;
 use crate::codec::FrameCodec;
 use crate::connection::{
-    self, ConnectionHandle, ConnectionId, DisconnectReason, LinkConfig, Outbox, OutboxReceiver,
-    SendError,
+    self, Builder, ConnectionHandle, ConnectionId, ConnectionOptions, DisconnectReason, Outbox,
+    OutboxReceiver, SendError,
 };
-use crate::event::{self, EventStream, Handler};
 use crate::frame::{Frame, HeaderFields};
+use crate::handler::{self, EventStream, Handler};
 use crate::layout::HeaderLayout;
 use crate::protocol::{Encode, Protocol};
-#[cfg(not(feature = "tls"))]
-use crate::transport::Transport;
+use crate::transport::{BoxStream, Connector, ErasedConnector, Stream, TcpConnector, Transport};
 
-/// Default [`ClientBuilder::queue_capacity`]: 1 MiB of encoded frames.
-pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
 /// Default [`ClientBuilder::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The id a closed client reports in [`SendError::Closed`].
 const CLIENT_ID: ConnectionId = ConnectionId::new(0);
 
-/// Configures a [`ReconnectingClient`].
+/// Configures a [`ReconnectingClient`]: the settings every connection shares are those of
+/// [`Builder`]; the client adds its backoff, connect timeout and TLS, and where it connects.
 ///
 /// ```
 /// use std::time::Duration;
 /// use ltprotocol::{Backoff, HeaderLayout, ReconnectingClient, Unknown};
 /// let builder = ReconnectingClient::<Unknown>::builder(HeaderLayout::ltprotocol())
 ///     .backoff(Backoff { max: Duration::from_secs(10), ..Backoff::default() })
-///     .queue_capacity(64 * 1024)
+///     .outbox_capacity(64 * 1024)
 ///     .clone();
 /// # let _ = builder;
 /// ```
+pub type ClientBuilder<P> = Builder<ClientSide<P>>;
+
+/// What only a client has: its backoff, connect timeout and TLS. See [`ClientBuilder`].
 #[derive(Debug, Clone)]
-pub struct ClientBuilder<P> {
+pub struct ClientSide<P> {
     backoff: Backoff,
-    queue_bytes: usize,
     connect_timeout: Duration,
-    event_capacity: usize,
-    link: LinkConfig,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ClientTls>,
-    #[cfg(feature = "tls")]
-    tls_timeout: Duration,
     _protocol: PhantomData<fn() -> P>,
 }
 
-impl<P: Protocol> ClientBuilder<P> {
-    fn new(layout: HeaderLayout) -> Self {
-        Self {
-            backoff: Backoff::default(),
-            queue_bytes: DEFAULT_QUEUE_BYTES,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            event_capacity: crate::server::DEFAULT_EVENT_CAPACITY,
-            link: LinkConfig {
-                queue_outlives_connection: true,
-                ..LinkConfig::new(FrameCodec::new(layout))
+/// Where a [`ReconnectingClient`] connects: `"host:port"` (TCP), or any [`Connector`]
+/// ([`UnixConnector`](crate::transport::UnixConnector), [`FnConnector`](crate::transport::FnConnector), one of the
+/// application's).
+pub trait Target {
+    /// The connector for this target.
+    type Connector: Connector;
+
+    /// Makes the connector.
+    fn into_connector(self) -> Self::Connector;
+}
+
+impl Target for String {
+    type Connector = TcpConnector;
+
+    fn into_connector(self) -> TcpConnector {
+        TcpConnector::new(self)
+    }
+}
+
+impl Target for &str {
+    type Connector = TcpConnector;
+
+    fn into_connector(self) -> TcpConnector {
+        TcpConnector::new(self)
+    }
+}
+
+impl Target for &String {
+    type Connector = TcpConnector;
+
+    fn into_connector(self) -> TcpConnector {
+        TcpConnector::new(self.as_str())
+    }
+}
+
+impl<C: Connector> Target for C {
+    type Connector = C;
+
+    fn into_connector(self) -> C {
+        self
+    }
+}
+
+impl<P: Protocol> Builder<ClientSide<P>> {
+    pub(crate) fn client(layout: HeaderLayout) -> Self {
+        let mut builder = Self::with(
+            layout,
+            ClientSide {
+                backoff: Backoff::default(),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                #[cfg(feature = "tls")]
+                tls: None,
+                _protocol: PhantomData,
             },
-            #[cfg(feature = "tls")]
-            tls: None,
-            #[cfg(feature = "tls")]
-            tls_timeout: crate::tls::DEFAULT_TLS_TIMEOUT,
-            _protocol: PhantomData,
-        }
+        );
+        builder.options.queue_outlives_connection = true;
+        builder
     }
 
-    connection::link_setters!();
-
-    /// Speaks TLS (presenting a client certificate if `tls` has one) instead of plain TCP.
-    /// Default: plain TCP. Feature `tls`.
+    /// Speaks TLS (presenting a client certificate if `tls` has one) over each connection.
+    /// Default: plain. Feature `tls`.
     ///
-    /// Every attempt, the first and each reconnect, runs a fresh TLS handshake after the TCP
-    /// connect and before the [`handshake`](Self::handshake) hook, bounded by
-    /// [`tls_timeout`](Self::tls_timeout). A failure is a failed attempt: reported through
+    /// Every attempt, the first and each reconnect, runs a fresh TLS handshake after the
+    /// connect and before the [`handshake`](Builder::handshake) hook, bounded by
+    /// [`tls_timeout`](Builder::tls_timeout). A failure is a failed attempt: reported through
     /// `connect_failed` (or [`Event::ConnectFailed`](crate::Event::ConnectFailed)) with the
     /// reason ([`TlsError`](crate::tls::TlsError)), never as `connected`, and retried after
     /// the backoff. See [`tls`](crate::tls) for an example.
     #[cfg(feature = "tls")]
     pub fn tls(&mut self, tls: crate::tls::ClientTls) -> &mut Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Bounds each TLS handshake; past it the attempt fails with
-    /// [`TlsError::TimedOut`](crate::tls::TlsError::TimedOut). Default: 10 s. Feature `tls`.
-    ///
-    /// ```
-    /// # use ltprotocol::{HeaderLayout, ReconnectingClient, Unknown};
-    /// let mut builder = ReconnectingClient::<Unknown>::builder(HeaderLayout::ltprotocol());
-    /// builder.tls_timeout(std::time::Duration::from_secs(5));
-    /// ```
-    #[cfg(feature = "tls")]
-    pub fn tls_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.tls_timeout = timeout;
+        self.side.tls = Some(tls);
         self
     }
 
     /// The reconnect policy. Default: [`Backoff::default`].
     pub fn backoff(&mut self, backoff: Backoff) -> &mut Self {
-        self.backoff = backoff;
+        self.side.backoff = backoff;
         self
     }
 
-    /// The bytes of encoded frames the client holds for sending, connected or not. Past it,
-    /// [`ReconnectingClient::send`] fails with [`SendError::QueueFull`] and
-    /// [`ReconnectingClient::send_wait`] waits. Default: 1 MiB.
-    pub fn queue_capacity(&mut self, bytes: usize) -> &mut Self {
-        self.queue_bytes = bytes;
-        self
-    }
-
-    /// How long one connection attempt (resolving and TCP connect) may take. Default: 10 s.
+    /// How long one connection attempt (resolving and connecting) may take. Default: 10 s.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.connect_timeout = timeout;
+        self.side.connect_timeout = timeout;
         self
     }
 
-    /// How many events the stream from [`connect`](Self::connect) buffers before the
-    /// connection stops reading. Default: 1,024.
-    pub fn event_capacity(&mut self, capacity: usize) -> &mut Self {
-        self.event_capacity = capacity;
-        self
-    }
-
-    /// Starts connecting to `addr` (`host:port`; names are resolved on every attempt) in the
-    /// background and returns at once, with the stream of events.
+    /// Starts connecting to `target` in the background and returns at once, with the stream
+    /// of events. `target` is `"host:port"` (TCP; the name is resolved on every attempt) or
+    /// any [`Connector`]: a Unix socket's, or the application's own.
     ///
     /// Must be called within a tokio runtime.
-    pub fn connect(&self, addr: impl Into<String>) -> (ReconnectingClient<P>, EventStream<P>) {
-        let (handler, events) = event::channel(self.event_capacity);
-        (self.connect_with_handler(addr, handler), events)
+    pub fn connect(&self, target: impl Target) -> (ReconnectingClient<P>, EventStream<P>) {
+        let (handler, events) = handler::channel(self.options.event_capacity);
+        (self.connect_with_handler(target, handler), events)
     }
 
-    /// Starts connecting to `addr` in the background, running `handler`'s callbacks, and
+    /// Starts connecting to `target` in the background, running `handler`'s callbacks, and
     /// returns at once.
     ///
     /// Must be called within a tokio runtime.
     pub fn connect_with_handler<H: Handler<P>>(
         &self,
-        addr: impl Into<String>,
+        target: impl Target,
         handler: H,
     ) -> ReconnectingClient<P> {
-        let codec = (*self.link.codec).clone();
-        let (outbox, queue) = connection::outbox(self.queue_bytes);
+        let connector: Box<dyn ErasedConnector> = Box::new(target.into_connector());
+        let (outbox, queue) = connection::outbox(self.options.outbox_bytes);
         let (connected_tx, connected_rx) = watch::channel(None);
+        let codec = Arc::new(self.options.codec.clone());
         let shared = Arc::new(Shared {
             outbox: outbox.clone(),
-            codec,
+            codec: codec.clone(),
             close: CancellationToken::new(),
             abort: CancellationToken::new(),
             connected: connected_rx,
             task: Mutex::new(None),
         });
+        let span = info_span!("client", target = %connector.target());
         let actor = Actor {
-            addr: addr.into(),
-            backoff: self.backoff.clone(),
+            target: connector.target(),
+            connector,
+            backoff: self.side.backoff.clone(),
             jitter: Jitter::from_clock(),
-            connect_timeout: self.connect_timeout,
-            link: self.link.clone(),
+            connect_timeout: self.side.connect_timeout,
+            options: self.options.clone(),
+            codec,
             #[cfg(feature = "tls")]
-            tls: self
-                .tls
-                .as_ref()
-                .map(|tls| crate::tls::Connector::new(tls, self.tls_timeout)),
+            tls: self.side.tls.as_ref().map(|tls| {
+                crate::transport::tls_stream::Connector::new(tls, self.options.tls_timeout)
+            }),
             outbox,
             queue,
             close: shared.close.clone(),
@@ -194,7 +201,7 @@ impl<P: Protocol> ClientBuilder<P> {
             connected: connected_tx,
             next_id: AtomicU64::new(1),
         };
-        let task = tokio::spawn(actor.run(handler));
+        let task = tokio::spawn(actor.run(handler).instrument(span));
         *shared.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
         ReconnectingClient {
             shared,
@@ -218,7 +225,7 @@ pub struct CloseReport {
 #[derive(Debug)]
 struct Shared {
     outbox: Outbox,
-    codec: FrameCodec,
+    codec: Arc<FrameCodec>,
     close: CancellationToken,
     abort: CancellationToken,
     connected: watch::Receiver<Option<ConnectionHandle>>,
@@ -229,7 +236,7 @@ struct Shared {
 /// the ancestor's `LTTwistedClient` (a Twisted `ReconnectingClientFactory`).
 ///
 /// Messages sent while disconnected are queued (up to
-/// [`ClientBuilder::queue_capacity`]) and written in order right after the next connection
+/// [`outbox_capacity`](Builder::outbox_capacity)) and written in order right after the next connection
 /// is made; each connection starts with a fresh decoder, so a frame cut by a disconnect
 /// never leaks into the next connection. Frames taken from the queue but not confirmed
 /// written when a connection broke are written again first on the next one. TCP has no
@@ -280,16 +287,21 @@ impl<P> Clone for ReconnectingClient<P> {
 impl<P: Protocol> ReconnectingClient<P> {
     /// A builder for a client speaking `layout`.
     pub fn builder(layout: HeaderLayout) -> ClientBuilder<P> {
-        ClientBuilder::new(layout)
+        ClientBuilder::client(layout)
     }
 
-    /// Queues `msg` for sending (now, or after the next connection is made).
+    /// Queues `msg` for sending (now, or after the next connection is made), waiting while
+    /// the queue is full. With room to spare, the message is encoded straight into the
+    /// queue's write batch.
     ///
     /// # Errors
     ///
-    /// [`SendError::QueueFull`] when the queue is full (use [`send_wait`](Self::send_wait)
-    /// to wait instead); [`SendError::Closed`] after [`close`](Self::close) or once the
-    /// client gave up; [`SendError::Encode`] when the message cannot be framed.
+    /// [`SendError::Closed`] after [`close`](Self::close) or once the client gave up;
+    /// [`SendError::Encode`] when the message cannot be framed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, the message was not queued.
     pub async fn send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
         self.send_with(msg, &HeaderFields::new()).await
     }
@@ -304,41 +316,15 @@ impl<P: Protocol> ReconnectingClient<P> {
         msg: &M,
         fields: &HeaderFields,
     ) -> Result<(), SendError> {
-        let frame = self.encode(msg, fields)?;
         self.check_open()?;
-        self.shared.outbox.try_send(frame, CLIENT_ID)
+        let shared = &*self.shared;
+        shared
+            .outbox
+            .send(&shared.codec, msg, fields, CLIENT_ID)
+            .await
     }
 
-    /// Queues `msg`, waiting while the queue is full.
-    ///
-    /// # Errors
-    ///
-    /// [`SendError::Closed`] after [`close`](Self::close) or once the client gave up;
-    /// [`SendError::Encode`] when the message cannot be framed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: if the future is dropped before it completes, the message was not queued.
-    pub async fn send_wait<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
-        self.send_wait_with(msg, &HeaderFields::new()).await
-    }
-
-    /// Like [`send_wait`](Self::send_wait), with extra header fields.
-    ///
-    /// # Errors
-    ///
-    /// As [`send_wait`](Self::send_wait).
-    pub async fn send_wait_with<M: Encode + ?Sized>(
-        &self,
-        msg: &M,
-        fields: &HeaderFields,
-    ) -> Result<(), SendError> {
-        let frame = self.encode(msg, fields)?;
-        self.check_open()?;
-        self.shared.outbox.send(frame, CLIENT_ID).await
-    }
-
-    /// Queues a raw frame with its own header fields, without waiting.
+    /// Queues a raw frame with its own header fields, waiting while the queue is full.
     ///
     /// # Errors
     ///
@@ -347,12 +333,38 @@ impl<P: Protocol> ReconnectingClient<P> {
         self.send_with(frame, &frame.fields).await
     }
 
-    fn encode<M: Encode + ?Sized>(
+    /// Queues `msg` if the queue has room now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::QueueFull`] when the queue is full, and as [`send`](Self::send).
+    pub fn try_send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
+        self.try_send_with(msg, &HeaderFields::new())
+    }
+
+    /// Like [`try_send`](Self::try_send), with extra header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send).
+    pub fn try_send_with<M: Encode + ?Sized>(
         &self,
         msg: &M,
         fields: &HeaderFields,
-    ) -> Result<bytes::Bytes, SendError> {
-        Ok(self.shared.codec.encode_to_bytes(msg, fields)?)
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let shared = &*self.shared;
+        match shared
+            .outbox
+            .try_encode(&shared.codec, msg, fields, CLIENT_ID)
+        {
+            Ok(()) => Ok(()),
+            Err(connection::NotQueued::Full(_)) => Err(SendError::QueueFull {
+                id: CLIENT_ID,
+                capacity: shared.outbox.capacity(),
+            }),
+            Err(connection::NotQueued::Failed(err)) => Err(err),
+        }
     }
 
     fn check_open(&self) -> Result<(), SendError> {
@@ -423,13 +435,16 @@ impl<P: Protocol> ReconnectingClient<P> {
 
 /// The task behind a [`ReconnectingClient`].
 struct Actor {
-    addr: String,
+    connector: Box<dyn ErasedConnector>,
+    /// Where it connects, for logs.
+    target: String,
     backoff: Backoff,
     jitter: Jitter,
     connect_timeout: Duration,
-    link: LinkConfig,
+    options: ConnectionOptions,
+    codec: Arc<FrameCodec>,
     #[cfg(feature = "tls")]
-    tls: Option<crate::tls::Connector>,
+    tls: Option<crate::transport::tls_stream::Connector>,
     outbox: Outbox,
     queue: OutboxReceiver,
     close: CancellationToken,
@@ -451,16 +466,17 @@ impl Actor {
                 .await
                 .is_err()
             {
-                warn!(addr = %self.addr, "connecting handler panicked");
+                warn!(target = %self.target, "connecting handler panicked");
             }
-            debug!(addr = %self.addr, attempt, "connecting");
+            debug!(target = %self.target, attempt, "connecting");
             let connected = tokio::select! {
                 () = self.abort.cancelled() => break,
-                connected = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr.as_str())) => connected,
+                connected = tokio::time::timeout(self.connect_timeout, self.connector.connect_boxed()) => connected,
             };
             let error = match connected {
-                Ok(Ok(stream)) => {
-                    let (lasted, reason) = self.run_connection::<P, H>(stream, &handler).await;
+                Ok(Ok((stream, peer))) => {
+                    let (lasted, reason) =
+                        self.run_connection::<P, H>(stream, peer, &handler).await;
                     if self.abort.is_cancelled() {
                         break;
                     }
@@ -474,7 +490,7 @@ impl Actor {
                         // not hammered.
                         failures = 0;
                         let wait = self.backoff.reconnect_delay(self.jitter.next_unit());
-                        debug!(addr = %self.addr, wait_ms = wait.as_millis() as u64, "reconnecting after a lasting connection");
+                        debug!(target = %self.target, wait_ms = wait.as_millis() as u64, "reconnecting after a lasting connection");
                         if self
                             .wait_before_retry(Instant::now() + wait)
                             .await
@@ -494,7 +510,7 @@ impl Actor {
             };
             failures = failures.saturating_add(1);
             let retry_in = self.backoff.delay(failures, self.jitter.next_unit());
-            warn!(addr = %self.addr, attempt, error = %error, retry_in_ms = retry_in.map(|d| d.as_millis() as u64), "connect failed");
+            warn!(target = %self.target, attempt, error = %error, retry_in_ms = retry_in.map(|d| d.as_millis() as u64), "connect failed");
             if call_or_abort(
                 &self.abort,
                 handler.connect_failed(attempt, &error, retry_in),
@@ -502,10 +518,10 @@ impl Actor {
             .await
             .is_err()
             {
-                warn!(addr = %self.addr, "connect_failed handler panicked");
+                warn!(target = %self.target, "connect_failed handler panicked");
             }
             let Some(wait) = retry_in else {
-                warn!(addr = %self.addr, failures, "giving up");
+                warn!(target = %self.target, failures, "giving up");
                 break;
             };
             if self
@@ -519,7 +535,7 @@ impl Actor {
         self.queue.close(&self.outbox);
         let unsent = self.queue.unsent(&self.outbox);
         if unsent > 0 {
-            warn!(addr = %self.addr, unsent, "client stopped with frames unsent");
+            warn!(target = %self.target, unsent, "client stopped with frames unsent");
         }
         unsent
     }
@@ -546,45 +562,61 @@ impl Actor {
     /// Runs one connection; returns whether it lasted (reset the backoff) and why it ended.
     async fn run_connection<P: Protocol, H: Handler<P>>(
         &mut self,
-        stream: TcpStream,
+        stream: BoxStream,
+        peer: crate::transport::Addr,
         handler: &H,
     ) -> (bool, DisconnectReason) {
-        if let Err(err) = stream.set_nodelay(true) {
-            debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let peer = stream.peer_addr().unwrap_or(unspecified);
-        let local = stream.local_addr().unwrap_or(unspecified);
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|| crate::transport::Addr::other("local"));
         let id = ConnectionId::new(self.next_id.fetch_add(1, Ordering::Relaxed));
         let abort = self.abort.clone();
         let handle = ConnectionHandle::new(
             id,
-            peer,
+            peer.clone(),
             local,
             self.outbox.clone(),
-            self.link.codec.clone(),
+            self.codec.clone(),
             // Closing the client closes this connection gracefully.
             Some(self.close.clone()),
-            self.link.correlation.as_ref(),
+            self.options.correlation.as_ref(),
         );
+        let span = info_span!("connection", id = %id, %peer);
         // A failed TLS handshake is a failed attempt, like a refused connect: no events.
         #[cfg(feature = "tls")]
-        let mut transport =
-            match crate::tls::connect(stream, self.tls.as_ref(), &self.addr, &handle, &abort).await
-            {
-                Ok(transport) => transport,
-                Err(reason) => return (false, reason),
-            };
+        let transport = match &self.tls {
+            Some(tls) => {
+                let host = self.connector.host();
+                match crate::transport::tls_stream::connect(stream, tls, host, &handle, &abort)
+                    .instrument(span.clone())
+                    .await
+                {
+                    Ok(transport) => transport,
+                    Err(reason) => return (false, reason),
+                }
+            }
+            None => Transport::plain(stream),
+        };
         #[cfg(not(feature = "tls"))]
-        let mut transport = Transport::Plain(stream);
+        let transport = Transport::plain(stream);
+        let transport = Mutex::new(transport);
+        // What was left unconfirmed by the last connection is written again whole.
+        self.queue.restart();
         info!(conn = %id, %peer, "connected");
         let started = Instant::now();
         let connected = &self.connected;
-        let drive = transport.drive::<P, H>(&handle, &mut self.queue, handler, &self.link, || {
-            connected.send_replace(Some(handle.clone()));
-        });
+        let drive = connection::drive::<P, H>(
+            &transport,
+            &handle,
+            &mut self.queue,
+            handler,
+            &self.options,
+            || {
+                connected.send_replace(Some(handle.clone()));
+            },
+        );
         let reason = tokio::select! {
-            reason = drive => reason,
+            reason = drive.instrument(span) => reason,
             () = abort.cancelled() => DisconnectReason::Shutdown,
         };
         let handshake_failed = matches!(

@@ -327,7 +327,7 @@ pub(crate) async fn disconnect_of(
 ) -> DisconnectReason {
     loop {
         if let Seen::Disconnected(conn, reason) = next_seen(rx).await
-            && conn.peer() == peer
+            && conn.peer().as_tcp() == Some(peer)
         {
             return reason;
         }
@@ -341,7 +341,7 @@ pub(crate) async fn connection_of(
 ) -> ConnectionHandle {
     loop {
         if let Seen::Connected(conn) = next_seen(rx).await
-            && conn.peer() == peer
+            && conn.peer().as_tcp() == Some(peer)
         {
             return conn;
         }

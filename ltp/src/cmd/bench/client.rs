@@ -190,7 +190,7 @@ impl Link for CodecLink {
     }
 }
 
-/// The runtime path: a [`ReconnectingClient`]; each frame goes through `send_wait` (encoded
+/// The runtime path: a [`ReconnectingClient`]; each frame goes through `send` (encoded
 /// into its own buffer, queued to the client's writer), replies come from its event stream.
 #[derive(Debug)]
 pub(super) struct RuntimeLink {
@@ -238,7 +238,7 @@ impl Link for RuntimeLink {
 
     async fn send(&mut self, frame: &Frame) -> io::Result<()> {
         self.client
-            .send_wait_with(frame, &frame.fields)
+            .send_with(frame, &frame.fields)
             .await
             .map_err(|e| io::Error::other(ltprotocol::error_chain(&e)))
     }

@@ -13,7 +13,7 @@
 //!   and check the REPORT. Figures: `msgs_per_sec`, `mb_per_sec` (body bytes) and
 //!   `wire_mb_per_sec` (header included). `--client codec` (the default) frames with
 //!   [`ltprotocol::FrameCodec`] into a 256 KiB write buffer over a plain `TcpStream`;
-//!   `--client runtime` sends each frame through [`ltprotocol::ReconnectingClient::send_wait`]
+//!   `--client runtime` sends each frame through [`ltprotocol::ReconnectingClient::send`]
 //!   (an encode into a fresh buffer and a trip through its outbox per frame).
 //! * `pingpong`: each connection switches the server to echo (ECHO), then keeps one DATA in
 //!   flight and checks each echo byte for byte. Figures: round trips per second
@@ -220,7 +220,7 @@ impl ServeArgs {
 enum ClientPath {
     /// `FrameCodec` encoding into a 256 KiB buffer written to a `TcpStream`.
     Codec,
-    /// `ReconnectingClient::send_wait` per frame, replies from its event stream.
+    /// `ReconnectingClient::send` per frame, replies from its event stream.
     Runtime,
 }
 
@@ -387,7 +387,11 @@ async fn load_command(mode: &'static str, args: &LoadArgs) -> anyhow::Result<Exi
             let server = server::start(&args.wire, "127.0.0.1:0", true, server_tls)
                 .await
                 .context("cannot start the in-process server")?;
-            (server.local_addr(), Some(server))
+            let addr = server
+                .local_addr()
+                .as_tcp()
+                .context("the in-process server is not on TCP")?;
+            (addr, Some(server))
         }
     };
     let target = match own_server {

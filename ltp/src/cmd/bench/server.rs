@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde_json::json;
 
 use ltprotocol::{
-    ConnectionHandle, FrameRef, Handled, Handler, HeaderFields, Inspected, Message, MessageType,
-    Protocol, SendError, Server, Unknown,
+    ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, Message, MessageType, Protocol,
+    SendError, Server, Unknown,
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
@@ -75,13 +75,11 @@ pub(crate) enum Api {
     #[default]
     Inspect,
     /// Every frame as an [`Unknown`] (its type, its header fields and its body as `Bytes`),
-    /// DATA counted in [`Handler::try_message`]: no future for it.
+    /// DATA counted in [`Handler::message`].
     Frame,
-    /// Every frame decoded into [`Bench`], a derived protocol enum, DATA counted in
-    /// [`Handler::try_message`].
-    Typed,
-    /// Every frame decoded into [`Bench`] and taken through [`Handler::message`], a future
-    /// each.
+    /// Every frame decoded into [`Bench`], a derived protocol enum, and taken through the
+    /// ordinary async [`Handler::message`]: the path users write first.
+    #[value(alias = "typed")]
     TypedAsync,
 }
 
@@ -140,7 +138,7 @@ pub(crate) enum Bench {
 struct BenchHandler {
     server: Server<Unknown>,
     /// Count DATA in [`Handler::inspect`] (`--api inspect`) or, decoded, in
-    /// [`Handler::try_message`] (`--api frame`).
+    /// [`Handler::message`] (`--api frame`).
     in_place: bool,
     counters: Counters,
 }
@@ -166,34 +164,22 @@ impl Handler<Unknown> for BenchHandler {
         }
     }
 
-    // With `--api frame`, the same decoded: DATA counted, ECHO noted, no future for either.
-    fn try_message(
-        &self,
-        _conn: &ConnectionHandle,
-        msg: Unknown,
-        fields: HeaderFields,
-    ) -> Handled<Unknown> {
-        if self.in_place {
-            return Handled::Later(msg, fields);
-        }
-        let counters = &self.counters;
-        match msg.message_type.value() {
-            DATA if !counters.data(msg.body.len() as u64) => Handled::Done,
-            ECHO => {
-                counters.echo_from_now();
-                Handled::Done
-            }
-            _ => Handled::Later(msg, fields),
-        }
-    }
-
-    /// What waits: an echoed DATA (counted already), END's REPORT, FANOUT.
+    /// With `--api frame` everything; with `--api inspect` what `inspect` did not keep: an
+    /// echoed DATA (counted already), END's REPORT, FANOUT.
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
         let counters = &self.counters;
         match msg.message_type.value() {
-            // Counted already; echoed if asked. Fails only when this connection is closing.
-            DATA if counters.echoing() => {
-                let _ = conn.send_with(&msg, &fields).await;
+            // Counted in place already (`inspect`), or now (`frame`); echoed if asked. Fails
+            // only when this connection is closing.
+            DATA => {
+                let echo = if self.in_place {
+                    counters.echoing()
+                } else {
+                    counters.data(msg.body.len() as u64)
+                };
+                if echo {
+                    let _ = conn.send_with(&msg, &fields).await;
+                }
             }
             ECHO => counters.echo_from_now(),
             END => {
@@ -267,46 +253,20 @@ async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count:
     let _ = conn.send(&report).await;
 }
 
-/// The typed server (`--api typed`): every frame is decoded into [`Bench`] first. One
-/// handler per connection, as [`BenchHandler`].
+/// The typed server (`--api typed-async`): every frame is decoded into [`Bench`] and taken
+/// through the ordinary async `message`. One handler per connection, as [`BenchHandler`].
 #[derive(Debug)]
 struct TypedHandler {
     server: Server<Bench>,
-    /// Count DATA in [`Handler::try_message`] (`--api typed`) rather than in `message`
-    /// (`--api typed-async`).
-    sync: bool,
     counters: Counters,
 }
 
 impl Handler<Bench> for TypedHandler {
-    fn try_message(
-        &self,
-        _conn: &ConnectionHandle,
-        msg: Bench,
-        fields: HeaderFields,
-    ) -> Handled<Bench> {
-        if !self.sync {
-            return Handled::Later(msg, fields);
-        }
-        let counters = &self.counters;
-        match msg {
-            Bench::Data(data) if !counters.data(data.body.len() as u64) => Handled::Done,
-            Bench::Echo(Echo) => {
-                counters.echo_from_now();
-                Handled::Done
-            }
-            other => Handled::Later(other, fields),
-        }
-    }
-
     async fn message(&self, conn: &ConnectionHandle, msg: Bench, fields: HeaderFields) {
         let counters = &self.counters;
         match msg {
             Bench::Data(data) => {
-                if !self.sync {
-                    counters.add(data.body.len() as u64);
-                }
-                if counters.echoing() {
+                if counters.data(data.body.len() as u64) {
                     let _ = conn.send_with(&data, &fields).await;
                 }
             }
@@ -325,8 +285,8 @@ impl Handler<Bench> for TypedHandler {
 }
 
 /// Binds the frame-level bench server on `listen` (over TLS with `tls`), counting DATA in
-/// place (`in_place`, `--api inspect`) or in `try_message` (`--api frame`), and serves it on
-/// a spawned task.
+/// place (`in_place`, `--api inspect`) or in `message` (`--api frame`), and serves it on a
+/// spawned task.
 pub(super) async fn start(
     wire: &WireArgs,
     listen: &str,
@@ -390,13 +350,11 @@ pub(super) async fn serve_command(
         Api::Inspect | Api::Frame => {
             serve_until_signal(start(wire, listen, api == Api::Inspect, tls).await?).await
         }
-        Api::Typed | Api::TypedAsync => {
+        Api::TypedAsync => {
             let server = bind::<Bench>(wire, listen, tls).await?;
             let shared = server.clone();
-            let sync = api == Api::Typed;
             spawn_serving(&server, move |_| TypedHandler {
                 server: shared.clone(),
-                sync,
                 counters: Counters::default(),
             });
             serve_until_signal(server).await
@@ -456,7 +414,7 @@ mod tests {
         })
     }
 
-    /// The derived messages of `--api typed` are the bench wire protocol's frames, byte for
+    /// The derived messages of `--api typed-async` are the bench wire protocol's frames, byte for
     /// byte.
     #[test]
     fn typed_messages_are_the_wire_protocol() {

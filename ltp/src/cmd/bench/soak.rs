@@ -3,7 +3,7 @@
 //!
 //! Each client sends DATA messages whose body is `[sender u32][seq u64]` (big-endian) and
 //! 0..1000 bytes of padding, paced by a short random sleep, through
-//! [`ReconnectingClient::send_wait`]; every 0.5–3 s (at random) it closes its current
+//! [`ReconnectingClient::send`]; every 0.5–3 s (at random) it closes its current
 //! connection, so that the client reconnects and writes again what it had queued. The server
 //! relays every message to every other client ([`Server::broadcast_except`]).
 //!
@@ -13,7 +13,7 @@
 //!   distinct ones, `duplicated` the repeats; `lost` counts the gaps below the highest one
 //!   received plus the sent messages above it that the sender's final
 //!   [`CloseReport::unsent_frames`](ltprotocol::CloseReport) does not account for (so every
-//!   message `send_wait` accepted is either received or reported unsent);
+//!   message `send` accepted is either received or reported unsent);
 //! * every receiver checks that each sender's relayed messages arrive with strictly increasing
 //!   sequence numbers (gaps are allowed: a receiver may have been disconnected):
 //!   `relay_out_of_order` and `relay_duplicated` must be 0;
@@ -198,7 +198,7 @@ fn body(sender: u32, seq: u64, rng: &mut XorShift) -> Bytes {
 }
 
 /// Sends until `end`, dropping the connection at random moments; returns how many messages
-/// `send_wait` accepted (sequence numbers `0..sent`).
+/// `send` accepted (sequence numbers `0..sent`).
 async fn sender(
     id: u32,
     client: ReconnectingClient<Unknown>,
@@ -225,10 +225,10 @@ async fn sender(
             body: body(id, seq, &mut rng),
         };
         // Cancel safe: a send cut off by the end was not queued, so it is not counted.
-        match tokio::time::timeout_at(end, client.send_wait(&msg)).await {
+        match tokio::time::timeout_at(end, client.send(&msg)).await {
             Ok(Ok(())) => seq += 1,
             Ok(Err(err)) => {
-                tracing::warn!(sender = id, error = %err, "send_wait failed");
+                tracing::warn!(sender = id, error = %err, "send failed");
                 break;
             }
             Err(_) => break,

@@ -1,6 +1,7 @@
-//! What the application hears about its connections, in two equally supported styles: a
-//! [`Handler`] with async callbacks (the ancestor's `recv_callback`, `new_conn_callback` and
-//! `lost_conn_callback`), or a stream of [`Event`]s.
+//! How the application takes what happens on its connections: a [`Handler`] with async
+//! callbacks (the ancestor's `recv_callback`, `new_conn_callback` and `lost_conn_callback`),
+//! or a stream of [`Event`]s, which is a handler that forwards into a bounded channel. Every
+//! received frame reaches either along the one delivery path (see `connection/read.rs`).
 
 use std::future::Future;
 use std::io;
@@ -23,15 +24,6 @@ pub enum Inspected {
     Consumed,
     /// Decode it and give it to [`Handler::message`].
     Deliver,
-}
-
-/// What [`Handler::try_message`] did with a message.
-#[derive(Debug)]
-pub enum Handled<P> {
-    /// Done with: [`Handler::message`] is not called for it.
-    Done,
-    /// Not handled here: the message and its header fields go to [`Handler::message`].
-    Later(P, HeaderFields),
 }
 
 /// One thing that happened to a server's or client's connections.
@@ -78,9 +70,12 @@ pub enum Event<P> {
 
 /// Async callbacks for connection events. Only [`message`](Self::message) is required.
 ///
-/// Each received frame goes through [`inspect`](Self::inspect) (the raw frame, in place),
-/// then, decoded, [`try_message`](Self::try_message) (synchronous), then
-/// [`message`](Self::message) (async); each of the first two may keep it from going further.
+/// Each received frame may be looked at in place by [`inspect`](Self::inspect), which may
+/// keep it; the others are decoded into the protocol's message and given to
+/// [`message`](Self::message). A `message` future that finishes without waiting (counting,
+/// updating state, a [`try_send`](ConnectionHandle::try_send) reply) is polled where the
+/// frame lies and costs no trip back to the connection's task: the plain async handler is
+/// the fast way.
 ///
 /// One handler serves every connection ([`Server::serve`](crate::Server::serve)), or each
 /// connection has one of its own whose fields are its state
@@ -108,7 +103,7 @@ pub enum Event<P> {
 /// let serving = server.clone();
 /// tokio::spawn(async move { serving.serve(Echo).await });
 ///
-/// let mut peer = tokio::net::TcpStream::connect(server.local_addr()).await?;
+/// let mut peer = tokio::net::TcpStream::connect(server.local_addr().to_string()).await?;
 /// peer.write_all(b"\x00\x05\x09hi").await?;
 /// let mut echoed = [0u8; 5];
 /// peer.read_exact(&mut echoed).await?;
@@ -128,7 +123,9 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
     /// reaches [`message`](Self::message)), [`Inspected::Deliver`] (the default) for the usual
     /// path. The fast path for frames that need no waiting: counting, filtering, sampling.
     /// It sees exactly the frames `message` would: not those that answer a pending
-    /// [`request`](ConnectionHandle::request), nor those an auto-reply rule answers.
+    /// [`request`](ConnectionHandle::request), nor those an auto-reply rule answers. Worth it
+    /// only to count or drop frames at line rate without decoding them; a `message` that
+    /// needs no waiting is nearly as cheap (BENCHMARKS.md has the figures).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,59 +157,14 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
         Inspected::Deliver
     }
 
-    /// Sees each decoded message first, synchronously: return [`Handled::Done`] when it
-    /// needed no waiting (counting, updating state, a [`try_send`](ConnectionHandle::try_send)
-    /// reply), and no future is made for it; [`Handled::Later`] (the default) hands it on to
-    /// [`message`](Self::message). The typed counterpart of [`inspect`](Self::inspect), which
-    /// runs before it on the raw frame.
-    ///
-    /// The cheapest way to take decoded messages: a run of messages it finishes is handled
-    /// inside the decoding loop, one after another, with no return to the connection's task
-    /// between them. Messages keep their order: one handed on is awaited in `message` before
-    /// `try_message` sees the next.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use ltprotocol::demo::Demo;
-    /// use ltprotocol::{ConnectionHandle, Handled, Handler, HeaderFields};
-    ///
-    /// /// Adds up every `NumMsg` at once; anything else is answered in `message`.
-    /// #[derive(Default)]
-    /// struct Sum {
-    ///     total: AtomicU64,
-    /// }
-    ///
-    /// impl Handler<Demo> for Sum {
-    ///     fn try_message(&self, _conn: &ConnectionHandle, msg: Demo, fields: HeaderFields) -> Handled<Demo> {
-    ///         match msg {
-    ///             Demo::Num(n) => {
-    ///                 self.total.fetch_add(u64::from(n.num), Ordering::Relaxed);
-    ///                 Handled::Done
-    ///             }
-    ///             other => Handled::Later(other, fields),
-    ///         }
-    ///     }
-    ///
-    ///     async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
-    ///         let _ = conn.send(&msg).await;
-    ///     }
-    /// }
-    /// # let _ = Sum::default();
-    /// ```
-    fn try_message(&self, conn: &ConnectionHandle, message: P, fields: HeaderFields) -> Handled<P> {
-        let _ = conn;
-        Handled::Later(message, fields)
-    }
-
     /// A message arrived; the ancestor's `recv_callback`.
     ///
-    /// The future is made and moved into place once per message, so its size is paid per
-    /// message: keep it small. A rare path that holds much state across an `.await` (a
-    /// broadcast loop, a request to another service) is best boxed (`Box::pin(…).await`), so
-    /// that only the messages that take it pay for it. The sends of [`ConnectionHandle`] are
-    /// small futures that wait (boxed) only when the outbox is full. Messages that need no
-    /// future at all are cheapest in [`try_message`](Self::try_message), or, undecoded, in
-    /// [`inspect`](Self::inspect).
+    /// The future is made in place for each message and polled at once; while it waits, no
+    /// further frame is read from this peer. Its size is paid per message: a rare path that
+    /// holds much state across an `.await` (a broadcast loop, a request to another service)
+    /// is best boxed (`Box::pin(…).await`), so that only the messages that take it pay for it.
+    /// The sends of [`ConnectionHandle`] encode straight into the outbox and wait (boxed) only
+    /// when it is full.
     fn message(
         &self,
         conn: &ConnectionHandle,
@@ -256,10 +208,6 @@ impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
 
     fn inspect(&self, conn: &ConnectionHandle, frame: FrameRef<'_>) -> Inspected {
         (**self).inspect(conn, frame)
-    }
-
-    fn try_message(&self, conn: &ConnectionHandle, message: P, fields: HeaderFields) -> Handled<P> {
-        (**self).try_message(conn, message, fields)
     }
 
     fn message(

@@ -1,0 +1,694 @@
+//! [`ConnectionHandle`]: the application's handle on one connection: its id and addresses,
+//! sending, closing, requests, and the state it keeps for the application.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::outbox::{NotQueued, Outbox};
+use super::reason::{ConnectionId, DisconnectReason, SendError};
+use crate::codec::{EncodedFrame, FrameCodec};
+use crate::frame::{Frame, HeaderFields};
+use crate::protocol::Encode;
+use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
+use crate::transport::Addr;
+
+#[derive(Debug)]
+struct HandleInner {
+    id: ConnectionId,
+    peer: Addr,
+    local: Addr,
+    outbox: Outbox,
+    codec: Arc<FrameCodec>,
+    /// Set to close gracefully: drain the outbox, then close. Whoever sets it wakes the
+    /// connection through [`Outbox::wake`]. A flag in place, not a cancellation token: one
+    /// allocation fewer per connection.
+    close: AtomicBool,
+    /// A client's own close: closing the client closes its connection gracefully too.
+    parent_close: Option<CancellationToken>,
+    /// Set to close at once, dropping what is queued; `abort_notify` wakes those waiting
+    /// for it ([`ConnectionHandle::aborted`]). A flag and a `Notify` in place, not a
+    /// cancellation token: one allocation fewer per connection.
+    aborted: AtomicBool,
+    abort_notify: Notify,
+    /// Set when the connection starts closing (close, abort, or its writer saw a shutdown):
+    /// the cheap check that refuses new frames.
+    closing: AtomicBool,
+    connected: AtomicBool,
+    /// Set once a server has given back this connection's places (registry, per-address
+    /// count): here rather than in the server's guard, where it would cost the connection's
+    /// task 8 bytes.
+    released: AtomicBool,
+    received: AtomicU64,
+    /// Frames accepted for sending that were not written when the connection ended.
+    unsent: AtomicUsize,
+    requests: Option<Arc<RequestTable>>,
+    handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// The application's per-connection state ([`ConnectionHandle::state`]), one value per
+    /// type; nothing is allocated until it is first asked for.
+    state: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+    reason: Mutex<Option<DisconnectReason>>,
+    /// Set once a TLS handshake succeeded: the peer's verified certificate, if it sent one.
+    #[cfg(feature = "tls")]
+    tls: OnceLock<Option<Box<crate::tls::PeerIdentity>>>,
+}
+
+/// The application's handle on one connection: cheap to clone, usable from any task.
+///
+/// `Display` shows the peer address, as the ancestor's `str(conn)` did.
+///
+/// ```
+/// # use ltprotocol::{HeaderLayout, Server, Unknown};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+/// let mut events = server.events();
+/// let _client = tokio::net::TcpStream::connect(server.local_addr().to_string()).await?;
+/// if let Some(ltprotocol::Event::Connected(conn)) = events.next().await {
+///     assert!(conn.is_connected());
+///     assert_eq!(conn.to_string(), conn.peer().to_string());
+/// }
+/// # server.shutdown(std::time::Duration::from_secs(5)).await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectionHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn new(
+        id: ConnectionId,
+        peer: Addr,
+        local: Addr,
+        outbox: Outbox,
+        codec: Arc<FrameCodec>,
+        parent_close: Option<CancellationToken>,
+        correlation: Option<&Correlation>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(HandleInner {
+                id,
+                peer,
+                local,
+                outbox,
+                codec,
+                aborted: AtomicBool::new(false),
+                abort_notify: Notify::new(),
+                close: AtomicBool::new(false),
+                parent_close,
+                closing: AtomicBool::new(false),
+                connected: AtomicBool::new(true),
+                released: AtomicBool::new(false),
+                received: AtomicU64::new(0),
+                unsent: AtomicUsize::new(0),
+                requests: correlation.map(|c| RequestTable::new(c.clone())),
+                handshake: OnceLock::new(),
+                state: Mutex::new(Vec::new()),
+                reason: Mutex::new(None),
+                #[cfg(feature = "tls")]
+                tls: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// True the first time only: the server gives this connection's places back once.
+    pub(crate) fn first_release(&self) -> bool {
+        !self.inner.released.swap(true, Ordering::Relaxed)
+    }
+
+    /// The outbox this connection's writer drains.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.inner.id
+    }
+
+    /// The peer's address: a TCP address, a Unix socket's path, or the description the
+    /// application gave its own stream.
+    pub fn peer(&self) -> &Addr {
+        &self.inner.peer
+    }
+
+    /// Our end's address.
+    pub fn local_addr(&self) -> &Addr {
+        &self.inner.local
+    }
+
+    /// Whether the connection is still open (the ancestor's `connected`).
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// How many messages have arrived on this connection.
+    pub fn received(&self) -> u64 {
+        self.inner.received.load(Ordering::Relaxed)
+    }
+
+    /// Once the connection has ended: how many frames accepted for sending on it were not
+    /// written (handed whole to the kernel) before it ended. A server reports them lost
+    /// ([`ShutdownReport::unsent_frames`](crate::ShutdownReport) counts them too); a client
+    /// keeps them and writes them first on its next connection. 0 while connected.
+    ///
+    /// ```
+    /// # use ltprotocol::{Event, HeaderLayout, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// drop(tokio::net::TcpStream::connect(server.local_addr().to_string()).await?);
+    /// loop {
+    ///     if let Some(Event::Disconnected { conn, unsent_frames, .. }) = events.next().await {
+    ///         assert_eq!((conn.unsent_frames(), unsent_frames), (0, 0));
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unsent_frames(&self) -> usize {
+        self.inner.unsent.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unsent_frames(&self, unsent: usize) {
+        self.inner.unsent.store(unsent, Ordering::Release);
+    }
+
+    /// The outbox's capacity in bytes.
+    pub fn outbox_capacity(&self) -> usize {
+        self.inner.outbox.capacity()
+    }
+
+    /// Encodes `msg` and queues it, waiting while the outbox is full (back-pressure). With
+    /// room to spare, the message is encoded straight into the outbox's write batch.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once the connection is closed; [`SendError::Encode`] when the
+    /// message cannot be framed (nothing is queued).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, the message was not queued.
+    pub async fn send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
+        self.send_with(msg, &HeaderFields::new()).await
+    }
+
+    /// Like [`send`](Self::send), with extra header fields (OpenFlow's `xid`, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_with<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        inner.outbox.send(&inner.codec, msg, fields, inner.id).await
+    }
+
+    /// Queues a raw frame with its own header fields, waiting while the outbox is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_frame(&self, frame: &Frame) -> Result<(), SendError> {
+        self.send_with(frame, &frame.fields).await
+    }
+
+    /// Queues `msg` if the outbox has room now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::QueueFull`] when the outbox is full, and as [`send`](Self::send).
+    pub fn try_send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
+        self.try_send_with(msg, &HeaderFields::new())
+    }
+
+    /// Like [`try_send`](Self::try_send), with extra header fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send).
+    pub fn try_send_with<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        fields: &HeaderFields,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        inner
+            .outbox
+            .try_encode(&inner.codec, msg, fields, inner.id)
+            .map_err(|err| self.not_queued(err))
+    }
+
+    /// Queues a frame encoded once with [`Server::encode`](crate::Server::encode) (or
+    /// [`FrameCodec::encode_once`](crate::FrameCodec::encode_once)), waiting while the outbox
+    /// is full: sending one message to a group of connections encodes it once.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, MessageType, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _client = tokio::net::TcpStream::connect(server.local_addr().to_string()).await?;
+    /// let Some(ltprotocol::Event::Connected(conn)) = events.next().await else { return Ok(()) };
+    /// let tick = server.encode(&Unknown { message_type: MessageType::new(1), body: "tick".into() })?;
+    /// for target in [&conn] {
+    ///     target.send_encoded(&tick).await?;
+    /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::LayoutMismatch`] when the frame was encoded for another header layout, and
+    /// as [`send`](Self::send).
+    pub async fn send_encoded(&self, frame: &EncodedFrame) -> Result<(), SendError> {
+        self.check_layout(frame)?;
+        self.check_open()?;
+        self.inner.outbox.queue(frame.bytes(), self.inner.id).await
+    }
+
+    /// Like [`send_encoded`](Self::send_encoded), if the outbox has room now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::QueueFull`] when the outbox is full, and as
+    /// [`send_encoded`](Self::send_encoded).
+    pub fn try_send_encoded(&self, frame: &EncodedFrame) -> Result<(), SendError> {
+        self.check_layout(frame)?;
+        self.check_open()?;
+        self.inner
+            .outbox
+            .try_queue(frame.bytes(), self.inner.id)
+            .map_err(|err| self.not_queued(err))
+    }
+
+    fn not_queued(&self, err: NotQueued) -> SendError {
+        match err {
+            NotQueued::Full(_) => SendError::QueueFull {
+                id: self.inner.id,
+                capacity: self.inner.outbox.capacity(),
+            },
+            NotQueued::Failed(err) => err,
+        }
+    }
+
+    fn check_layout(&self, frame: &EncodedFrame) -> Result<(), SendError> {
+        if frame.layout() == self.inner.codec.layout() {
+            Ok(())
+        } else {
+            Err(SendError::LayoutMismatch { id: self.inner.id })
+        }
+    }
+
+    /// Closes the connection gracefully: what is queued is written, then our side closes and
+    /// the connection ends when the peer closes its side (or after a short linger).
+    pub fn close(&self) {
+        self.close_with(DisconnectReason::Closed);
+    }
+
+    pub(crate) fn close_with(&self, reason: DisconnectReason) {
+        self.set_reason(reason);
+        self.request_close();
+    }
+
+    /// Asks the connection to close gracefully (what is queued is written first), and wakes
+    /// it to look.
+    pub(crate) fn request_close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        self.inner.close.store(true, Ordering::Release);
+        self.inner.outbox.wake();
+    }
+
+    /// Whether a graceful close was asked for, of the connection or of its client.
+    pub(crate) fn close_requested(&self) -> bool {
+        self.inner.close.load(Ordering::Acquire)
+            || self
+                .inner
+                .parent_close
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Closes at once, dropping what is queued.
+    pub(crate) fn abort_with(&self, reason: DisconnectReason) {
+        self.set_reason(reason);
+        self.inner.closing.store(true, Ordering::Release);
+        self.inner.aborted.store(true, Ordering::Release);
+        self.inner.abort_notify.notify_waiters();
+        self.inner.outbox.wake();
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.inner.aborted.load(Ordering::Acquire)
+    }
+
+    /// Completes once the connection is aborted ([`abort_with`](Self::abort_with)).
+    pub(crate) async fn aborted(&self) {
+        loop {
+            let notified = self.inner.abort_notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: an abort after it wakes this wait.
+            notified.as_mut().enable();
+            if self.is_aborted() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn set_reason(&self, reason: DisconnectReason) {
+        let mut slot = self
+            .inner
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(reason);
+    }
+
+    pub(crate) fn take_reason(&self) -> Option<DisconnectReason> {
+        self.inner
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.inner.closing.load(Ordering::Acquire) || self.inner.outbox.is_closed() {
+            Err(SendError::Closed { id: self.inner.id })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Refuses new frames from now on: the connection is closing.
+    pub(crate) fn mark_closing(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+    }
+
+    /// Counts one received frame. Only the connection's task writes the count: a plain load
+    /// and store, no locked add.
+    pub(crate) fn count_received(&self) {
+        let received = &self.inner.received;
+        received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Keeps what the handshake returned.
+    pub(crate) fn set_handshake_output(&self, output: Arc<dyn Any + Send + Sync>) {
+        let _ = self.inner.handshake.set(output);
+    }
+
+    pub(crate) fn mark_disconnected(&self) {
+        self.inner.connected.store(false, Ordering::Release);
+        if let Some(table) = &self.inner.requests {
+            table.clear();
+        }
+    }
+
+    pub(crate) fn request_table(&self) -> Option<&Arc<RequestTable>> {
+        self.inner.requests.as_ref()
+    }
+
+    /// What the handshake returned, if a handshake of output type `T` ran on this connection.
+    ///
+    /// See [`Handshake`](crate::Handshake) for a whole example.
+    ///
+    /// ```
+    /// fn greeting(conn: &ltprotocol::ConnectionHandle) -> Option<&bytes::Bytes> {
+    ///     conn.handshake_output::<bytes::Bytes>()
+    /// }
+    /// # let _ = greeting;
+    /// ```
+    pub fn handshake_output<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.inner.handshake.get()?.downcast_ref()
+    }
+
+    /// The application's own state of type `T` for this connection: made with
+    /// `T::default()` the first time it is asked for, kept until the last handle is dropped.
+    /// What the ancestor kept as attributes of its per-connection protocol object: counters,
+    /// a login, a sequence number. One value per type, as `http::Extensions`: several parts of
+    /// an application each keep their own. Shared by every clone of the handle, so `T` uses
+    /// atomics or a lock for what changes.
+    ///
+    /// Each call looks the type up under a short lock. On a path taken for every message, a
+    /// handler made for each connection ([`Server::serve_each`](crate::Server::serve_each))
+    /// keeps its state in its own fields instead, with no lookup.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use ltprotocol::{ConnectionHandle, Handler, HeaderFields, Unknown};
+    ///
+    /// #[derive(Default)]
+    /// struct Seen {
+    ///     messages: AtomicU64,
+    /// }
+    ///
+    /// struct Count;
+    ///
+    /// impl Handler<Unknown> for Count {
+    ///     async fn message(&self, conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {
+    ///         conn.state::<Seen>().messages.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    /// # let _ = Count;
+    /// ```
+    pub fn state<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut states = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let wanted = TypeId::of::<T>();
+        if let Some(found) = states
+            .iter()
+            .find(|(id, _)| *id == wanted)
+            .and_then(|(_, state)| state.clone().downcast::<T>().ok())
+        {
+            return found;
+        }
+        let made = Arc::new(T::default());
+        states.push((wanted, made.clone()));
+        made
+    }
+
+    /// Whether this connection runs over TLS. Feature `tls`.
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _plain = tokio::net::TcpStream::connect(server.local_addr().to_string()).await?;
+    /// if let Some(ltprotocol::Event::Connected(conn)) = events.next().await {
+    ///     assert!(!conn.is_tls());
+    ///     assert!(conn.peer_identity().is_none());
+    /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls.get().is_some()
+    }
+
+    /// Who the peer's verified certificate names: on a server with client authentication,
+    /// the client; on a TLS client, the server. `None` on plain TCP, and on a server whose
+    /// client sent no certificate ([`ClientAuth::Optional`](crate::tls::ClientAuth)). Known
+    /// before `connected` runs. Feature `tls`. The [`tls`](crate::tls) module's example
+    /// shows a client's identity over mutual TLS; on plain TCP there is none:
+    ///
+    /// ```
+    /// # use ltprotocol::{HeaderLayout, Server, Unknown};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol()).bind("127.0.0.1:0").await?;
+    /// let mut events = server.events();
+    /// let _plain = tokio::net::TcpStream::connect(server.local_addr().to_string()).await?;
+    /// if let Some(ltprotocol::Event::Connected(conn)) = events.next().await {
+    ///     assert!(!conn.is_tls());
+    ///     assert!(conn.peer_identity().is_none());
+    /// }
+    /// # server.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn peer_identity(&self) -> Option<&crate::tls::PeerIdentity> {
+        self.inner.tls.get()?.as_deref()
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn set_tls(&self, identity: Option<crate::tls::PeerIdentity>) {
+        let _ = self.inner.tls.set(identity.map(Box::new));
+    }
+
+    /// Sends `msg` with a fresh correlation id and waits for the frame carrying the same id
+    /// (or an error message carrying it: it resolves the request as well). Frames that match
+    /// no pending request go to the handler or event stream as usual.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::NoCorrelation`] when the server or client has no correlation field;
+    /// [`RequestError::TimedOut`] after the correlation's timeout;
+    /// [`RequestError::Disconnected`] if the connection ends first; [`RequestError::Send`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future forgets the request; a late reply then goes the ordinary way.
+    ///
+    /// # Example
+    ///
+    /// A protocol of our own with a `seq` header field: the server answers type 1 with type
+    /// 2 carrying the same `seq`, and announces itself (type 3) unprompted, which does not
+    /// disturb the pairing. A keepalive probes a quiet server after a minute.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ltprotocol::{
+    ///     ConnectionHandle, Correlation, Event, Frame, Handler, HeaderFields, HeaderLayout, Int,
+    ///     Keepalive, MessageType, ReconnectingClient, Server, Unknown,
+    /// };
+    ///
+    /// struct Answer;
+    ///
+    /// impl Handler<Unknown> for Answer {
+    ///     async fn connected(&self, conn: &ConnectionHandle) {
+    ///         let hello = Unknown { message_type: MessageType::new(3), body: "hi".into() };
+    ///         let _ = conn.send(&hello).await;
+    ///     }
+    ///
+    ///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    ///         let reply = Unknown { message_type: MessageType::new(2), body: msg.body };
+    ///         let _ = conn.send_with(&reply, &fields).await; // same seq
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layout = HeaderLayout::builder()
+    ///     .length(0, Int::U16)
+    ///     .message_type(2, Int::U8)
+    ///     .field("seq", 3, Int::U32)
+    ///     .build()?;
+    /// let server = Server::<Unknown>::builder(layout.clone()).bind("127.0.0.1:0").await?;
+    /// let serving = server.clone();
+    /// tokio::spawn(async move { serving.serve(Answer).await });
+    ///
+    /// let (client, mut events) = ReconnectingClient::<Unknown>::builder(layout.clone())
+    ///     .correlation(Correlation::new(&layout, "seq").unwrap())
+    ///     .keepalive(Keepalive {
+    ///         idle: Duration::from_secs(60),
+    ///         timeout: Duration::from_secs(10),
+    ///         probe: Frame::new(MessageType::new(4), bytes::Bytes::new()),
+    ///     })
+    ///     .connect(server.local_addr().to_string());
+    /// let conn = client.wait_connected().await.unwrap();
+    /// let ask = Unknown { message_type: MessageType::new(1), body: "42?".into() };
+    /// let reply = conn.request(&ask).await?;
+    /// assert_eq!((reply.message_type, &reply.body[..]), (MessageType::new(2), &b"42?"[..]));
+    /// // The unsolicited hello went to the ordinary event stream.
+    /// loop {
+    ///     if let Some(Event::Message { message, .. }) = events.next().await {
+    ///         assert_eq!(message.message_type, MessageType::new(3));
+    ///         break;
+    ///     }
+    /// }
+    /// client.close(Duration::from_secs(5)).await;
+    /// server.shutdown(Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn request<M: Encode + ?Sized>(&self, msg: &M) -> Result<Frame, RequestError> {
+        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
+        let timeout = table.config.timeout;
+        self.request_timeout(msg, timeout).await
+    }
+
+    /// Like [`request`](Self::request), with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request).
+    pub async fn request_timeout<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        timeout: Duration,
+    ) -> Result<Frame, RequestError> {
+        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
+        let id = table.next_id()?;
+        let (rx, pending) = table.register_one(id);
+        let fields = HeaderFields::new().with(table.config.field, id);
+        self.send_with(msg, &fields).await?;
+        let conn = self.id();
+        let reply = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(frame)) => Ok(frame),
+            Ok(Err(_)) => Err(RequestError::Disconnected { conn, id }),
+            Err(_) => Err(RequestError::TimedOut {
+                conn,
+                id,
+                after: timeout,
+            }),
+        };
+        drop(pending);
+        reply
+    }
+
+    /// Sends `msg` with a fresh correlation id and returns every frame carrying that id, until
+    /// `is_last` says a frame was the last (OpenFlow multipart replies without the MORE flag).
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request), for sending.
+    pub async fn request_stream<M: Encode + ?Sized>(
+        &self,
+        msg: &M,
+        is_last: fn(&Frame) -> bool,
+    ) -> Result<ReplyStream, RequestError> {
+        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
+        let id = table.next_id()?;
+        let (parts, pending) = table.register_many(id);
+        let fields = HeaderFields::new().with(table.config.field, id);
+        let config = &table.config;
+        let deadline = (
+            Instant::now() + config.stream_deadline,
+            config.stream_deadline,
+        );
+        self.send_with(msg, &fields).await?;
+        Ok(ReplyStream {
+            parts,
+            pending: Some(pending),
+            conn: self.id(),
+            timeout: config.timeout,
+            deadline,
+            limits: (config.max_stream_parts, config.max_stream_bytes),
+            is_last,
+        })
+    }
+}
+
+impl fmt::Display for ConnectionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner.peer, f)
+    }
+}

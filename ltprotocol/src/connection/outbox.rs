@@ -1,0 +1,412 @@
+//! The outbox: the frames queued for one connection (for a client, for whichever of its
+//! connections is up), bounded in bytes.
+//!
+//! Frames are kept as the bytes that will be written. A message sent with room to spare is
+//! encoded straight into the open batch buffer, under the queue's lock: no buffer of its own,
+//! no copy, and the batch is what the writer writes. A frame encoded once for many
+//! connections (a broadcast) is copied into the batch when small, and kept as its own `Bytes`
+//! when large (at least [`OWN_SEGMENT`] bytes). The writer takes everything queued at once;
+//! only the first frame queued after a take wakes it.
+//!
+//! Room is a byte budget (a semaphore, so that waiting senders are served in order): a frame
+//! holds its size in it, but never more than the whole budget (a frame larger than the outbox
+//! is accepted when the outbox is empty), until the writer confirms it written.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
+
+use super::reason::{ConnectionId, SendError};
+use crate::codec::FrameCodec;
+use crate::frame::HeaderFields;
+use crate::protocol::Encode;
+
+/// Encoded frames at least this large, queued by a broadcast, are written from their own
+/// `Bytes` rather than copied into the batch.
+pub(crate) const OWN_SEGMENT: usize = 16 * 1024;
+
+/// The sending end of a connection's queue: shared by every handle of the connection (or of
+/// the client), cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbox {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    budget: Semaphore,
+    capacity: usize,
+    /// Wakes the connection that drains this outbox: the first frame after a take, a close,
+    /// an abort.
+    ready: Notify,
+    /// Set (under the queue's lock) once the receiving end is closed: nothing is queued after.
+    closed: AtomicBool,
+}
+
+/// The frames queued and not yet taken by the writer.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Each frame's length, in order.
+    frames: VecDeque<usize>,
+    /// Their bytes, in order: the segments, then `open`.
+    segments: VecDeque<Segment>,
+    /// The batch small frames are encoded into.
+    open: BytesMut,
+}
+
+/// Bytes of whole frames, in order.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// A batch of frames encoded one after another.
+    Batch(BytesMut),
+    /// One frame, encoded once and shared (a broadcast).
+    Shared(Bytes),
+}
+
+impl Segment {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Batch(bytes) => bytes,
+            Self::Shared(bytes) => bytes,
+        }
+    }
+
+    fn advance(&mut self, count: usize) {
+        match self {
+            Self::Batch(bytes) => bytes.advance(count.min(bytes.len())),
+            Self::Shared(bytes) => bytes.advance(count.min(bytes.len())),
+        }
+    }
+}
+
+/// Why a frame was not queued at once.
+#[derive(Debug)]
+pub(crate) enum NotQueued {
+    /// No room now for a frame of this many bytes.
+    Full(usize),
+    /// It cannot be queued at all.
+    Failed(SendError),
+}
+
+impl From<SendError> for NotQueued {
+    fn from(err: SendError) -> Self {
+        Self::Failed(err)
+    }
+}
+
+/// The permits a frame of `len` bytes holds: its size, but never more than the whole budget.
+fn permits_for(len: usize, capacity: usize) -> u32 {
+    // `capacity` was clamped to u32::MAX in `outbox`.
+    u32::try_from(len.min(capacity)).unwrap_or(u32::MAX)
+}
+
+/// A new outbox of `capacity` bytes, and its receiving end.
+pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
+    let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue::default()),
+        budget: Semaphore::new(capacity),
+        capacity,
+        ready: Notify::new(),
+        closed: AtomicBool::new(false),
+    });
+    (Outbox { shared }, OutboxReceiver::default())
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Every critical section leaves the queue whole: usable after a panic elsewhere.
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether no frame is queued (frames taken by the writer are not counted).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().frames.is_empty()
+    }
+
+    /// Wakes the connection that drains this outbox, idle or writing, to look at its close and
+    /// abort flags: whoever sets one calls this next.
+    pub(crate) fn wake(&self) {
+        self.shared.ready.notify_one();
+    }
+
+    /// Waits until [`wake`](Self::wake)d or a frame is queued into an empty queue. A wake-up
+    /// given while nobody waited is kept for the next wait.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.ready.notified()
+    }
+
+    /// Encodes `msg` straight into the queue if there is room now.
+    pub(crate) fn try_encode<M: Encode + ?Sized>(
+        &self,
+        codec: &FrameCodec,
+        msg: &M,
+        fields: &HeaderFields,
+        id: ConnectionId,
+    ) -> Result<(), NotQueued> {
+        let mut queue = self.lock();
+        if self.is_closed() {
+            return Err(SendError::Closed { id }.into());
+        }
+        let start = queue.open.len();
+        codec
+            .encode_message_with(msg, fields, &mut queue.open)
+            .map_err(SendError::from)?;
+        let len = queue.open.len() - start;
+        if let Err(err) = self.take_room(len, id) {
+            queue.open.truncate(start);
+            return Err(err);
+        }
+        self.queued(queue, len);
+        Ok(())
+    }
+
+    /// Queues an encoded frame if there is room now.
+    pub(crate) fn try_queue(&self, frame: &Bytes, id: ConnectionId) -> Result<(), NotQueued> {
+        let queue = self.lock();
+        if self.is_closed() {
+            return Err(SendError::Closed { id }.into());
+        }
+        self.take_room(frame.len(), id)?;
+        self.push(queue, frame);
+        Ok(())
+    }
+
+    /// Queues an encoded frame, waiting for room.
+    pub(crate) async fn queue(&self, frame: &Bytes, id: ConnectionId) -> Result<(), SendError> {
+        match self.try_queue(frame, id) {
+            Ok(()) => Ok(()),
+            Err(NotQueued::Failed(err)) => Err(err),
+            Err(NotQueued::Full(len)) => self.queue_when_room(frame, len, id).await,
+        }
+    }
+
+    /// Encodes `msg` and queues it, waiting for room: straight into the queue when there is
+    /// room, else into a buffer of its own that waits.
+    pub(crate) async fn send<M: Encode + ?Sized>(
+        &self,
+        codec: &FrameCodec,
+        msg: &M,
+        fields: &HeaderFields,
+        id: ConnectionId,
+    ) -> Result<(), SendError> {
+        match self.try_encode(codec, msg, fields, id) {
+            Ok(()) => Ok(()),
+            Err(NotQueued::Failed(err)) => Err(err),
+            Err(NotQueued::Full(len)) => {
+                let frame = codec.encode_to_bytes(msg, fields)?;
+                // Boxed: the semaphore's wait is large and seldom needed, and this future
+                // lives inside every handler future that sends.
+                Box::pin(self.queue_when_room(&frame, len, id)).await
+            }
+        }
+    }
+
+    /// Waits for the room a frame of `len` bytes takes, then queues it.
+    async fn queue_when_room(
+        &self,
+        frame: &Bytes,
+        len: usize,
+        id: ConnectionId,
+    ) -> Result<(), SendError> {
+        let permits = permits_for(len, self.shared.capacity);
+        let permit = self
+            .shared
+            .budget
+            .acquire_many(permits)
+            .await
+            .map_err(|_| SendError::Closed { id })?;
+        let queue = self.lock();
+        if self.is_closed() {
+            return Err(SendError::Closed { id });
+        }
+        permit.forget();
+        self.push(queue, frame);
+        Ok(())
+    }
+
+    /// Takes the room a frame of `len` bytes holds, if there is room now.
+    fn take_room(&self, len: usize, id: ConnectionId) -> Result<(), NotQueued> {
+        let permits = permits_for(len, self.shared.capacity);
+        match self.shared.budget.try_acquire_many(permits) {
+            Ok(permit) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(TryAcquireError::Closed) => Err(SendError::Closed { id }.into()),
+            Err(TryAcquireError::NoPermits) => Err(NotQueued::Full(len)),
+        }
+    }
+
+    /// Appends an encoded frame whose room is taken.
+    fn push(&self, mut queue: MutexGuard<'_, Queue>, frame: &Bytes) {
+        if frame.len() < OWN_SEGMENT {
+            queue.open.extend_from_slice(frame);
+        } else {
+            let queue = &mut *queue;
+            if !queue.open.is_empty() {
+                queue.segments.push_back(Segment::Batch(queue.open.split()));
+            }
+            queue.segments.push_back(Segment::Shared(frame.clone()));
+        }
+        self.queued(queue, frame.len());
+    }
+
+    /// Counts a frame of `len` bytes just appended, and wakes the writer if it is the first
+    /// since the writer last took: the writer takes all it finds.
+    fn queued(&self, mut queue: MutexGuard<'_, Queue>, len: usize) {
+        queue.frames.push_back(len);
+        let first = queue.frames.len() == 1;
+        drop(queue);
+        if first {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+/// The writer's end of an outbox: the frames taken from the queue and not yet confirmed
+/// written (handed whole to the kernel). A client keeps it across its connections and writes
+/// what it holds first on the next one.
+#[derive(Debug, Default)]
+pub(crate) struct OutboxReceiver {
+    /// The lengths of the frames taken and not confirmed, in order.
+    frames: VecDeque<usize>,
+    /// Their bytes; the first segment starts with the first unconfirmed frame.
+    segments: VecDeque<Segment>,
+    /// Bytes of the first unconfirmed frame written on this connection.
+    written: usize,
+}
+
+impl OutboxReceiver {
+    /// Frames queued or taken, not yet confirmed written.
+    pub(crate) fn unsent(&self, outbox: &Outbox) -> usize {
+        self.frames.len() + outbox.lock().frames.len()
+    }
+
+    /// Whether frames are taken and not yet confirmed.
+    pub(crate) fn has_taken(&self) -> bool {
+        !self.frames.is_empty()
+    }
+
+    /// Refuses further frames; those already queued can still be drained.
+    pub(crate) fn close(&mut self, outbox: &Outbox) {
+        let _queue = outbox.lock();
+        outbox.shared.closed.store(true, Ordering::Release);
+        outbox.shared.budget.close();
+    }
+
+    /// Starts a new connection: the first frame not confirmed is written again whole (the
+    /// receiver discards a cut frame as truncated, so it is neither lost nor duplicated).
+    pub(crate) fn restart(&mut self) {
+        self.written = 0;
+    }
+
+    /// Moves every queued frame behind those taken; false when nothing was queued.
+    pub(crate) fn take(&mut self, outbox: &Outbox) -> bool {
+        let mut queue = outbox.lock();
+        if queue.frames.is_empty() {
+            return false;
+        }
+        let queue = &mut *queue;
+        if self.frames.is_empty() {
+            // The emptied deque becomes the queue's: no allocation per batch.
+            std::mem::swap(&mut queue.frames, &mut self.frames);
+        } else {
+            self.frames.append(&mut queue.frames);
+        }
+        self.segments.append(&mut queue.segments);
+        if !queue.open.is_empty() {
+            // The rest of the buffer stays the queue's, for the next frames.
+            self.segments.push_back(Segment::Batch(queue.open.split()));
+        }
+        true
+    }
+
+    /// Fills `slices` with what is left to write, first the rest of the first frame; returns
+    /// how many it filled.
+    pub(crate) fn unwritten<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (index, segment) in self.segments.iter().enumerate() {
+            let from = if index == 0 { self.written } else { 0 };
+            let Some(rest) = segment.bytes().get(from..).filter(|rest| !rest.is_empty()) else {
+                continue;
+            };
+            let Some(slot) = slices.get_mut(filled) else {
+                break;
+            };
+            *slot = IoSlice::new(rest);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Counts `count` more bytes written, and confirms the frames now written whole: their
+    /// room is given back.
+    pub(crate) fn written(&mut self, outbox: &Outbox, count: usize) {
+        self.written += count;
+        let mut released = 0usize;
+        while let Some(&len) = self.frames.front() {
+            if len > self.written {
+                break;
+            }
+            self.frames.pop_front();
+            self.written -= len;
+            released += permits_for(len, outbox.shared.capacity) as usize;
+            // A frame lies within one segment: drop its bytes, and the segment once empty.
+            if let Some(segment) = self.segments.front_mut() {
+                segment.advance(len);
+                if segment.bytes().is_empty() {
+                    self.segments.pop_front();
+                }
+            }
+        }
+        if released > 0 {
+            outbox.shared.budget.add_permits(released);
+        }
+    }
+
+    /// Waits until frames are queued and takes them (`false`), or until `closed` says so
+    /// (`true`): whoever makes it say so wakes the outbox next.
+    pub(crate) async fn take_or(&mut self, outbox: &Outbox, closed: impl Fn() -> bool) -> bool {
+        loop {
+            if self.take(outbox) {
+                return false;
+            }
+            if closed() {
+                return true;
+            }
+            // `notify_one` keeps a permit when the writer is not waiting: no wake-up is lost
+            // between the check above and this wait.
+            outbox.notified().await;
+        }
+    }
+
+    /// Gives back the queue's and the writer's buffers while they are empty: an idle
+    /// connection holds none.
+    pub(crate) fn release_buffers(&mut self, outbox: &Outbox) {
+        if self.frames.is_empty() {
+            self.frames = VecDeque::new();
+            self.segments = VecDeque::new();
+        }
+        let mut queue = outbox.lock();
+        if queue.frames.is_empty() {
+            *queue = Queue::default();
+        }
+    }
+}

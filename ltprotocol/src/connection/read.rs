@@ -1,0 +1,432 @@
+//! The read path, and the one way a frame goes to the application.
+//!
+//! Bytes are read into one buffer. After each read the whole frames at its front are cut off
+//! at once into a shared chunk, and each frame is taken where it lies in it: first a request
+//! waiting for it, then the auto-reply rule, then the handler's [`inspect`](Handler::inspect),
+//! and then it is decoded straight from the chunk into the protocol's message and handed to
+//! [`Handler::message`], whose future is awaited in place: a message handled without waiting
+//! costs no trip back to the connection's task. Only fields that keep bytes (an `Unknown`
+//! body, a `Bytes` field) take a handle on the chunk.
+//!
+//! A kept handle keeps the whole chunk's allocation alive (up to [`MAX_READ`] and then
+//! some). So the connection accounts for the chunks that bodies still hold after delivery;
+//! past [`MAX_PINNED`] bytes of them, bodies are copied out instead (a small allocation each)
+//! until the application lets go. 1,024 queued events of 16-byte bodies can therefore hold
+//! about 1 MiB of read chunks, not 256 MiB.
+
+use std::collections::VecDeque;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use super::handle::ConnectionHandle;
+use super::options::ConnectionOptions;
+use super::reason::{DisconnectReason, TimeoutKind};
+use crate::codec::{FrameCodec, FrameError, reserve_for_body};
+use crate::frame::{Frame, FrameRef, HeaderFields, MessageType};
+use crate::handler::{Handler, Inspected};
+use crate::message::Body;
+use crate::protocol::Protocol;
+use crate::transport::{ReadHalf, Stream};
+
+/// The first read of a connection that was idle reserves this much.
+const INITIAL_READ: usize = 4 * 1024;
+/// Reads grow (doubling while they fill the buffer) up to this much.
+const MAX_READ: usize = 256 * 1024;
+/// The read chunks that bodies kept by the application may hold alive, per connection,
+/// before bodies are copied out of the chunk instead: four of the largest reads.
+const MAX_PINNED: usize = 4 * MAX_READ;
+
+/// What the read side keeps between active spells: the timers' state.
+#[derive(Debug)]
+pub(super) struct ReadState {
+    /// How much the next read reserves.
+    read_size: usize,
+    /// When bytes last arrived.
+    last_arrival: Instant,
+    /// When the first byte of the frame now being assembled arrived.
+    partial_since: Option<Instant>,
+    /// When the keepalive probe was sent, if one is unanswered.
+    probe_sent: Option<Instant>,
+    /// Read chunks that delivered bodies still hold: kept across spells, since an idle
+    /// connection's bodies may still be held.
+    pinned: Pinned,
+}
+
+/// What the read loop waits for besides bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Deadline {
+    /// A timeout that ends the connection.
+    Expire(TimeoutKind, Duration),
+    /// Time to send the keepalive probe.
+    Probe,
+}
+
+impl ReadState {
+    pub(super) fn new() -> Self {
+        Self {
+            read_size: INITIAL_READ,
+            last_arrival: Instant::now(),
+            partial_since: None,
+            probe_sent: None,
+            pinned: Pinned::default(),
+        }
+    }
+
+    /// The next deadline of the frame-read, idle and keepalive timers, the earliest first.
+    pub(super) fn deadline(&self, options: &ConnectionOptions) -> Option<(Instant, Deadline)> {
+        let mut deadline: Option<(Instant, Deadline)> = None;
+        let mut consider = |at: Instant, what: Deadline| {
+            if deadline.is_none_or(|(current, _)| at < current) {
+                deadline = Some((at, what));
+            }
+        };
+        let timeouts = options.timeouts;
+        match self.partial_since {
+            Some(since) => {
+                if let Some(limit) = timeouts.frame_read {
+                    consider(
+                        since + limit,
+                        Deadline::Expire(TimeoutKind::FrameRead, limit),
+                    );
+                }
+            }
+            None => {
+                if let Some(limit) = timeouts.idle {
+                    consider(
+                        self.last_arrival + limit,
+                        Deadline::Expire(TimeoutKind::Idle, limit),
+                    );
+                }
+            }
+        }
+        if let Some(keepalive) = &options.keepalive {
+            match self.probe_sent {
+                None => consider(self.last_arrival + keepalive.idle, Deadline::Probe),
+                Some(sent) => consider(
+                    sent + keepalive.timeout,
+                    Deadline::Expire(TimeoutKind::Keepalive, keepalive.idle + keepalive.timeout),
+                ),
+            }
+        }
+        deadline
+    }
+
+    /// Sends the keepalive probe and notes when.
+    pub(super) fn probe(&mut self, handle: &ConnectionHandle, options: &ConnectionOptions) {
+        self.probe_sent = Some(Instant::now());
+        if let Some(keepalive) = &options.keepalive {
+            // A full outbox means traffic is flowing our way anyway.
+            let _ = handle.try_send_with(&keepalive.probe, &keepalive.probe.fields);
+        }
+    }
+}
+
+/// The read side's working state while the connection is active: the read buffer, and the
+/// frames a handshake set aside for the application.
+#[derive(Debug, Default)]
+pub(super) struct Input {
+    pub(super) buf: BytesMut,
+    pub(super) deferred: VecDeque<Frame>,
+}
+
+/// The read chunks that bodies delivered from them still hold, with what each keeps alive.
+#[derive(Debug, Default)]
+pub(super) struct Pinned {
+    chunks: Vec<(Bytes, usize)>,
+    total: usize,
+}
+
+impl Pinned {
+    /// Forgets the chunks nothing else holds any more (freeing them); says whether those
+    /// still held are within [`MAX_PINNED`].
+    fn within_bound(&mut self) -> bool {
+        if !self.chunks.is_empty() {
+            self.chunks.retain(|(chunk, _)| !chunk.is_unique());
+            self.total = self.chunks.iter().map(|(_, footprint)| footprint).sum();
+        }
+        self.total <= MAX_PINNED
+    }
+
+    /// Keeps an eye on `chunk` if a delivered body still holds it.
+    fn watch(&mut self, chunk: Bytes, footprint: usize) {
+        if !chunk.is_unique() {
+            self.total += footprint;
+            self.chunks.push((chunk, footprint));
+        }
+    }
+}
+
+impl Input {
+    /// Whether it holds anything the next active spell must see.
+    pub(super) fn holds_anything(&self) -> bool {
+        !self.buf.is_empty() || !self.deferred.is_empty()
+    }
+}
+
+/// Takes frames to the application: the one delivery path.
+pub(super) struct Delivery<'a, P, H> {
+    pub(super) handle: &'a ConnectionHandle,
+    pub(super) handler: &'a H,
+    pub(super) options: &'a ConnectionOptions,
+    pub(super) _protocol: PhantomData<fn() -> P>,
+}
+
+/// One received frame, where it lies.
+struct Incoming<'a> {
+    message_type: MessageType,
+    fields: HeaderFields,
+    body: Body<'a>,
+}
+
+impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
+    fn codec(&self) -> &FrameCodec {
+        &self.options.codec
+    }
+
+    /// Delivers the frames a handshake set aside, in order.
+    pub(super) async fn deliver_deferred(
+        &self,
+        frames: VecDeque<Frame>,
+    ) -> Result<(), DisconnectReason> {
+        for frame in frames {
+            let incoming = Incoming {
+                message_type: frame.message_type,
+                fields: frame.fields,
+                body: Body::from_bytes(&frame.body),
+            };
+            self.deliver(incoming).await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers every whole frame at the front of `buf`; says whether there was one.
+    async fn deliver_buffered(
+        &self,
+        buf: &mut BytesMut,
+        pinned: &mut Pinned,
+    ) -> Result<bool, DisconnectReason> {
+        let codec = self.codec();
+        // A bad header ends the connection, after the good frames before it are delivered.
+        let (whole, next) = codec.whole_frames(buf);
+        if whole == 0 {
+            return next.map(|_| false).map_err(protocol_error);
+        }
+        // What a slice of the chunk keeps alive: the buffer's whole allocation.
+        let footprint = buf.capacity();
+        let share = pinned.within_bound();
+        let chunk = buf.split_to(whole).freeze();
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let head = codec.head(rest).map_err(protocol_error)?;
+            let (frame, after) = rest
+                .split_at_checked(head.frame_len)
+                .ok_or_else(|| protocol_error(truncated(head.frame_len, rest.len())))?;
+            let body = frame.get(codec.layout().header_len()..).unwrap_or_default();
+            rest = after;
+            // Shared (no pinning ratio: the connection accounts for it), or copied once
+            // kept bodies hold too much.
+            let body = if share {
+                Body::in_chunk(body, &chunk, 0)
+            } else {
+                Body::new(body)
+            };
+            let incoming = Incoming {
+                message_type: head.message_type,
+                fields: head.fields,
+                body,
+            };
+            self.deliver(incoming).await?;
+        }
+        pinned.watch(chunk, footprint);
+        next.map(|_| true).map_err(protocol_error)
+    }
+
+    /// Takes one frame the whole way.
+    async fn deliver(&self, frame: Incoming<'_>) -> Result<(), DisconnectReason> {
+        let handle = self.handle;
+        handle.count_received();
+        if let Some(table) = handle.request_table()
+            && table.awaits(&frame.fields)
+        {
+            let owned = Frame {
+                message_type: frame.message_type,
+                fields: frame.fields.clone(),
+                body: frame.body.to_bytes(),
+            };
+            if table.route(owned).is_none() {
+                return Ok(());
+            }
+        }
+        let view = FrameRef {
+            message_type: frame.message_type,
+            fields: &frame.fields,
+            body: frame.body.as_slice(),
+        };
+        if let Some(rule) = &self.options.auto_reply
+            && let Some(reply) = rule(view)
+        {
+            // Fails only when the connection is closing: no one to answer.
+            let _ = handle.send_frame(&reply).await;
+            return Ok(());
+        }
+        if self.handler.inspect(handle, view) == Inspected::Consumed {
+            return Ok(());
+        }
+        let order = self.codec().layout().byte_order();
+        let message = P::decode(frame.message_type, frame.body, order)
+            .map_err(|err| DisconnectReason::Decode(Arc::new(err)))?;
+        self.handler.message(handle, message, frame.fields).await;
+        Ok(())
+    }
+}
+
+fn protocol_error(err: FrameError) -> DisconnectReason {
+    DisconnectReason::Protocol(Arc::new(err))
+}
+
+/// A frame the scan found whole but that is not: a bug of ours, reported, never a panic.
+#[cold]
+fn truncated(frame_len: usize, received: usize) -> FrameError {
+    FrameError::Truncated {
+        missing: frame_len.saturating_sub(received),
+        received,
+        in_header: false,
+    }
+}
+
+/// Reads and delivers frames until the connection ends (its reason), or, when `quiet` is
+/// watched, waits with an empty buffer for the stream to be readable.
+pub(super) async fn read_loop<S, P, H>(
+    reader: &mut ReadHalf<'_, S>,
+    input: &mut Input,
+    state: &mut ReadState,
+    quiet: &AtomicBool,
+    delivery: &Delivery<'_, P, H>,
+) -> DisconnectReason
+where
+    S: Stream,
+    P: Protocol,
+    H: Handler<P>,
+{
+    let options = delivery.options;
+    if !input.deferred.is_empty() {
+        let frames = std::mem::take(&mut input.deferred);
+        if let Err(reason) = delivery.deliver_deferred(frames).await {
+            return reason;
+        }
+    }
+    let buf = &mut input.buf;
+    loop {
+        let delivered = if buf.is_empty() {
+            false
+        } else {
+            match delivery.deliver_buffered(buf, &mut state.pinned).await {
+                Ok(delivered) => delivered,
+                Err(reason) => return reason,
+            }
+        };
+        if delivered {
+            state.partial_since = None;
+        }
+        let next_frame = if buf.is_empty() {
+            state.partial_since = None;
+            if buf.capacity() > 0 {
+                // Idle between frames: give the buffer back, so an idle connection costs
+                // little.
+                *buf = BytesMut::new();
+                state.read_size = INITIAL_READ;
+            }
+            None
+        } else {
+            if state.partial_since.is_none() {
+                state.partial_since = Some(state.last_arrival);
+            }
+            // Every whole frame was delivered: what is left starts a frame.
+            delivery.codec().peek_len(buf).ok().flatten()
+        };
+        let deadline = state.deadline(options);
+        let read_size = state.read_size;
+        let fill = async {
+            if buf.capacity() == 0 {
+                // An idle connection holds no read buffer: it waits until bytes are there to
+                // read, when its stream can tell.
+                quiet.store(true, Ordering::Relaxed);
+                let ready = std::future::poll_fn(|cx| {
+                    reader
+                        .poll_read_ready(cx)
+                        .unwrap_or(std::task::Poll::Ready(Ok(())))
+                })
+                .await;
+                quiet.store(false, Ordering::Relaxed);
+                ready?;
+            }
+            reserve(buf, read_size, next_frame);
+            let spare = buf.capacity() - buf.len();
+            reader.read_buf(&mut *buf).await.map(|n| (n, spare))
+        };
+        let read: io::Result<(usize, usize)> = match deadline {
+            Some((at, what)) => match tokio::time::timeout_at(at, fill).await {
+                Ok(read) => read,
+                Err(_) => match what {
+                    Deadline::Expire(kind, after) => {
+                        return DisconnectReason::TimedOut { kind, after };
+                    }
+                    Deadline::Probe => {
+                        state.probe(delivery.handle, options);
+                        continue;
+                    }
+                },
+            },
+            None => fill.await,
+        };
+        match read {
+            Ok((0, _)) if buf.is_empty() => return DisconnectReason::PeerClosed,
+            Ok((0, _)) => return protocol_error(cut_at_eof(delivery.codec(), buf)),
+            Ok((n, spare)) => {
+                state.last_arrival = Instant::now();
+                state.probe_sent = None;
+                if n == spare {
+                    state.read_size = (state.read_size * 2).min(MAX_READ);
+                }
+            }
+            Err(err) => return DisconnectReason::Io(Arc::new(err)),
+        }
+    }
+}
+
+/// Makes room for the next read: `read_size` when there is less than half of it, and, while
+/// a large frame's body arrives, room for more of it as the codec's bound allows (a declared
+/// length alone never reserves memory).
+fn reserve(buf: &mut BytesMut, read_size: usize, next_frame: Option<usize>) {
+    if buf.capacity() - buf.len() < read_size / 2 {
+        buf.reserve(read_size);
+    }
+    if let Some(frame_len) = next_frame {
+        reserve_for_body(buf, frame_len);
+    }
+}
+
+/// Why the stream ended inside a frame: what arrived of it and what is missing.
+fn cut_at_eof(codec: &FrameCodec, buf: &[u8]) -> FrameError {
+    let received = buf.len();
+    match codec.peek_len(buf) {
+        Err(err) => err,
+        Ok(None) => FrameError::Truncated {
+            missing: codec.layout().header_len().saturating_sub(received),
+            received,
+            in_header: true,
+        },
+        Ok(Some(frame_len)) => FrameError::Truncated {
+            missing: frame_len.saturating_sub(received),
+            received,
+            in_header: false,
+        },
+    }
+}
