@@ -82,7 +82,7 @@ pub(crate) fn wire(input: &WireStruct) -> TokenStream {
             }
 
             fn read(
-                #r: &mut ::ltprotocol::BodyReader,
+                #r: &mut ::ltprotocol::BodyReader<'_>,
             ) -> ::core::result::Result<Self, ::ltprotocol::BodyError> {
                 #(#reads)*
                 ::core::result::Result::Ok(#construct)
@@ -191,12 +191,13 @@ fn encode_impl(input: &ProtocolEnum) -> TokenStream {
     }
 }
 
-/// `impl Protocol`: an `if` chain over the variants' `MESSAGE_TYPE`s, then the unknown one.
+/// `impl Protocol`: an `if` chain over the variants' `MESSAGE_TYPE`s, then the unknown one,
+/// which keeps `Body::to_bytes` as `Unknown::decode` does. `Body` is `Copy`: each branch takes
+/// it by value.
 fn protocol_impl(input: &ProtocolEnum) -> TokenStream {
     let (ident, unknown) = (&input.ident, &input.unknown);
     let variants: Vec<&Ident> = input.messages.iter().map(|m| &m.ident).collect();
     let types: Vec<&Type> = input.messages.iter().map(|m| &m.ty).collect();
-    let bytes = quote!(::ltprotocol::protocol::__private::Bytes);
     let body = local("body");
     // Without message variants, `decode` and `is_known` ignore their arguments.
     let (message_type, order) = if variants.is_empty() {
@@ -214,7 +215,7 @@ fn protocol_impl(input: &ProtocolEnum) -> TokenStream {
         impl ::ltprotocol::Protocol for #ident {
             fn decode(
                 #message_type: ::ltprotocol::MessageType,
-                #body: #bytes,
+                #body: ::ltprotocol::Body<'_>,
                 #order: ::ltprotocol::ByteOrder,
             ) -> ::core::result::Result<Self, ::ltprotocol::DecodeError> {
                 #(
@@ -226,7 +227,7 @@ fn protocol_impl(input: &ProtocolEnum) -> TokenStream {
                 {
                     ::core::result::Result::Ok(Self::#unknown(::ltprotocol::Unknown {
                         message_type: #message_type,
-                        body: #body,
+                        body: ::ltprotocol::Body::to_bytes(&#body),
                     }))
                 }
             }

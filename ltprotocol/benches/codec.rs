@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput};
-use ltprotocol::{Frame, FrameCodec, HeaderLayout, Message, MessageType, Protocol, Unknown};
+use ltprotocol::{Body, Frame, FrameCodec, HeaderLayout, Message, MessageType, Protocol, Unknown};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Frames per iteration.
@@ -155,7 +155,9 @@ fn typed(c: &mut Criterion) {
             |mut buf| {
                 let mut sum = 0u64;
                 while let Some(frame) = decoder.decode(&mut buf).expect("decodes") {
-                    match Demo::decode(frame.message_type, frame.body, order).expect("a NumMsg") {
+                    match Demo::decode(frame.message_type, Body::from(&frame.body), order)
+                        .expect("a NumMsg")
+                    {
                         Demo::Num(NumMsg { num }) => sum += u64::from(num),
                         other => panic!("unexpected {other:?}"),
                     }

@@ -30,7 +30,7 @@ use crate::codec::{EncodeError, EncodedFrame, FrameCodec, FrameError};
 use crate::event::{Handled, Handler, Inspected};
 use crate::frame::{Frame, HeaderFields};
 use crate::handshake::{HandshakeBacklog, HandshakeContext, HandshakeError, SharedHandshake};
-use crate::message::DecodeError;
+use crate::message::{Body, DecodeError};
 use crate::protocol::{Encode, Protocol};
 use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
 
@@ -1889,7 +1889,7 @@ fn decode_message<P: Protocol>(
     config: &LinkConfig,
 ) -> Result<(P, HeaderFields), DisconnectReason> {
     let order = config.codec.layout().byte_order();
-    match P::decode(frame.message_type, frame.body, order) {
+    match P::decode(frame.message_type, Body::from(&frame.body), order) {
         Ok(message) => Ok((message, frame.fields)),
         Err(err) => Err(DisconnectReason::Decode(Arc::new(err))),
     }

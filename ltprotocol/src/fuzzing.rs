@@ -13,6 +13,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, MessageType};
 use crate::layout::{ByteOrder, FieldSpec, HeaderLayout, Int, LengthCounts};
+#[cfg(any(feature = "derive", feature = "openflow"))]
+use crate::message::{Body, MAX_PIN_RATIO};
 
 /// How far past its input the decoder's buffer may ever grow: 64 KiB of slack (the bytes
 /// crate's reuse of a buffer's original capacity) on top of twice the input.
@@ -496,14 +498,22 @@ pub fn decode_message(data: &[u8]) {
     }
 }
 
-/// Decodes `body` as `P`; what decodes must re-encode to `body`.
+/// Decodes `body` as `P`; what decodes must re-encode to `body`. The body is decoded three
+/// ways, which must agree: backed by itself (kept fields are slices), borrowed (kept fields
+/// are copies), and as part of a chunk far larger than itself (small kept fields are copies).
 #[cfg(any(feature = "derive", feature = "openflow"))]
 fn check_protocol<P: crate::Protocol + Debug>(
     message_type: MessageType,
     body: &Bytes,
     order: ByteOrder,
 ) -> Option<P> {
-    match P::decode(message_type, body.clone(), order) {
+    let footprint = body.len().saturating_mul(2 * MAX_PIN_RATIO);
+    let decoded = P::decode(message_type, Body::from(body), order);
+    for other in [Body::new(body), Body::in_chunk(body, body, footprint)] {
+        let other = P::decode(message_type, other, order);
+        assert_eq!(format!("{other:?}"), format!("{decoded:?}"), "{other:?}");
+    }
+    match decoded {
         Ok(msg) => {
             assert_eq!(msg.message_type(), message_type, "{msg:?}");
             let mut out = BytesMut::new();

@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use ltprotocol::{FrameCodec, HeaderLayout, Message, Protocol, Unknown};
+//! use ltprotocol::{Body, FrameCodec, HeaderLayout, Message, Protocol, Unknown};
 //! use tokio_util::codec::Decoder;
 //!
 //! #[derive(Debug, PartialEq, Message)]
@@ -46,7 +46,7 @@
 //! assert_eq!(&wire[7..10], b"\x00\x0f\x02");
 //!
 //! let first = codec.decode(&mut wire)?.unwrap();
-//! let msg = Demo::decode(first.message_type, first.body, layout.byte_order())?;
+//! let msg = Demo::decode(first.message_type, Body::from(&first.body), layout.byte_order())?;
 //! assert_eq!(msg, Demo::Num(NumMsg { num: 200 }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -95,7 +95,10 @@ pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
     LengthCounts, MAX_HEADER_LEN,
 };
-pub use message::{BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, Message, Wire};
+pub use message::{
+    Body, BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, MAX_PIN_RATIO, Message,
+    Wire,
+};
 pub use protocol::{Encode, Protocol, Unknown};
 pub use request::{Correlation, ReplyStream, RequestError};
 pub use server::{Server, ServerBuilder, ShutdownReport};

@@ -1,9 +1,9 @@
-//! Typed message bodies: the [`Wire`] encoding of body fields, the [`Message`] trait (a type
-//! number plus a body), and their errors.
+//! Typed message bodies: the [`Body`] decoders borrow, the [`Wire`] encoding of body fields,
+//! the [`Message`] trait (a type number plus a body), and their errors.
 
 use std::fmt;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::frame::MessageType;
 use crate::layout::ByteOrder;
@@ -55,28 +55,199 @@ impl<'a> BodyWriter<'a> {
     }
 }
 
-/// Reads a message body front to back; integers follow [`order`](Self::order). Trailing
-/// `Bytes` fields are zero-copy slices of the body.
+/// How many times its own size a kept field may pin: a `Bytes` field or an `Unknown` body cut
+/// from a frame's buffer keeps that whole buffer alive, so one smaller than
+/// `footprint / MAX_PIN_RATIO` is copied instead. With a 256 KiB read chunk, kept fields of
+/// 4 KiB and more are slices of it and smaller ones are copies; either way a kept field holds
+/// at most 64 times its own size (a 16-byte body kept for long costs 16 bytes, not 256 KiB).
+pub const MAX_PIN_RATIO: usize = 64;
+
+/// A frame's body as decoders see it: a borrowed slice, with the `Bytes` it lies in (if any),
+/// from which fields that keep bytes (`Bytes` fields, `Unknown` bodies) are cut without
+/// copying — unless that would pin far more memory than they hold, in which case they are
+/// copied: a kept field never pins more than [`MAX_PIN_RATIO`] (64) times its own size.
+///
+/// Integers, strings and `Vec<u8>` fields are read straight from the slice whatever the
+/// backing; only [`to_bytes`](Self::to_bytes) and [`bytes_of`](Self::bytes_of) follow the rule.
 ///
 /// ```
 /// use bytes::Bytes;
-/// use ltprotocol::{BodyReader, ByteOrder, Wire};
-/// let mut r = BodyReader::new(Bytes::from_static(&[0, 0, 0, 200, b'h', b'i']), ByteOrder::Big);
+/// use ltprotocol::{Body, ByteOrder, Message, MessageType, Protocol, Unknown};
+///
+/// #[derive(Debug, PartialEq, Message)]
+/// #[ltp(message_type = 1)]
+/// pub struct NumMsg { pub num: u32 }
+///
+/// #[derive(Debug, PartialEq, Protocol)]
+/// pub enum Demo { Num(NumMsg), #[ltp(unknown)] Other(Unknown) }
+///
+/// // Borrowed bytes: nothing is kept, nothing is copied.
+/// let num = Demo::decode(MessageType::new(1), Body::new(&[0, 0, 0, 200]), ByteOrder::Big)?;
+/// assert_eq!(num, Demo::Num(NumMsg { num: 200 }));
+///
+/// // Two frames' bodies in one read chunk: a small kept body is copied out of it, so it
+/// // does not keep the chunk alive; a large one is a slice of it.
+/// let chunk = Bytes::from(vec![7u8; 4_096]);
+/// let small = Body::in_chunk(&chunk[..16], &chunk, chunk.len());
+/// let large = Body::in_chunk(&chunk[16..], &chunk, chunk.len());
+/// let inside = |b: &Bytes| chunk.as_ptr_range().contains(&b.as_ptr());
+/// assert!(!inside(&small.to_bytes()));
+/// assert!(inside(&large.to_bytes()));
+/// # Ok::<(), ltprotocol::DecodeError>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct Body<'a> {
+    bytes: &'a [u8],
+    /// The `Bytes` that `bytes`, unless empty, lies in: every constructor checks it and
+    /// narrowing keeps it, so `Bytes::slice_ref` of a non-empty sub-slice of `bytes` cannot
+    /// panic.
+    backing: Option<&'a Bytes>,
+    /// The memory a slice of `backing` keeps alive, at least `backing.len()`.
+    footprint: usize,
+}
+
+impl<'a> Body<'a> {
+    /// A body without backing: kept fields are copied.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            backing: None,
+            footprint: 0,
+        }
+    }
+
+    /// A body backed by itself, with a footprint of its own length, so kept fields of at
+    /// least 1/64 of it are slices of it. When `bytes` is itself a slice of a larger buffer,
+    /// [`in_chunk`](Self::in_chunk) with that buffer's size applies the rule to the memory
+    /// really held.
+    pub fn from_bytes(bytes: &'a Bytes) -> Self {
+        Self {
+            bytes,
+            backing: Some(bytes),
+            footprint: bytes.len(),
+        }
+    }
+
+    /// A body lying in `chunk`, a buffer of many frames; `footprint` is the memory the chunk's
+    /// allocation holds (`chunk.len()` is used when it is larger), which a slice of it keeps
+    /// alive. When `bytes` does not lie inside `chunk`, this is [`new`](Self::new).
+    pub fn in_chunk(bytes: &'a [u8], chunk: &'a Bytes, footprint: usize) -> Self {
+        if lies_in(bytes, chunk) {
+            Self {
+                bytes,
+                backing: Some(chunk),
+                footprint: footprint.max(chunk.len()),
+            }
+        } else {
+            Self::new(bytes)
+        }
+    }
+
+    /// The body's bytes.
+    pub fn as_slice(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The body's length.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The whole body as `Bytes`: a slice of the backing, or a copy when that would pin more
+    /// than [`MAX_PIN_RATIO`] times its size.
+    pub fn to_bytes(&self) -> Bytes {
+        self.bytes_of(self.bytes)
+    }
+
+    /// `sub`, a sub-slice of this body, as `Bytes`: a slice of the backing, or a copy when
+    /// that would pin more than [`MAX_PIN_RATIO`] times its size. A `sub` that does not lie
+    /// in the body is copied.
+    pub fn bytes_of(&self, sub: &'a [u8]) -> Bytes {
+        if sub.is_empty() {
+            return Bytes::new();
+        }
+        match self.backing {
+            Some(backing)
+                if sub.len().saturating_mul(MAX_PIN_RATIO) >= self.footprint
+                    && lies_in(sub, self.bytes) =>
+            {
+                // `sub` is not empty and lies in `bytes`, which then lies in `backing` (see the
+                // field), so this does not panic.
+                backing.slice_ref(sub)
+            }
+            _ => Bytes::copy_from_slice(sub),
+        }
+    }
+
+    /// The same backing over `bytes`, a sub-slice of this body.
+    fn narrow(&self, bytes: &'a [u8]) -> Self {
+        Self { bytes, ..*self }
+    }
+}
+
+impl fmt::Debug for Body<'_> {
+    // Not derived: that would print the whole backing chunk.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body")
+            .field("bytes", &self.bytes)
+            .field("backed", &self.backing.is_some())
+            .field("footprint", &self.footprint)
+            .finish()
+    }
+}
+
+impl<'a> From<&'a Bytes> for Body<'a> {
+    fn from(bytes: &'a Bytes) -> Self {
+        Self::from_bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Body<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::new(bytes)
+    }
+}
+
+/// Whether `inner` lies inside `outer`, by address; safe code cannot prove more.
+fn lies_in(inner: &[u8], outer: &[u8]) -> bool {
+    let (start, outer_start) = (inner.as_ptr().addr(), outer.as_ptr().addr());
+    // Neither end overflows: both slices are in memory.
+    start >= outer_start && start + inner.len() <= outer_start + outer.len()
+}
+
+/// Reads a message body front to back; integers follow [`order`](Self::order). Integers,
+/// strings and `Vec<u8>` are read from the borrowed slice; `Bytes` fields are cut from the
+/// [`Body`]'s backing by its pinning rule (a slice, or a copy when a slice would pin far more
+/// than it holds).
+///
+/// ```
+/// use ltprotocol::{Body, BodyReader, ByteOrder, Wire};
+/// let mut r = BodyReader::new(Body::new(&[0, 0, 0, 200, b'h', b'i']), ByteOrder::Big);
 /// assert_eq!(u32::read(&mut r)?, 200);
+/// assert_eq!(r.rest(), b"hi");
 /// assert_eq!(String::read(&mut r)?, "hi");
 /// r.finish()?;
 /// # Ok::<(), ltprotocol::BodyError>(())
 /// ```
 #[derive(Debug)]
-pub struct BodyReader {
-    body: Bytes,
+pub struct BodyReader<'a> {
+    /// What is left to read.
+    body: Body<'a>,
     order: ByteOrder,
 }
 
-impl BodyReader {
-    /// A reader over `body`.
-    pub fn new(body: Bytes, order: ByteOrder) -> Self {
-        Self { body, order }
+impl<'a> BodyReader<'a> {
+    /// A reader over `body`: a [`Body`], a `&Bytes` or a `&[u8]`.
+    pub fn new(body: impl Into<Body<'a>>, order: ByteOrder) -> Self {
+        Self {
+            body: body.into(),
+            order,
+        }
     }
 
     /// The byte order integers are read in.
@@ -97,14 +268,34 @@ impl BodyReader {
         self.body.len()
     }
 
-    /// The next `n` bytes, without copying.
+    /// What is left, without consuming it.
+    pub fn rest(&self) -> &'a [u8] {
+        self.body.as_slice()
+    }
+
+    /// The next `n` bytes, borrowed.
+    ///
+    /// # Errors
+    ///
+    /// [`BodyErrorKind::TooShort`] when fewer than `n` bytes are left.
+    pub fn take_slice(&mut self, n: usize) -> Result<&'a [u8], BodyError> {
+        match self.body.as_slice().split_at_checked(n) {
+            Some((head, tail)) => {
+                self.body = self.body.narrow(tail);
+                Ok(head)
+            }
+            None => Err(self.too_short(n)),
+        }
+    }
+
+    /// The next `n` bytes as `Bytes`, by the [`Body`]'s pinning rule.
     ///
     /// # Errors
     ///
     /// [`BodyErrorKind::TooShort`] when fewer than `n` bytes are left.
     pub fn take(&mut self, n: usize) -> Result<Bytes, BodyError> {
-        self.check(n)?;
-        Ok(self.body.split_to(n))
+        let body = self.body;
+        self.take_slice(n).map(|head| body.bytes_of(head))
     }
 
     /// The next `N` bytes as an array.
@@ -113,15 +304,19 @@ impl BodyReader {
     ///
     /// [`BodyErrorKind::TooShort`] when fewer than `N` bytes are left.
     pub fn take_array<const N: usize>(&mut self) -> Result<[u8; N], BodyError> {
-        self.check(N)?;
-        let mut out = [0u8; N];
-        self.body.copy_to_slice(&mut out);
-        Ok(out)
+        match self.body.as_slice().split_first_chunk::<N>() {
+            Some((head, tail)) => {
+                self.body = self.body.narrow(tail);
+                Ok(*head)
+            }
+            None => Err(self.too_short(N)),
+        }
     }
 
-    /// Everything that is left, without copying.
+    /// Everything that is left as `Bytes`, by the [`Body`]'s pinning rule.
     pub fn take_rest(&mut self) -> Bytes {
-        std::mem::take(&mut self.body)
+        let body = self.body;
+        body.bytes_of(self.take_rest_slice())
     }
 
     /// Checks that the whole body was read.
@@ -140,16 +335,19 @@ impl BodyReader {
         }
     }
 
-    fn check(&self, needed: usize) -> Result<(), BodyError> {
-        if self.body.len() < needed {
-            Err(BodyErrorKind::TooShort {
-                needed,
-                remaining: self.body.len(),
-            }
-            .into())
-        } else {
-            Ok(())
+    /// Everything that is left, borrowed.
+    fn take_rest_slice(&mut self) -> &'a [u8] {
+        let rest = self.body.as_slice();
+        self.body = self.body.narrow(&[]);
+        rest
+    }
+
+    fn too_short(&self, needed: usize) -> BodyError {
+        BodyErrorKind::TooShort {
+            needed,
+            remaining: self.body.len(),
         }
+        .into()
     }
 }
 
@@ -194,9 +392,8 @@ pub enum BodyErrorKind {
 /// A body field that could not be read: what was wrong, and in which field.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use ltprotocol::{BodyErrorKind, BodyReader, ByteOrder, Wire};
-/// let mut r = BodyReader::new(Bytes::from_static(&[1, 2]), ByteOrder::Big);
+/// use ltprotocol::{Body, BodyErrorKind, BodyReader, ByteOrder, Wire};
+/// let mut r = BodyReader::new(Body::new(&[1, 2]), ByteOrder::Big);
 /// let err = u32::read(&mut r).unwrap_err();
 /// assert_eq!(err.kind(), &BodyErrorKind::TooShort { needed: 4, remaining: 2 });
 /// ```
@@ -245,13 +442,11 @@ impl std::error::Error for BodyError {}
 /// A frame whose type a known message claims, but whose body does not decode as that message.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use ltprotocol::{ByteOrder, DecodeError, Message};
+/// use ltprotocol::{Body, ByteOrder, DecodeError, Message};
 /// # #[derive(Debug, ltprotocol::Message)]
 /// # #[ltp(message_type = 1)]
 /// # struct NumMsg { num: u32 }
-/// let err: DecodeError =
-///     NumMsg::decode_body(Bytes::from_static(&[0, 1]), ByteOrder::Big).unwrap_err();
+/// let err: DecodeError = NumMsg::decode_body(Body::new(&[0, 1]), ByteOrder::Big).unwrap_err();
 /// assert_eq!(err.message_type.value(), 1);
 /// assert_eq!(err.to_string(), "cannot decode NumMsg (type 1)");
 /// // The cause sits in `source()`, as for every error of this crate:
@@ -279,7 +474,7 @@ pub struct DecodeError {
 /// let mut buf = BytesMut::new();
 /// (-2i16).write(&mut BodyWriter::new(&mut buf, ByteOrder::Little));
 /// assert_eq!(&buf[..], &[0xfe, 0xff]);
-/// let mut r = BodyReader::new(buf.freeze(), ByteOrder::Little);
+/// let mut r = BodyReader::new(&buf[..], ByteOrder::Little);
 /// assert_eq!(i16::read(&mut r)?, -2);
 /// # Ok::<(), ltprotocol::BodyError>(())
 /// ```
@@ -292,7 +487,7 @@ pub trait Wire: Sized {
     /// # Errors
     ///
     /// A [`BodyError`] when the bytes do not hold a value of this type.
-    fn read(r: &mut BodyReader) -> Result<Self, BodyError>;
+    fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError>;
 
     /// How many bytes [`write`](Self::write) appends, or a good guess; used to reserve.
     fn size_hint(&self) -> usize {
@@ -310,7 +505,7 @@ macro_rules! wire_int {
                 }
             }
 
-            fn read(r: &mut BodyReader) -> Result<Self, BodyError> {
+            fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
                 let bytes = r.take_array::<{ std::mem::size_of::<$t>() }>()?;
                 Ok(match r.order() {
                     ByteOrder::Big => <$t>::from_be_bytes(bytes),
@@ -331,7 +526,7 @@ impl Wire for bool {
         w.put_slice(&[u8::from(*self)]);
     }
 
-    fn read(r: &mut BodyReader) -> Result<Self, BodyError> {
+    fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         match r.take_array::<1>()? {
             [0] => Ok(false),
             [1] => Ok(true),
@@ -349,7 +544,7 @@ impl<const N: usize> Wire for [u8; N] {
         w.put_slice(self);
     }
 
-    fn read(r: &mut BodyReader) -> Result<Self, BodyError> {
+    fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         r.take_array::<N>()
     }
 
@@ -358,13 +553,14 @@ impl<const N: usize> Wire for [u8; N] {
     }
 }
 
-/// The rest of the body, without copying.
+/// The rest of the body: a slice of the [`Body`]'s backing, or a copy when a slice would pin
+/// more than [`MAX_PIN_RATIO`] times its size.
 impl Wire for Bytes {
     fn write(&self, w: &mut BodyWriter<'_>) {
         w.put_slice(self);
     }
 
-    fn read(r: &mut BodyReader) -> Result<Self, BodyError> {
+    fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         Ok(r.take_rest())
     }
 
@@ -379,8 +575,8 @@ impl Wire for Vec<u8> {
         w.put_slice(self);
     }
 
-    fn read(r: &mut BodyReader) -> Result<Self, BodyError> {
-        Ok(r.take_rest().to_vec())
+    fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
+        Ok(r.take_rest_slice().to_vec())
     }
 
     fn size_hint(&self) -> usize {
@@ -394,9 +590,8 @@ impl Wire for String {
         w.put_slice(self.as_bytes());
     }
 
-    fn read(r: &mut BodyReader) -> Result<Self, BodyError> {
-        let rest = r.take_rest();
-        match std::str::from_utf8(&rest) {
+    fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
+        match std::str::from_utf8(r.take_rest_slice()) {
             Ok(s) => Ok(s.to_owned()),
             Err(e) => Err(BodyErrorKind::InvalidUtf8 {
                 valid_up_to: e.valid_up_to(),
@@ -424,7 +619,7 @@ impl Wire for String {
 /// let mut body = bytes::BytesMut::new();
 /// NumMsg { num: 200 }.encode_body(&mut body, ByteOrder::Big);
 /// assert_eq!(&body[..], &[0, 0, 0, 200]);
-/// assert_eq!(NumMsg::decode_body(body.freeze(), ByteOrder::Big)?, NumMsg { num: 200 });
+/// assert_eq!(NumMsg::decode_body(&body[..], ByteOrder::Big)?, NumMsg { num: 200 });
 /// assert_eq!(NumMsg::MESSAGE_TYPE.value(), 1);
 /// # Ok::<(), ltprotocol::DecodeError>(())
 /// ```
@@ -439,12 +634,13 @@ pub trait Message: Wire {
         self.write(&mut BodyWriter::new(buf, order));
     }
 
-    /// Decodes a whole body; bytes left over are an error.
+    /// Decodes a whole body (a [`Body`], a `&Bytes` or a `&[u8]`); bytes left over are an
+    /// error.
     ///
     /// # Errors
     ///
     /// A [`DecodeError`] naming this type when the body does not decode.
-    fn decode_body(body: Bytes, order: ByteOrder) -> Result<Self, DecodeError> {
+    fn decode_body<'a>(body: impl Into<Body<'a>>, order: ByteOrder) -> Result<Self, DecodeError> {
         let mut r = BodyReader::new(body, order);
         Self::read(&mut r)
             .and_then(|value| r.finish().map(|()| value))

@@ -32,6 +32,7 @@ use crate::connection::Keepalive;
 use crate::frame::{Frame, HeaderFields, MessageType};
 use crate::handshake::{Handshake, HandshakeContext, HandshakeError};
 use crate::layout::HeaderLayout;
+use crate::message::Body;
 use crate::protocol::Unknown;
 use crate::request::Correlation;
 use crate::server::{Server, ServerBuilder};
@@ -426,7 +427,7 @@ impl Handshake for OpenFlowHandshake {
         let order = layout.byte_order();
         ctx.send(&Hello::with_versions(&[OFP13_VERSION])).await?;
         let frame = ctx.recv().await?;
-        let hello = match OpenFlow13::decode(frame.message_type, frame.body.clone(), order)? {
+        let hello = match OpenFlow13::decode(frame.message_type, Body::from(&frame.body), order)? {
             OpenFlow13::Hello(hello) => hello,
             OpenFlow13::Error(error) => {
                 return Err(HandshakeError::Rejected(format!(
@@ -471,7 +472,7 @@ impl Handshake for OpenFlowHandshake {
         };
         if self.features {
             let reply = ctx.request(&FeaturesRequest).await?;
-            match OpenFlow13::decode(reply.message_type, reply.body, order)? {
+            match OpenFlow13::decode(reply.message_type, Body::from(&reply.body), order)? {
                 OpenFlow13::FeaturesReply(features) => {
                     info.datapath_id = Some(features.datapath_id);
                     info.n_tables = Some(features.n_tables);

@@ -5,17 +5,20 @@ use bytes::{Bytes, BytesMut};
 
 use crate::frame::{Frame, MessageType};
 use crate::layout::ByteOrder;
-use crate::message::{DecodeError, Message};
+use crate::message::{Body, DecodeError, Message};
 
 /// A message whose type no variant of a [`Protocol`] claims: its type number and body, kept
 /// whole (the ancestor delivered `None`).
 ///
 /// `Unknown` is itself a `Protocol` that claims nothing, for code that works with raw frames.
 ///
+/// Decoded from a [`Body`], it keeps [`Body::to_bytes`]: a slice of the frame's buffer, or a
+/// copy when the body is small beside that buffer, so that it does not keep the buffer alive.
+///
 /// ```
 /// use bytes::Bytes;
-/// use ltprotocol::{ByteOrder, MessageType, Protocol, Unknown};
-/// let raw = Unknown::decode(MessageType::new(9), Bytes::from_static(b"hi"), ByteOrder::Big)?;
+/// use ltprotocol::{Body, ByteOrder, MessageType, Protocol, Unknown};
+/// let raw = Unknown::decode(MessageType::new(9), Body::new(b"hi"), ByteOrder::Big)?;
 /// assert_eq!(raw, Unknown { message_type: MessageType::new(9), body: Bytes::from_static(b"hi") });
 /// # Ok::<(), ltprotocol::DecodeError>(())
 /// ```
@@ -80,7 +83,7 @@ impl<M: Message> Encode for M {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use ltprotocol::{ByteOrder, Message, MessageType, Protocol, Unknown};
+/// use ltprotocol::{Body, ByteOrder, Message, MessageType, Protocol, Unknown};
 ///
 /// #[derive(Debug, PartialEq, Message)]
 /// #[ltp(message_type = 1)]
@@ -98,22 +101,26 @@ impl<M: Message> Encode for M {
 ///     Other(Unknown),
 /// }
 ///
-/// let got = Demo::decode(MessageType::new(1), Bytes::from_static(&[0, 0, 0, 200]), ByteOrder::Big)?;
+/// // Decoding borrows the body: fields are read in place.
+/// let got = Demo::decode(MessageType::new(1), Body::new(&[0, 0, 0, 200]), ByteOrder::Big)?;
 /// assert_eq!(got, Demo::Num(NumMsg { num: 200 }));
-/// let other = Demo::decode(MessageType::new(7), Bytes::new(), ByteOrder::Big)?;
-/// assert!(matches!(other, Demo::Other(Unknown { .. })));
+/// // An owned body lends itself; what the unknown arm keeps is a slice of it, not a copy.
+/// let body = Bytes::from_static(b"raw");
+/// let other = Demo::decode(MessageType::new(7), Body::from(&body), ByteOrder::Big)?;
+/// assert_eq!(other, Demo::Other(Unknown { message_type: MessageType::new(7), body }));
 /// assert_eq!(Demo::from(NumMsg { num: 1 }).name(), "NumMsg");
 /// # Ok::<(), ltprotocol::DecodeError>(())
 /// ```
 pub trait Protocol: Encode + Sized + Send + 'static {
-    /// Decodes a body by its type number. A type no variant claims gives the unknown variant.
+    /// Decodes a body by its type number. A type no variant claims gives the unknown variant,
+    /// which keeps the body by [`Body`]'s pinning rule.
     ///
     /// # Errors
     ///
     /// A [`DecodeError`] when a variant claims the type but its body does not decode.
     fn decode(
         message_type: MessageType,
-        body: Bytes,
+        body: Body<'_>,
         order: ByteOrder,
     ) -> Result<Self, DecodeError>;
 
@@ -157,10 +164,13 @@ impl Encode for Unknown {
 impl Protocol for Unknown {
     fn decode(
         message_type: MessageType,
-        body: Bytes,
+        body: Body<'_>,
         _order: ByteOrder,
     ) -> Result<Self, DecodeError> {
-        Ok(Self { message_type, body })
+        Ok(Self {
+            message_type,
+            body: body.to_bytes(),
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -175,7 +185,7 @@ impl Protocol for Unknown {
 /// What the derives' generated code names; not public API.
 #[doc(hidden)]
 pub mod __private {
-    // `Encode::encode_body` and `Protocol::decode` take `BytesMut` and `Bytes`: the generated
-    // impls name them through here, so a user crate needs no `bytes` dependency of its own.
-    pub use bytes::{Bytes, BytesMut};
+    // `Encode::encode_body` takes a `BytesMut`: the generated impls name it through here, so a
+    // user crate needs no `bytes` dependency of its own.
+    pub use bytes::BytesMut;
 }

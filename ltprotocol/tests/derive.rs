@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use ltprotocol::{
-    BodyErrorKind, BodyReader, BodyWriter, ByteOrder, DecodeError, Encode, Message, MessageType,
-    Protocol, Unknown, Wire,
+    Body, BodyErrorKind, BodyReader, BodyWriter, ByteOrder, DecodeError, Encode, Message,
+    MessageType, Protocol, Unknown, Wire,
 };
 
 /// The ancestor's demo protocol (`tests/test_ltprotocol.py`).
@@ -122,7 +122,7 @@ fn write_wire<T: Wire>(value: &T, order: ByteOrder) -> Bytes {
 }
 
 fn read_wire<T: Wire>(bytes: Bytes, order: ByteOrder) -> T {
-    let mut r = BodyReader::new(bytes, order);
+    let mut r = BodyReader::new(&bytes, order);
     let value = T::read(&mut r).unwrap();
     r.finish().unwrap();
     value
@@ -131,14 +131,14 @@ fn read_wire<T: Wire>(bytes: Bytes, order: ByteOrder) -> T {
 fn round_trip<M: Message + PartialEq + std::fmt::Debug>(msg: &M, order: ByteOrder) {
     let body = encode(msg, order);
     assert_eq!(msg.size_hint(), body.len(), "size_hint of {msg:?}");
-    assert_eq!(&M::decode_body(body.freeze(), order).unwrap(), msg);
+    assert_eq!(&M::decode_body(&body.freeze(), order).unwrap(), msg);
 }
 
 #[test]
 fn num_msg_body_is_a_big_endian_u32() {
     let body = encode(&NumMsg { num: 200 }, ByteOrder::Big);
     assert_eq!(&body[..], b"\x00\x00\x00\xc8");
-    let decoded = NumMsg::decode_body(Bytes::from_static(b"\x00\x00\x00\xc8"), ByteOrder::Big);
+    let decoded = NumMsg::decode_body(Body::new(b"\x00\x00\x00\xc8"), ByteOrder::Big);
     assert_eq!(decoded.unwrap(), NumMsg { num: 200 });
     assert_eq!(NumMsg::MESSAGE_TYPE, MessageType::new(1));
     assert_eq!(NumMsg::NAME, "NumMsg");
@@ -150,10 +150,10 @@ fn str_msg_body_is_the_whole_string() {
         text: "hello world!".into(),
     };
     assert_eq!(&encode(&msg, ByteOrder::Big)[..], b"hello world!");
-    let decoded = StrMsg::decode_body(Bytes::from_static(b"hello world!"), ByteOrder::Big);
+    let decoded = StrMsg::decode_body(Body::new(b"hello world!"), ByteOrder::Big);
     assert_eq!(decoded.unwrap(), msg);
     assert_eq!(StrMsg::MESSAGE_TYPE.value(), 2);
-    let empty = StrMsg::decode_body(Bytes::new(), ByteOrder::Big).unwrap();
+    let empty = StrMsg::decode_body(Body::new(&[]), ByteOrder::Big).unwrap();
     assert_eq!(empty.text, "");
 }
 
@@ -256,7 +256,7 @@ fn unit_struct_is_an_empty_body() {
     assert!(encode(&Ping, ByteOrder::Big).is_empty());
     assert_eq!(Ping.size_hint(), 0);
     assert_eq!(
-        Ping::decode_body(Bytes::new(), ByteOrder::Big).unwrap(),
+        Ping::decode_body(Body::new(&[]), ByteOrder::Big).unwrap(),
         Ping
     );
 }
@@ -305,7 +305,7 @@ fn message_type_may_be_a_const_and_name_overridden() {
 
 #[test]
 fn raw_field_names_are_reported_without_the_prefix() {
-    let err = Negative::decode_body(Bytes::new(), ByteOrder::Big).unwrap_err();
+    let err = Negative::decode_body(Body::new(&[]), ByteOrder::Big).unwrap_err();
     assert_eq!(err.source.field(), Some("type"));
 }
 
@@ -322,7 +322,7 @@ fn generic_struct_bounds_its_parameters() {
 
 #[test]
 fn too_short_body_names_the_field() {
-    let err = NumMsg::decode_body(Bytes::from_static(&[0, 1]), ByteOrder::Big).unwrap_err();
+    let err = NumMsg::decode_body(Body::new(&[0, 1]), ByteOrder::Big).unwrap_err();
     assert_eq!(err.message_type, MessageType::new(1));
     assert_eq!(err.message, "NumMsg");
     assert_eq!(err.source.field(), Some("num"));
@@ -337,7 +337,7 @@ fn too_short_body_names_the_field() {
 
 #[test]
 fn too_short_nested_field_names_the_outer_field() {
-    let err = Nested::decode_body(Bytes::from_static(&[7, 0, 3, 0]), ByteOrder::Big).unwrap_err();
+    let err = Nested::decode_body(Body::new(&[7, 0, 3, 0]), ByteOrder::Big).unwrap_err();
     assert_eq!(err.source.field(), Some("at"));
     assert_eq!(
         err.source.kind(),
@@ -350,14 +350,14 @@ fn too_short_nested_field_names_the_outer_field() {
 
 #[test]
 fn tuple_fields_are_named_by_index() {
-    let err = Pair::decode_body(Bytes::from_static(&[1]), ByteOrder::Big).unwrap_err();
+    let err = Pair::decode_body(Body::new(&[1]), ByteOrder::Big).unwrap_err();
     assert_eq!(err.source.field(), Some("0"));
 }
 
 #[test]
 fn invalid_utf8_names_the_string_field() {
     let body = Bytes::from_static(b"ok\xff");
-    let err = StrMsg::decode_body(body, ByteOrder::Big).unwrap_err();
+    let err = StrMsg::decode_body(&body, ByteOrder::Big).unwrap_err();
     assert_eq!(err.source.field(), Some("text"));
     assert_eq!(
         err.source.kind(),
@@ -379,7 +379,7 @@ fn invalid_bool_names_the_field() {
     )
     .to_vec();
     body[12] = 2;
-    let mut r = BodyReader::new(Bytes::from(body), ByteOrder::Big);
+    let mut r = BodyReader::new(&body[..], ByteOrder::Big);
     let err = Scalars::read(&mut r).unwrap_err();
     assert_eq!(err.field(), Some("flag"));
     assert_eq!(err.kind(), &BodyErrorKind::InvalidBool { value: 2 });
@@ -388,13 +388,13 @@ fn invalid_bool_names_the_field() {
 #[test]
 fn trailing_bytes_are_an_error() {
     let body = Bytes::from_static(&[0, 0, 0, 200, 1, 2]);
-    let err = NumMsg::decode_body(body, ByteOrder::Big).unwrap_err();
+    let err = NumMsg::decode_body(&body, ByteOrder::Big).unwrap_err();
     assert_eq!(
         err.source.kind(),
         &BodyErrorKind::TrailingBytes { count: 2 }
     );
     assert_eq!(err.source.field(), None);
-    let err = Ping::decode_body(Bytes::from_static(&[0]), ByteOrder::Big).unwrap_err();
+    let err = Ping::decode_body(Body::new(&[0]), ByteOrder::Big).unwrap_err();
     assert_eq!(
         err.source.kind(),
         &BodyErrorKind::TrailingBytes { count: 1 }
@@ -405,13 +405,13 @@ fn trailing_bytes_are_an_error() {
 fn protocol_decodes_each_type_to_its_variant() {
     let num = Demo::decode(
         MessageType::new(1),
-        Bytes::from_static(b"\x00\x00\x00\xc8"),
+        Body::new(b"\x00\x00\x00\xc8"),
         ByteOrder::Big,
     );
     assert_eq!(num.unwrap(), Demo::Num(NumMsg { num: 200 }));
     let text = Demo::decode(
         MessageType::new(2),
-        Bytes::from_static(b"hello world!"),
+        Body::new(b"hello world!"),
         ByteOrder::Big,
     );
     assert_eq!(
@@ -425,7 +425,7 @@ fn protocol_decodes_each_type_to_its_variant() {
 #[test]
 fn protocol_keeps_an_unclaimed_type_and_its_body_as_unknown() {
     let body = Bytes::from_static(b"\x01\x02\x03");
-    let got = Demo::decode(MessageType::new(9), body.clone(), ByteOrder::Big).unwrap();
+    let got = Demo::decode(MessageType::new(9), Body::from(&body), ByteOrder::Big).unwrap();
     assert_eq!(
         got,
         Demo::Other(Unknown {
@@ -443,12 +443,7 @@ fn protocol_keeps_an_unclaimed_type_and_its_body_as_unknown() {
 
 #[test]
 fn protocol_reports_a_bad_body_of_a_known_type() {
-    let err = Demo::decode(
-        MessageType::new(1),
-        Bytes::from_static(&[0]),
-        ByteOrder::Big,
-    )
-    .unwrap_err();
+    let err = Demo::decode(MessageType::new(1), Body::new(&[0]), ByteOrder::Big).unwrap_err();
     assert_eq!(
         err,
         DecodeError {
@@ -520,18 +515,14 @@ fn protocol_of_many_messages_and_renamed_types() {
         Ping(Ping),
         Mixed(Mixed),
     }
-    let hello = Wide::decode(MessageType::new(0), Bytes::new(), ByteOrder::Big).unwrap();
+    let hello = Wide::decode(MessageType::new(0), Body::new(&[]), ByteOrder::Big).unwrap();
     assert_eq!(hello, Wide::Hello(Hello));
     assert_eq!(hello.name(), "OFPT_HELLO");
-    let negative = Wide::decode(
-        MessageType::new(-3),
-        Bytes::from_static(&[4]),
-        ByteOrder::Big,
-    );
+    let negative = Wide::decode(MessageType::new(-3), Body::new(&[4]), ByteOrder::Big);
     assert_eq!(negative.unwrap(), Wide::Negative(Negative { r#type: 4 }));
     assert!(Wide::is_known(MessageType::new(13)));
     assert!(!Wide::is_known(MessageType::new(1)));
-    let raw = Wide::decode(MessageType::new(1), Bytes::new(), ByteOrder::Big).unwrap();
+    let raw = Wide::decode(MessageType::new(1), Body::new(&[]), ByteOrder::Big).unwrap();
     assert!(matches!(raw, Wide::Raw(Unknown { .. })));
 }
 
@@ -543,10 +534,6 @@ fn protocol_with_only_the_unknown_variant_claims_nothing() {
         Any(Unknown),
     }
     assert!(!Raw::is_known(MessageType::new(1)));
-    let got = Raw::decode(
-        MessageType::new(1),
-        Bytes::from_static(b"x"),
-        ByteOrder::Big,
-    );
+    let got = Raw::decode(MessageType::new(1), Body::new(b"x"), ByteOrder::Big);
     assert_eq!(got.unwrap().name(), "Unknown");
 }

@@ -354,7 +354,7 @@ fn body_of_65533_bytes_is_refused_and_leaves_dst_unchanged() {
 
 mod typed {
     use super::*;
-    use ltprotocol::{Message, Protocol, Unknown};
+    use ltprotocol::{Body, Message, Protocol, Unknown};
 
     /// The ancestor's example message: type 1, body a big-endian `u32`.
     #[derive(Debug, PartialEq, Message)]
@@ -389,7 +389,8 @@ mod typed {
             .unwrap();
         assert_eq!(&wire[..], NUM_MSG_200);
         let got = decode_one(&layout, NUM_MSG_200);
-        let msg = Demo::decode(got.message_type, got.body, layout.byte_order()).unwrap();
+        let msg =
+            Demo::decode(got.message_type, Body::from(&got.body), layout.byte_order()).unwrap();
         assert_eq!(msg, Demo::Num(NumMsg { num: 200 }));
     }
 
@@ -410,7 +411,8 @@ mod typed {
             .unwrap();
         assert_eq!(&via_enum[..], STR_MSG_HELLO);
         let got = decode_one(&layout, STR_MSG_HELLO);
-        let msg = Demo::decode(got.message_type, got.body, layout.byte_order()).unwrap();
+        let msg =
+            Demo::decode(got.message_type, Body::from(&got.body), layout.byte_order()).unwrap();
         assert_eq!(
             msg,
             Demo::Str(StrMsg {
@@ -424,7 +426,8 @@ mod typed {
         let layout = HeaderLayout::ltprotocol();
         let wire: &[u8] = b"\x00\x05\x63hi";
         let got = decode_one(&layout, wire);
-        let msg = Demo::decode(got.message_type, got.body, layout.byte_order()).unwrap();
+        let msg =
+            Demo::decode(got.message_type, Body::from(&got.body), layout.byte_order()).unwrap();
         let expected = Unknown {
             message_type: MessageType::new(0x63),
             body: Bytes::from_static(b"hi"),
@@ -452,7 +455,8 @@ mod typed {
         let expected: &[u8] = b"\x07\x00\x01\xc8\x00\x00\x00";
         assert_eq!(&wire[..], expected);
         let got = decode_one(&layout, expected);
-        let msg = Demo::decode(got.message_type, got.body, layout.byte_order()).unwrap();
+        let msg =
+            Demo::decode(got.message_type, Body::from(&got.body), layout.byte_order()).unwrap();
         assert_eq!(msg, Demo::Num(NumMsg { num: 200 }));
     }
 }

@@ -7,7 +7,9 @@ use ltprotocol::openflow::{
     BarrierReply, BarrierRequest, EchoReply, EchoRequest, Error, FeaturesReply, FeaturesRequest,
     FlowMod, Hello, MultipartRequest, OpenFlow13, PacketIn, PortStatus,
 };
-use ltprotocol::{Encode, FrameCodec, HeaderFields, HeaderLayout, MessageType, Protocol, Unknown};
+use ltprotocol::{
+    Body, Encode, FrameCodec, HeaderFields, HeaderLayout, MessageType, Protocol, Unknown,
+};
 use tokio_util::codec::Decoder;
 
 /// Encodes `msg` with `xid`, compares with `wire`, decodes `wire` and compares with `msg`.
@@ -25,7 +27,12 @@ fn golden(msg: OpenFlow13, xid: u32, wire: &[u8]) {
         Some(i128::from(xid))
     );
     assert_eq!(frame.fields.get_named(&layout, "version"), Some(4));
-    let decoded = OpenFlow13::decode(frame.message_type, frame.body, layout.byte_order()).unwrap();
+    let decoded = OpenFlow13::decode(
+        frame.message_type,
+        Body::from(&frame.body),
+        layout.byte_order(),
+    )
+    .unwrap();
     assert_eq!(decoded, msg);
     assert_eq!(decoded.message_type(), msg.message_type());
 }

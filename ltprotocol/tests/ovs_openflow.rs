@@ -13,7 +13,7 @@ use ltprotocol::openflow::{
     self, BarrierReply, BarrierRequest, FlowMod, MultipartReply, MultipartRequest, OpenFlow13,
     SwitchInfo,
 };
-use ltprotocol::{Event, Message, Protocol, ReconnectingClient, Server};
+use ltprotocol::{Body, Event, Message, Protocol, ReconnectingClient, Server};
 use ovs_support::{Ovs, free_port, next_connected, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,8 +54,12 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
         .await
         .unwrap()
         .unwrap();
-    let desc =
-        OpenFlow13::decode(part.message_type, part.body, ltprotocol::ByteOrder::Big).unwrap();
+    let desc = OpenFlow13::decode(
+        part.message_type,
+        Body::from(&part.body),
+        ltprotocol::ByteOrder::Big,
+    )
+    .unwrap();
     let OpenFlow13::MultipartReply(MultipartReply {
         mp_type: 0, body, ..
     }) = desc
@@ -212,8 +216,12 @@ async fn reconnecting_client_handshakes_with_ovs_passive_listener() {
         .await
         .unwrap();
     assert_eq!(reply.message_type, BarrierReply::MESSAGE_TYPE);
-    let typed =
-        OpenFlow13::decode(reply.message_type, reply.body, ltprotocol::ByteOrder::Big).unwrap();
+    let typed = OpenFlow13::decode(
+        reply.message_type,
+        Body::from(&reply.body),
+        ltprotocol::ByteOrder::Big,
+    )
+    .unwrap();
     assert_eq!(typed.name(), "OFPT_BARRIER_REPLY");
     // FEATURES through request(), and DESC naming the hardware.
     let features = within(
@@ -225,7 +233,7 @@ async fn reconnecting_client_handshakes_with_ovs_passive_listener() {
     .unwrap();
     let typed = OpenFlow13::decode(
         features.message_type,
-        features.body,
+        Body::from(&features.body),
         ltprotocol::ByteOrder::Big,
     )
     .unwrap();
