@@ -228,8 +228,10 @@ impl fmt::Debug for HeaderFields {
 ///
 /// The length field is not stored: the codec computes it when it encodes and checks it when it
 /// decodes. A received body is a [`Bytes`] slice of the connection's read buffer, not a copy;
-/// note that holding a small body keeps its whole read block alive, so copy it
-/// (`Bytes::copy_from_slice`) if you keep it for long.
+/// note that holding a raw frame's small body keeps its whole read block alive, so copy it
+/// (`Bytes::copy_from_slice`) if you keep it for long. Typed decoding does that for you: through
+/// a [`Body`](crate::Body), a kept field or `Unknown` body pins at most
+/// [`MAX_PIN_RATIO`](crate::MAX_PIN_RATIO) times its size.
 ///
 /// ```
 /// use bytes::Bytes;

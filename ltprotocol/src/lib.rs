@@ -15,7 +15,9 @@
 //! * [`codec`]: [`FrameCodec`], a tokio-util `Decoder`/`Encoder` between bytes and [`Frame`]s,
 //!   with limits checked from the header alone and typed errors.
 //! * [`message`] and [`protocol`]: [`Message`] (a type number and a body, usually derived)
-//!   and [`Protocol`] (an enum of messages decoded by type number, with an [`Unknown`] arm).
+//!   and [`Protocol`] (an enum of messages decoded by type number, with an [`Unknown`] arm),
+//!   both decoded in place from a borrowed [`Body`], whose kept bytes never pin more than
+//!   [`MAX_PIN_RATIO`] times their size.
 //! * `tls` (feature `tls`, on by default): TLS and mutual TLS for the same servers and
 //!   clients, through tokio-rustls.
 //!
