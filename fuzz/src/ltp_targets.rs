@@ -51,6 +51,11 @@ pub fn layout_toml(data: &[u8]) {
         Err(err) => return check_config_error(&err, text),
     };
     let header_len = layout.header_len();
+    assert!(header_len <= ltprotocol::MAX_HEADER_LEN, "header too long");
+    assert!(
+        layout.extra_fields().len() <= ltprotocol::MAX_EXTRA_FIELDS,
+        "too many fields"
+    );
     let mut fields = vec![layout.length_field(), layout.type_field()];
     fields.extend(layout.extra_fields());
     for (i, a) in fields.iter().enumerate() {

@@ -178,6 +178,27 @@ fn layout_overlap_is_reported_at_the_second_field() {
 }
 
 #[test]
+fn layout_with_too_many_fields_is_refused_at_the_first_past_the_maximum() {
+    // 10,000 one-byte fields, none overlapping, in a header under 64 KiB: refused by their
+    // count, before any pair of them is compared.
+    let text: String = (0..10_000)
+        .map(|i| {
+            format!(
+                "[[field]]\nname = \"f{i}\"\noffset = {}\ntype = \"u8\"\n",
+                3 + i
+            )
+        })
+        .collect();
+    let (line, problem) = layout_error(&text);
+    // Four lines per field: the 65th field's table starts on line 4 * 64 + 1.
+    assert_eq!(line, 257);
+    assert_eq!(
+        problem,
+        "10000 extra header fields; a layout may have at most 64"
+    );
+}
+
+#[test]
 fn layout_unknown_type_or_struct_code_is_reported_at_its_table() {
     let (line, problem) = layout_error("# comment\n[length]\noffset = 0\ntype = \"u24\"\n");
     assert_eq!(line, 2);

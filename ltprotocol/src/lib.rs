@@ -93,7 +93,7 @@ pub use frame::{Frame, FrameRef, HeaderFields, MessageType};
 pub use handshake::{Handshake, HandshakeContext, HandshakeError};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
-    LengthCounts, MAX_HEADER_LEN,
+    LengthCounts, MAX_EXTRA_FIELDS, MAX_HEADER_LEN,
 };
 pub use message::{BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, Message, Wire};
 pub use protocol::{Encode, Protocol, Unknown};
