@@ -597,6 +597,37 @@ fn schema_file_errors_carry_their_line() {
     assert_eq!(line, 3);
 }
 
+#[test]
+fn schema_fixed_fields_are_bounded_in_total_not_only_each() {
+    // A thousand pads of the largest size, 16 GiB in all for every line that names the
+    // message: refused at the second, the first past 16 MiB together.
+    let mut text = "[[message]]\nname = \"Pads\"\ntype = 1\n".to_owned();
+    for i in 0..1_000 {
+        text += &format!("[[message.fields]]\nname = \"p{i}\"\ntype = \"pad:16777216\"\n");
+    }
+    let (line, problem) = schema_error(&text);
+    assert_eq!(line, 9);
+    assert_eq!(
+        problem,
+        "field `p1`: the fixed-size fields of `Pads` take 33554432 bytes up to here, more than \
+         the 16777216 a message may"
+    );
+    // Exactly the maximum together is allowed, and encodes to a body of that size.
+    let text = "[[message]]\nname = \"Full\"\ntype = 1\nfields = [\n\
+                { name = \"pad\", type = \"pad:16777212\" },\n\
+                { name = \"n\", type = \"u32\" },\n]\n";
+    let schema = Schema::parse_toml(text, "t.toml").expect("16 MiB in all is allowed");
+    let (_, body) = schema
+        .encode("Full", &object(json!({"n": 7})), ByteOrder::Big)
+        .expect("encodes");
+    assert_eq!(body.len(), 16 * 1024 * 1024);
+    // The trailing `string` and `bytes` are not fixed: they take what the line gives.
+    let text = "[[message]]\nname = \"Tail\"\ntype = 1\nfields = [\n\
+                { name = \"pad\", type = \"pad:16777216\" },\n\
+                { name = \"rest\", type = \"bytes\" },\n]\n";
+    assert!(Schema::parse_toml(text, "t.toml").is_ok());
+}
+
 // ---- JSON lines ----
 
 #[test]
