@@ -141,6 +141,10 @@ pub fn schema_toml(data: &[u8]) {
             .iter()
             .map(|f| f.kind().width().unwrap_or(0))
             .fold(0usize, usize::saturating_add);
+        assert!(
+            fixed <= ltp::schema::MAX_FIXED_LEN,
+            "fixed fields past the bound"
+        );
         if fixed > MAX_BODY {
             continue;
         }

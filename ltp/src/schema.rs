@@ -40,7 +40,7 @@
 //! are reported as `FILE:LINE: PROBLEM`. `ltp/examples-data/schemas/` has samples, among them
 //! `demo.toml` and `openflow.toml`, the built-in schemas as files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -413,6 +413,10 @@ impl Schema {
             ConfigError::at(file, text, span.start, problem)
         };
         let mut messages: Vec<MessageDef> = Vec::with_capacity(doc.message.len());
+        // Names and types seen so far, looked up rather than scanned: a file of many messages
+        // (or fields) costs n log n, not n².
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut types: BTreeMap<MessageType, &str> = BTreeMap::new();
         for msg in &doc.message {
             let msg = msg.get_ref();
             let name = msg.name.get_ref();
@@ -420,18 +424,19 @@ impl Schema {
             if name.is_empty() {
                 return Err(at(msg.name.span(), "empty message name".to_owned()));
             }
-            if messages.iter().any(|m| &m.name == name) {
+            if !names.insert(name) {
                 return Err(at(
                     msg.name.span(),
                     format!("message name `{name}` is used twice"),
                 ));
             }
-            if let Some(other) = messages.iter().find(|m| m.message_type == message_type) {
+            if let Some(other) = types.insert(message_type, name) {
                 return Err(at(
                     msg.message_type.span(),
-                    format!("type {message_type} is already used by `{}`", other.name),
+                    format!("type {message_type} is already used by `{other}`"),
                 ));
             }
+            let mut field_names: BTreeSet<&str> = BTreeSet::new();
             let mut fields: Vec<FieldDef> = Vec::with_capacity(msg.fields.len());
             // The bytes of the fixed-size fields so far: at most MAX_FIXED_LEN before each
             // addition of at most MAX_FIXED_LEN, so no overflow.
@@ -443,7 +448,7 @@ impl Schema {
                 if field_name.is_empty() {
                     return Err(at(field.name.span(), "empty field name".to_owned()));
                 }
-                if fields.iter().any(|f| &f.name == field_name) {
+                if !field_names.insert(field_name) {
                     return Err(at(
                         field.name.span(),
                         format!("field `{field_name}` is declared twice in `{name}`"),
