@@ -34,10 +34,10 @@
 //! N is 1 to 16,777,216, and a message's fixed-size fields (all but `string` and `bytes`) take
 //! at most 16,777,216 bytes together ([`MAX_FIXED_LEN`]), so that encoding a line never
 //! allocates more than that besides the line's own bytes, whatever pads a file declares.
-//! Decoding fails, naming the field, on a body that is too short, has
-//! bytes after the last field, or holds invalid UTF-8 or a bool other than 0 or 1. Problems in
-//! the file (unknown key or type, a duplicate name or type number, `string`/`bytes` not last)
-//! are reported as `FILE:LINE: PROBLEM`. `ltp/examples-data/schemas/` has samples, among them
+//! Decoding fails, naming the field, on a body that is too short, has bytes after the last
+//! field, or holds invalid UTF-8 or a bool other than 0 or 1. Problems in the file (unknown
+//! key or type, a duplicate name or type number, `string`/`bytes` not last, fixed-size fields
+//! past the bound) are reported as `FILE:LINE: PROBLEM`. `ltp/examples-data/schemas/` has samples, among them
 //! `demo.toml` and `openflow.toml`, the built-in schemas as files.
 
 use std::collections::{BTreeMap, BTreeSet};
