@@ -51,6 +51,11 @@ pub fn layout_toml(data: &[u8]) {
         Err(err) => return check_config_error(&err, text),
     };
     let header_len = layout.header_len();
+    assert!(header_len <= ltprotocol::MAX_HEADER_LEN, "header too long");
+    assert!(
+        layout.extra_fields().len() <= ltprotocol::MAX_EXTRA_FIELDS,
+        "too many fields"
+    );
     let mut fields = vec![layout.length_field(), layout.type_field()];
     fields.extend(layout.extra_fields());
     for (i, a) in fields.iter().enumerate() {
@@ -136,6 +141,10 @@ pub fn schema_toml(data: &[u8]) {
             .iter()
             .map(|f| f.kind().width().unwrap_or(0))
             .fold(0usize, usize::saturating_add);
+        assert!(
+            fixed <= ltp::schema::MAX_FIXED_LEN,
+            "fixed fields past the bound"
+        );
         if fixed > MAX_BODY {
             continue;
         }

@@ -17,7 +17,7 @@
 //! | 1 | [`DATA`] | opaque ([`pattern_body`] from the clients) | counted; in echo mode also sent back unchanged |
 //! | 2 | [`END`] | empty | a REPORT of the DATA counted on this connection since it opened or since the last END; the counters restart |
 //! | 3 | [`REPORT`] | [`report_body`]: u64 count of DATA frames, u64 total DATA body bytes, big-endian | (from the server) |
-//! | 4 | [`FANOUT`] | [`fanout_body`]: u64 count, u32 body size, big-endian | `count` DATA frames of `size` zero bytes to every *other* connection, then an END to each; then a REPORT to the sender with the deliveries queued and their body bytes |
+//! | 4 | [`FANOUT`] | [`fanout_body`]: u64 count, u32 body size, big-endian | `count` DATA frames of `size` zero bytes to every *other* connection, then an END to each; then a REPORT to the sender with the deliveries queued and their body bytes; over [`MAX_FANOUT_COUNT`] or the frame limit ([`check_fanout`]), none: the sender's connection is closed |
 //! | 5 | [`ECHO`] | empty | none; every later DATA on this connection is echoed |
 //!
 //! Other types are ignored. A client checks every REPORT against what it sent, so that a fast
@@ -128,6 +128,89 @@ pub fn parse_fanout(body: &[u8]) -> Option<(u64, u32)> {
     Some((u64::from_be_bytes(*count), u32::from_be_bytes(*size)))
 }
 
+/// The largest FANOUT `count` a server carries out: 10,000,000 broadcasts.
+///
+/// The peer chooses the count, and the server loops that many times over every other
+/// connection before it answers, so an unbounded u64 would hold the server for ever. Ten
+/// million is 1,000 times the fanout default (10,000) and 500 times the largest run of
+/// `bench/compare.sh` (20,000); to 100 receivers it is a billion deliveries, about three
+/// minutes at the 4 to 7 million a second measured in BENCHMARKS.md.
+pub const MAX_FANOUT_COUNT: u64 = 10_000_000;
+
+/// Why a server refuses a FANOUT ([`check_fanout`]); it answers none, and closes the
+/// connection that sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FanoutError {
+    /// More broadcasts than [`MAX_FANOUT_COUNT`].
+    #[error("FANOUT count {count} exceeds the maximum {max}")]
+    TooMany {
+        /// The count asked for.
+        count: u64,
+        /// [`MAX_FANOUT_COUNT`].
+        max: u64,
+    },
+    /// A DATA frame of that body size would exceed the server's frame limit.
+    #[error(
+        "FANOUT body size {size}: a {frame}-byte DATA frame exceeds the maximum frame length {max}"
+    )]
+    TooLarge {
+        /// The body size asked for.
+        size: u32,
+        /// The whole frame that body makes, header included.
+        frame: u64,
+        /// The server's frame limit.
+        max: usize,
+    },
+}
+
+/// Checks a FANOUT's `count` and body `size` before anything is allocated or sent: each
+/// DATA frame, `header_len + size` bytes, must fit `max_frame`, and `count` must not exceed
+/// [`MAX_FANOUT_COUNT`]. `ltp bench serve` passes the smaller of its inbound and outbound
+/// limits as `max_frame`, the bound `ltp bench MODE` puts on `--body-size`: its receivers
+/// run with the same `--layout` and `--max-frame`, and would refuse a larger frame.
+///
+/// # Errors
+///
+/// [`FanoutError::TooLarge`], then [`FanoutError::TooMany`], in that order.
+///
+/// ```
+/// use ltp::bench_wire::{FanoutError, MAX_FANOUT_COUNT, check_fanout};
+///
+/// assert_eq!(check_fanout(10_000, 64, 3, 65_535), Ok(()));
+/// assert_eq!(
+///     check_fanout(1, 65_533, 3, 65_535),
+///     Err(FanoutError::TooLarge { size: 65_533, frame: 65_536, max: 65_535 })
+/// );
+/// assert_eq!(
+///     check_fanout(u64::MAX, 64, 3, 65_535),
+///     Err(FanoutError::TooMany { count: u64::MAX, max: MAX_FANOUT_COUNT })
+/// );
+/// ```
+pub fn check_fanout(
+    count: u64,
+    size: u32,
+    header_len: usize,
+    max_frame: usize,
+) -> Result<(), FanoutError> {
+    // In u64, where a u32 size plus a header of at most 64 KiB cannot overflow.
+    let frame = u64::from(size).saturating_add(header_len as u64);
+    if frame > max_frame as u64 {
+        return Err(FanoutError::TooLarge {
+            size,
+            frame,
+            max: max_frame,
+        });
+    }
+    if count > MAX_FANOUT_COUNT {
+        return Err(FanoutError::TooMany {
+            count,
+            max: MAX_FANOUT_COUNT,
+        });
+    }
+    Ok(())
+}
+
 /// A DATA body of `size` bytes: byte `i` is `i % 251`, then [`stamp`]ed with `seq`, so that
 /// an echo can be checked byte for byte and a stale one told apart.
 ///
@@ -200,6 +283,14 @@ pub enum WorkloadError {
     /// `--connections 0`.
     #[error("--connections must be at least 1")]
     NoConnections,
+    /// Fanout `--messages` over [`MAX_FANOUT_COUNT`], which a server refuses.
+    #[error("--messages {messages}: a FANOUT broadcasts at most {max}")]
+    TooManyBroadcasts {
+        /// The value given.
+        messages: u64,
+        /// [`MAX_FANOUT_COUNT`].
+        max: u64,
+    },
 }
 
 impl Workload {
@@ -233,8 +324,8 @@ impl Workload {
     ///
     /// # Errors
     ///
-    /// A `duration` (seconds) that is not a [`Duration`], a duration for fanout or conns, or
-    /// no connections, checked in that order.
+    /// A `duration` (seconds) that is not a [`Duration`], a duration for fanout or conns, no
+    /// connections, or fanout `messages` over [`MAX_FANOUT_COUNT`], checked in that order.
     ///
     /// ```
     /// use ltp::bench_wire::{Workload, WorkloadError};
@@ -272,6 +363,12 @@ impl Workload {
         };
         if workload.connections == 0 {
             return Err(WorkloadError::NoConnections);
+        }
+        if mode == "fanout" && workload.messages > MAX_FANOUT_COUNT {
+            return Err(WorkloadError::TooManyBroadcasts {
+                messages: workload.messages,
+                max: MAX_FANOUT_COUNT,
+            });
         }
         Ok(workload)
     }

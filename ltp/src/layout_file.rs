@@ -19,7 +19,7 @@
 //! offset = 1
 //! type = "u8"
 //!
-//! [[field]]                 # any number of extra fields, each shown and set by name
+//! [[field]]                 # up to 64 extra fields, each shown and set by name
 //! name = "version"
 //! offset = 0
 //! type = "u8"
@@ -32,7 +32,9 @@
 //! ```
 //!
 //! A field gives exactly one of `type` and `struct`. Offsets count bytes from the start of the
-//! frame. Extra field names must differ from `length`, `type` and the keys of the JSON lines
+//! frame; the header is at most 65,536 bytes and has at most 64 extra fields
+//! ([`MAX_HEADER_LEN`](ltprotocol::MAX_HEADER_LEN),
+//! [`MAX_EXTRA_FIELDS`](ltprotocol::MAX_EXTRA_FIELDS)). Extra field names must differ from `length`, `type` and the keys of the JSON lines
 //! (`event`, `conn`, `body_hex`, `msg`, `fields`, `decode_error`). Every problem, including an
 //! unknown key, is reported as `FILE:LINE: PROBLEM`; `ltp/examples-data/layouts/` has samples.
 
@@ -275,6 +277,8 @@ fn build(
             | LayoutError::DefaultOutOfRange { field, .. }
             | LayoutError::InvalidWidth { field, .. } => span_of(field),
             LayoutError::DuplicateName { name } => span_of(name),
+            // The first field past the maximum.
+            LayoutError::TooManyFields { max, .. } => doc.field.get(*max).map(Spanned::span),
             LayoutError::NoValidLength { .. } => doc
                 .length_counts
                 .as_ref()

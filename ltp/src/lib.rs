@@ -9,13 +9,14 @@
 //!   types and their body fields, to decode bodies into JSON and encode them back.
 //! * [`json`]: the JSON lines: input lines → [`Frame`](ltprotocol::Frame)s, received frames →
 //!   `message` events, any event → a line of text.
+//! * [`lines`]: input lines with a length limit, an over-long one skipped up to its newline.
 //! * [`error`]: [`ConfigError`], one line naming the file, line and problem.
 //! * [`bench_wire`]: the message types and bodies of the bench wire protocol, and the figures
 //!   every bench implementation's result line computes alike (latency percentiles, resident
 //!   memory).
 //!
-//! Nothing here does I/O but reading the named configuration file and, for
-//! [`bench_wire::vm_rss`], `/proc/PID/status`.
+//! Nothing here does I/O but reading the named configuration file, the reader given to
+//! [`lines::LineReader`] and, for [`bench_wire::vm_rss`], `/proc/PID/status`.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
@@ -26,6 +27,7 @@ pub mod bench_wire;
 pub mod error;
 pub mod json;
 pub mod layout_file;
+pub mod lines;
 pub mod schema;
 
 pub use error::ConfigError;

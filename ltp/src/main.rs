@@ -45,7 +45,8 @@ pub(crate) struct Common {
     /// messages are shown by type number and body bytes.
     #[arg(long, value_name = "NAME|FILE")]
     pub(crate) schema: Option<String>,
-    /// The largest whole frame (header included) accepted or sent, in bytes.
+    /// The largest whole frame (header included) accepted or sent, in bytes. For `connect`,
+    /// stdin lines may be twice this plus 64 KiB long (at least 1 MiB).
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_frame: Option<usize>,
     /// Output format; json is the default when stdout is not a terminal.

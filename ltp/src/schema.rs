@@ -31,13 +31,16 @@
 //! | `string` | the rest | UTF-8 text; last field only; may be omitted when encoding (empty) |
 //! | `bytes` | the rest | hex string; last field only; may be omitted when encoding (empty) |
 //!
-//! N is 1 to 16,777,216. Decoding fails, naming the field, on a body that is too short, has
-//! bytes after the last field, or holds invalid UTF-8 or a bool other than 0 or 1. Problems in
-//! the file (unknown key or type, a duplicate name or type number, `string`/`bytes` not last)
-//! are reported as `FILE:LINE: PROBLEM`. `ltp/examples-data/schemas/` has samples, among them
+//! N is 1 to 16,777,216, and a message's fixed-size fields (all but `string` and `bytes`) take
+//! at most 16,777,216 bytes together ([`MAX_FIXED_LEN`]), so that encoding a line never
+//! allocates more than that besides the line's own bytes, whatever pads a file declares.
+//! Decoding fails, naming the field, on a body that is too short, has bytes after the last
+//! field, or holds invalid UTF-8 or a bool other than 0 or 1. Problems in the file (unknown
+//! key or type, a duplicate name or type number, `string`/`bytes` not last, fixed-size fields
+//! past the bound) are reported as `FILE:LINE: PROBLEM`. `ltp/examples-data/schemas/` has samples, among them
 //! `demo.toml` and `openflow.toml`, the built-in schemas as files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -50,7 +53,8 @@ use crate::error::ConfigError;
 use crate::json::{from_hex, to_hex};
 use crate::layout_file::{OrderName, int_named, read_config};
 
-/// The largest N of a `bytes:N` or `pad:N` field.
+/// The largest N of a `bytes:N` or `pad:N` field, and the most bytes a message's fixed-size
+/// fields take together: 16 MiB, twice the largest frame `ltp` accepts by default (8 MiB).
 pub const MAX_FIXED_LEN: usize = 16 * 1024 * 1024;
 
 /// A decoded message: its name and its fields by name.
@@ -388,7 +392,8 @@ impl Schema {
     ///
     /// [`ConfigError::File`] with the line of the problem: a TOML syntax error, an unknown key,
     /// an unknown field type, a duplicate message name, type number or field name, a `string`
-    /// or `bytes` field that is not last, or a `byte_order` on a field that is not a number.
+    /// or `bytes` field that is not last, a `byte_order` on a field that is not a number, or
+    /// fixed-size fields that take more than [`MAX_FIXED_LEN`] bytes together.
     ///
     /// ```
     /// use ltp::schema::Schema;
@@ -408,6 +413,10 @@ impl Schema {
             ConfigError::at(file, text, span.start, problem)
         };
         let mut messages: Vec<MessageDef> = Vec::with_capacity(doc.message.len());
+        // Names and types seen so far, looked up rather than scanned: a file of many messages
+        // (or fields) costs n log n, not n².
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut types: BTreeMap<MessageType, &str> = BTreeMap::new();
         for msg in &doc.message {
             let msg = msg.get_ref();
             let name = msg.name.get_ref();
@@ -415,19 +424,23 @@ impl Schema {
             if name.is_empty() {
                 return Err(at(msg.name.span(), "empty message name".to_owned()));
             }
-            if messages.iter().any(|m| &m.name == name) {
+            if !names.insert(name) {
                 return Err(at(
                     msg.name.span(),
                     format!("message name `{name}` is used twice"),
                 ));
             }
-            if let Some(other) = messages.iter().find(|m| m.message_type == message_type) {
+            if let Some(other) = types.insert(message_type, name) {
                 return Err(at(
                     msg.message_type.span(),
-                    format!("type {message_type} is already used by `{}`", other.name),
+                    format!("type {message_type} is already used by `{other}`"),
                 ));
             }
+            let mut field_names: BTreeSet<&str> = BTreeSet::new();
             let mut fields: Vec<FieldDef> = Vec::with_capacity(msg.fields.len());
+            // The bytes of the fixed-size fields so far: at most MAX_FIXED_LEN before each
+            // addition of at most MAX_FIXED_LEN, so no overflow.
+            let mut fixed = 0usize;
             for field in &msg.fields {
                 let field = field.get_ref();
                 let field_name = field.name.get_ref();
@@ -435,7 +448,7 @@ impl Schema {
                 if field_name.is_empty() {
                     return Err(at(field.name.span(), "empty field name".to_owned()));
                 }
-                if fields.iter().any(|f| &f.name == field_name) {
+                if !field_names.insert(field_name) {
                     return Err(at(
                         field.name.span(),
                         format!("field `{field_name}` is declared twice in `{name}`"),
@@ -464,6 +477,17 @@ impl Schema {
                     return Err(at(
                         order.span(),
                         format!("field `{field_name}`: byte_order applies to numbers, not {kind}"),
+                    ));
+                }
+                fixed += kind.width().unwrap_or(0);
+                if fixed > MAX_FIXED_LEN {
+                    return Err(at(
+                        field.kind.span(),
+                        format!(
+                            "field `{field_name}`: the fixed-size fields of `{name}` take \
+                             {fixed} bytes up to here, more than the {MAX_FIXED_LEN} a message \
+                             may"
+                        ),
                     ));
                 }
                 fields.push(FieldDef {

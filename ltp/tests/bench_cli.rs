@@ -3,12 +3,16 @@
 //! was verified. No timing assertions: speed is what the command reports, not what the tests
 //! judge.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use ltp::bench_wire::{DATA, END, FANOUT, MAX_FANOUT_COUNT, REPORT, fanout_body, report_body};
 
 /// The keys every result line carries (values may be null where a mode has no such figure).
 const RESULT_KEYS: [&str; 21] = [
@@ -226,23 +230,55 @@ fn bad_options_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--body-size 65533"), "{stderr}");
     assert!(out.stdout.is_empty());
+    // More broadcasts than a server carries out (it would close the connection instead).
+    let messages = (MAX_FANOUT_COUNT + 1).to_string();
+    let out = run(&["bench", "fanout", "--messages", &messages]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusal = format!("--messages {messages}: a FANOUT broadcasts at most {MAX_FANOUT_COUNT}");
+    assert!(stderr.contains(&refusal), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
 
 /// `ltp bench serve` on port 0, stopped by its own handle when dropped.
 struct ServeChild {
     child: Child,
     addr: String,
+    /// Its stderr, gathered on a thread until it exits (see [`ServeChild::start_logged`]).
+    stderr: Option<JoinHandle<String>>,
 }
 
 impl ServeChild {
-    /// `ltp bench serve` with `extra` options (e.g. `--tls`).
+    /// `ltp bench serve` with `extra` options (e.g. `--tls`), its stderr discarded.
     fn start_with(extra: &[&str]) -> Self {
+        Self::start(extra, false)
+    }
+
+    /// `ltp bench serve` with `extra` options, its stderr (the logs) kept for
+    /// [`stop`](Self::stop).
+    fn start_logged(extra: &[&str]) -> Self {
+        Self::start(extra, true)
+    }
+
+    fn start(extra: &[&str], logged: bool) -> Self {
         let mut args = vec!["bench", "serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = ltp(&args)
-            .stderr(Stdio::null())
+            .env("NO_COLOR", "1")
+            .stderr(if logged {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("ltp bench serve starts");
+        let stderr = child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let mut first = String::new();
         BufReader::new(stdout)
@@ -251,7 +287,23 @@ impl ServeChild {
         let line: Value = serde_json::from_str(&first).expect("the listening line is JSON");
         assert_eq!(line["event"], "listening", "{line}");
         let addr = line["addr"].as_str().expect("an address").to_owned();
-        Self { child, addr }
+        Self {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Stops the server (by its own handle) and returns what it logged, if it was started
+    /// with [`start_logged`](Self::start_logged).
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The child is gone, so its stderr has ended.
+        self.stderr
+            .take()
+            .map(|reader| reader.join().unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 
@@ -576,5 +628,127 @@ fn tls_options_without_tls_are_usage_errors() {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw peer of `ltp bench serve`, in the default layout: [length u16][type u8][body].
+
+/// A connection to `addr`, reads guarded against a hang.
+fn raw_connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to ltp bench serve");
+    stream.set_read_timeout(Some(HANG)).expect("a read timeout");
+    stream
+}
+
+fn send_frame(stream: &mut TcpStream, message_type: u8, body: &[u8]) {
+    let length = u16::try_from(3 + body.len()).expect("a small frame");
+    let mut frame = length.to_be_bytes().to_vec();
+    frame.push(message_type);
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).expect("the frame is written");
+}
+
+/// The next frame's type and body.
+fn recv_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0; 3];
+    stream.read_exact(&mut header).expect("a frame header");
+    let [l0, l1, message_type] = header;
+    let mut body = vec![0; usize::from(u16::from_be_bytes([l0, l1])) - 3];
+    stream.read_exact(&mut body).expect("a frame body");
+    (message_type, body)
+}
+
+/// A FANOUT whose count or body size the server must not trust is refused before anything is
+/// allocated or sent: the connection that sent it is closed with no answer, the refusal is
+/// logged with its numbers, nothing reaches the other connections, and the server goes on
+/// serving them and new ones.
+#[test]
+fn a_hostile_fanout_is_refused_and_the_server_keeps_serving() {
+    let hostile: [(u64, u32, String); 4] = [
+        (
+            u64::MAX,
+            1,
+            format!(
+                "FANOUT count {} exceeds the maximum {MAX_FANOUT_COUNT}",
+                u64::MAX
+            ),
+        ),
+        (
+            MAX_FANOUT_COUNT + 1,
+            1,
+            format!(
+                "FANOUT count {} exceeds the maximum {MAX_FANOUT_COUNT}",
+                MAX_FANOUT_COUNT + 1
+            ),
+        ),
+        (
+            1,
+            u32::MAX,
+            "FANOUT body size 4294967295: a 4294967298-byte DATA frame exceeds the maximum \
+             frame length 65535"
+                .to_owned(),
+        ),
+        // One byte over the u16 length field's 65,535.
+        (
+            1,
+            65_533,
+            "FANOUT body size 65533: a 65536-byte DATA frame exceeds the maximum frame length \
+             65535"
+                .to_owned(),
+        ),
+    ];
+    // The untyped handler and the derived `Bench` enum reach FANOUT by different paths.
+    for api in ["inspect", "typed"] {
+        let server = ServeChild::start_logged(&["--api", api]);
+        let mut receiver = raw_connect(&server.addr);
+        // END → REPORT proves the receiver registered before any FANOUT.
+        send_frame(&mut receiver, END, &[]);
+        assert_eq!(
+            recv_frame(&mut receiver),
+            (REPORT, report_body(0, 0).to_vec())
+        );
+        for (count, size, _) in &hostile {
+            let mut control = raw_connect(&server.addr);
+            send_frame(&mut control, FANOUT, &fanout_body(*count, *size));
+            let mut answer = Vec::new();
+            control.read_to_end(&mut answer).unwrap_or_else(|err| {
+                panic!("--api {api}: FANOUT({count}, {size}) kept open: {err}")
+            });
+            assert!(
+                answer.is_empty(),
+                "--api {api}: FANOUT({count}, {size}) answered {answer:?}"
+            );
+        }
+        // Nothing was broadcast: the receiver's own END is answered before any DATA.
+        send_frame(&mut receiver, END, &[]);
+        assert_eq!(
+            recv_frame(&mut receiver),
+            (REPORT, report_body(0, 0).to_vec()),
+            "--api {api}"
+        );
+        // A FANOUT within the bounds, from a new connection, still goes out and is reported.
+        let mut control = raw_connect(&server.addr);
+        send_frame(&mut control, FANOUT, &fanout_body(2, 16));
+        for _ in 0..2 {
+            assert_eq!(
+                recv_frame(&mut receiver),
+                (DATA, vec![0; 16]),
+                "--api {api}"
+            );
+        }
+        assert_eq!(recv_frame(&mut receiver), (END, Vec::new()), "--api {api}");
+        assert_eq!(
+            recv_frame(&mut control),
+            (REPORT, report_body(2, 32).to_vec()),
+            "--api {api}"
+        );
+        let logs = server.stop();
+        for (_, _, refusal) in &hostile {
+            assert!(
+                logs.contains(refusal.as_str()),
+                "--api {api}: {refusal:?} not in\n{logs}"
+            );
+        }
     }
 }

@@ -560,6 +560,44 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
     assert_eq!(bodies(&received), sent);
 }
 
+#[test]
+fn an_over_long_stdin_line_gets_one_error_line_and_the_next_lines_are_sent() {
+    let (mut server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
+    // 1 MiB of hex digits: past the 1 MiB line limit of the default layout (whose frames
+    // hold at most 65,532 body bytes, 131,064 hex digits).
+    let long = raw(2, &"00".repeat(512 * 1024));
+    let input = format!(
+        "{}\n{long}\n{}\n{}\n",
+        r#"{"msg":"NumMsg","fields":{"num":1}}"#,
+        r#"{"type":1,"body_hex":"0g"}"#,
+        r#"{"msg":"StrMsg","fields":{"str":"after"}}"#,
+    );
+    // Logs off: stderr holds exactly the CLI's own lines.
+    let mut client = Ltp::spawn_env(
+        &[
+            "connect", &addr, "--format", "json", "--schema", "demo", "--count", "2",
+        ],
+        &[("LTP_LOG", "off")],
+    );
+    client.write_all_lossy(&input);
+    let out = client.finish();
+    out.assert_code(0);
+    // One line each, numbered as read: the long line counts, and so the next is line 3.
+    assert_eq!(
+        out.stderr.lines().collect::<Vec<_>>(),
+        [
+            "ltp: stdin line 2: longer than the 1048576-byte line limit; skipped",
+            "ltp: stdin line 3: body_hex: `g` at position 1 is not a hex digit; skipped",
+        ],
+        "stderr:\n{}",
+        out.stderr
+    );
+    let sent = vec![(1, "00000001".to_owned()), (2, "6166746572".to_owned())];
+    assert_eq!(bodies(&out.messages()), sent);
+    let received: Vec<Value> = (0..2).map(|_| server.next_message()).collect();
+    assert_eq!(bodies(&received), sent);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. A malformed frame closes only its own connection.
 

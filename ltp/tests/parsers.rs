@@ -9,6 +9,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use ltp::ConfigError;
 use ltp::json::{message_event, parse_input_line, text_line};
 use ltp::layout_file::{load_layout, parse_layout_toml};
+use ltp::lines::{LineError, LineReader};
 use ltp::schema::Schema;
 use ltprotocol::{ByteOrder, Frame, FrameCodec, HeaderLayout, MessageType};
 
@@ -175,6 +176,27 @@ fn layout_overlap_is_reported_at_the_second_field() {
     let text = "[[field]]\nname = \"a\"\noffset = 3\ntype = \"u8\"\n\
                 [[field]]\nname = \"b\"\noffset = 3\ntype = \"u16\"\n";
     assert_eq!(layout_error(text).0, 5);
+}
+
+#[test]
+fn layout_with_too_many_fields_is_refused_at_the_first_past_the_maximum() {
+    // 10,000 one-byte fields, none overlapping, in a header under 64 KiB: refused by their
+    // count, before any pair of them is compared.
+    let text: String = (0..10_000)
+        .map(|i| {
+            format!(
+                "[[field]]\nname = \"f{i}\"\noffset = {}\ntype = \"u8\"\n",
+                3 + i
+            )
+        })
+        .collect();
+    let (line, problem) = layout_error(&text);
+    // Four lines per field: the 65th field's table starts on line 4 * 64 + 1.
+    assert_eq!(line, 257);
+    assert_eq!(
+        problem,
+        "10000 extra header fields; a layout may have at most 64"
+    );
 }
 
 #[test]
@@ -576,6 +598,37 @@ fn schema_file_errors_carry_their_line() {
     assert_eq!(line, 3);
 }
 
+#[test]
+fn schema_fixed_fields_are_bounded_in_total_not_only_each() {
+    // A thousand pads of the largest size, 16 GiB in all for every line that names the
+    // message: refused at the second, the first past 16 MiB together.
+    let mut text = "[[message]]\nname = \"Pads\"\ntype = 1\n".to_owned();
+    for i in 0..1_000 {
+        text += &format!("[[message.fields]]\nname = \"p{i}\"\ntype = \"pad:16777216\"\n");
+    }
+    let (line, problem) = schema_error(&text);
+    assert_eq!(line, 9);
+    assert_eq!(
+        problem,
+        "field `p1`: the fixed-size fields of `Pads` take 33554432 bytes up to here, more than \
+         the 16777216 a message may"
+    );
+    // Exactly the maximum together is allowed, and encodes to a body of that size.
+    let text = "[[message]]\nname = \"Full\"\ntype = 1\nfields = [\n\
+                { name = \"pad\", type = \"pad:16777212\" },\n\
+                { name = \"n\", type = \"u32\" },\n]\n";
+    let schema = Schema::parse_toml(text, "t.toml").expect("16 MiB in all is allowed");
+    let (_, body) = schema
+        .encode("Full", &object(json!({"n": 7})), ByteOrder::Big)
+        .expect("encodes");
+    assert_eq!(body.len(), 16 * 1024 * 1024);
+    // The trailing `string` and `bytes` are not fixed: they take what the line gives.
+    let text = "[[message]]\nname = \"Tail\"\ntype = 1\nfields = [\n\
+                { name = \"pad\", type = \"pad:16777216\" },\n\
+                { name = \"rest\", type = \"bytes\" },\n]\n";
+    assert!(Schema::parse_toml(text, "t.toml").is_ok());
+}
+
 // ---- JSON lines ----
 
 #[test]
@@ -823,4 +876,83 @@ fn message_events_print_as_text() {
         text_line(&event),
         "[#1] message StrMsg str=\"hello world!\" (type 2, 12 bytes)"
     );
+}
+
+// ---- stdin lines ----
+
+/// Every line of `input` (any `AsyncRead`), read `chunk` bytes at a time with `limit`.
+fn read_lines(
+    input: impl tokio::io::AsyncRead + Unpin,
+    chunk: usize,
+    limit: usize,
+) -> Vec<(u64, Result<String, LineError>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let reader = tokio::io::BufReader::with_capacity(chunk, input);
+        let mut lines = LineReader::new(reader, limit);
+        let mut out = Vec::new();
+        while let Some(line) = lines.next_line().await.expect("reads") {
+            out.push((line.number, line.text.map(str::to_owned)));
+        }
+        out
+    })
+}
+
+#[test]
+fn lines_are_the_same_whatever_the_chunking() {
+    let input: &[u8] = b"one\r\n\nthree is long\nfour\nfive";
+    let expected = vec![
+        (1, Ok("one".to_owned())),
+        (2, Ok(String::new())),
+        (3, Err(LineError::TooLong { limit: 8 })),
+        (4, Ok("four".to_owned())),
+        (5, Ok("five".to_owned())),
+    ];
+    for chunk in 1..=input.len() {
+        assert_eq!(read_lines(input, chunk, 8), expected, "chunks of {chunk}");
+    }
+}
+
+#[test]
+fn line_limit_is_inclusive_and_excludes_the_newline() {
+    let read = |input: &'static [u8]| read_lines(input, 2, 5);
+    assert_eq!(read(b"12345\n"), vec![(1, Ok("12345".to_owned()))]);
+    let too_long = Err(LineError::TooLong { limit: 5 });
+    assert_eq!(
+        read(b"123456\n7"),
+        vec![(1, too_long.clone()), (2, Ok("7".to_owned()))]
+    );
+    // A last line past the limit, with no newline, is reported too.
+    assert_eq!(
+        read(b"ok\n123456"),
+        vec![(1, Ok("ok".to_owned())), (2, too_long)]
+    );
+}
+
+#[test]
+fn an_over_long_line_is_skipped_as_it_streams_and_reading_resumes() {
+    // 64 MiB with no newline, read with a 1 KiB limit, then a short line.
+    let endless = tokio::io::AsyncReadExt::take(tokio::io::repeat(b'a'), 64 << 20);
+    let input = tokio::io::AsyncReadExt::chain(endless, &b"\nok\n"[..]);
+    assert_eq!(
+        read_lines(input, 8 * 1024, 1024),
+        vec![
+            (1, Err(LineError::TooLong { limit: 1024 })),
+            (2, Ok("ok".to_owned()))
+        ]
+    );
+}
+
+#[test]
+fn invalid_utf8_is_a_skipped_line_not_an_error() {
+    assert_eq!(
+        read_lines(&b"a\xffb\nc\n"[..], 3, 10),
+        vec![
+            (1, Err(LineError::NotUtf8 { valid_up_to: 1 })),
+            (2, Ok("c".to_owned()))
+        ]
+    );
+    assert_eq!(read_lines(&b""[..], 3, 10), vec![]);
 }

@@ -366,6 +366,15 @@ pub enum LayoutError {
         /// The field's kind.
         int: Int,
     },
+    /// More extra fields than [`MAX_EXTRA_FIELDS`]; checked before any other field is looked
+    /// at.
+    #[error("{count} extra header fields; a layout may have at most {max}")]
+    TooManyFields {
+        /// The extra fields declared.
+        count: usize,
+        /// [`MAX_EXTRA_FIELDS`].
+        max: usize,
+    },
     /// The length adjustment makes every frame impossible: even the largest length the field
     /// can declare gives a whole frame smaller than the header.
     #[error(
@@ -384,6 +393,12 @@ pub enum LayoutError {
 /// The largest header a layout may have: 64 KiB. Real protocols' headers are a few bytes;
 /// this bound keeps a mistaken offset from becoming a header that no frame can fill.
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
+
+/// The most extra fields (besides length and type) a layout may have: 64. Real headers carry
+/// a handful (OpenFlow's two: `version` and `xid`); every field is read from each frame, and
+/// [`HeaderLayoutBuilder::build`] compares each pair of fields for overlap, so this bound,
+/// checked first, keeps both cheap whatever a layout file declares.
+pub const MAX_EXTRA_FIELDS: usize = 64;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct LayoutInner {
@@ -670,7 +685,8 @@ impl HeaderLayoutBuilder {
     }
 
     /// Adds an extra field (neither length nor type), read from every frame and written on
-    /// every send; its default value is 0.
+    /// every send; its default value is 0. A layout has at most [`MAX_EXTRA_FIELDS`]; more
+    /// fail in [`build`](Self::build).
     pub fn field(&mut self, name: &str, offset: usize, int: Int) -> &mut Self {
         self.extra.push(spec(name, offset, int, 0));
         self
@@ -712,11 +728,19 @@ impl HeaderLayoutBuilder {
     ///
     /// # Errors
     ///
-    /// A [`LayoutError`] when a width is not 1, 2, 4 or 8, an offset is too large for the
-    /// field to end within `usize`, two fields overlap or share a name, a field ends past an
-    /// explicit header size, a default does not fit its field, or the adjustment leaves no
-    /// legal length.
+    /// A [`LayoutError`] when there are more than [`MAX_EXTRA_FIELDS`] extra fields, a width
+    /// is not 1, 2, 4 or 8, a default does not fit its field, an offset is too large for the
+    /// field to end within `usize`, a field ends past an explicit header size, the header is
+    /// longer than [`MAX_HEADER_LEN`], two fields share a name or overlap, or the adjustment
+    /// leaves no legal length. The checks run in that order: those that cost one pass over
+    /// the fields come before the one that compares pairs of fields.
     pub fn build(&self) -> Result<HeaderLayout, LayoutError> {
+        if self.extra.len() > MAX_EXTRA_FIELDS {
+            return Err(LayoutError::TooManyFields {
+                count: self.extra.len(),
+                max: MAX_EXTRA_FIELDS,
+            });
+        }
         if let Some((field, width)) = &self.bad_width {
             return Err(LayoutError::InvalidWidth {
                 field: field.clone(),
@@ -751,25 +775,6 @@ impl HeaderLayoutBuilder {
                 offset: far.offset,
             });
         }
-        for (i, a) in all.iter().enumerate() {
-            for b in all.iter().skip(i + 1) {
-                if a.name == b.name {
-                    return Err(LayoutError::DuplicateName {
-                        name: a.name().to_owned(),
-                    });
-                }
-                if a.offset < b.end() && b.offset < a.end() {
-                    return Err(LayoutError::Overlap {
-                        first: a.name().to_owned(),
-                        first_start: a.offset,
-                        first_end: a.end(),
-                        second: b.name().to_owned(),
-                        second_start: b.offset,
-                        second_end: b.end(),
-                    });
-                }
-            }
-        }
         let fields_end = all.iter().map(|f| f.end()).max().unwrap_or(0);
         let header_len = match self.header_len {
             Some(header_len) => {
@@ -789,6 +794,27 @@ impl HeaderLayoutBuilder {
                 header_len,
                 max: MAX_HEADER_LEN,
             });
+        }
+        // The one check over pairs, last: at most MAX_EXTRA_FIELDS + 2 fields, so a few
+        // thousand comparisons.
+        for (i, a) in all.iter().enumerate() {
+            for b in all.iter().skip(i + 1) {
+                if a.name == b.name {
+                    return Err(LayoutError::DuplicateName {
+                        name: a.name().to_owned(),
+                    });
+                }
+                if a.offset < b.end() && b.offset < a.end() {
+                    return Err(LayoutError::Overlap {
+                        first: a.name().to_owned(),
+                        first_start: a.offset,
+                        first_end: a.end(),
+                        second: b.name().to_owned(),
+                        second_start: b.offset,
+                        second_end: b.end(),
+                    });
+                }
+            }
         }
         let adjustment = match self.length_counts {
             LengthCounts::Frame => 0,

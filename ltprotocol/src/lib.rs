@@ -98,7 +98,7 @@ pub use handler::{Event, EventStream, Handler, Inspected};
 pub use handshake::{Handshake, HandshakeBacklog, HandshakeContext, HandshakeError};
 pub use layout::{
     ByteOrder, FieldId, FieldSpec, HeaderLayout, HeaderLayoutBuilder, Int, LayoutError,
-    LengthCounts, MAX_HEADER_LEN,
+    LengthCounts, MAX_EXTRA_FIELDS, MAX_HEADER_LEN,
 };
 pub use message::{
     Body, BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, MAX_PIN_RATIO, Message,

@@ -1,5 +1,6 @@
 //! `ltp connect`: connect (and reconnect), send the JSON lines read from stdin, print what
-//! arrives.
+//! arrives. A stdin line longer than [`line_limit`] of the frame limit is skipped with one
+//! error line, as an invalid one is, without ever being held whole.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,12 +10,13 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::Notify;
 
+use ltp::lines::{Line, LineReader, line_limit};
 use ltprotocol::tls::ClientTls;
 use ltprotocol::{
-    Backoff, ConnectionHandle, DisconnectReason, Handler, HeaderFields, ReconnectingClient, Unknown,
+    Backoff, ConnectionHandle, DisconnectReason, FrameCodec, Handler, HeaderFields,
+    ReconnectingClient, Unknown,
 };
 
 use super::Setup;
@@ -166,15 +168,27 @@ pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<Exi
     });
     let client = args.addr.connect(&builder, handler.clone())?;
 
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut number = 0u64;
+    // A line may carry the largest frame this client accepts, in hex; no line costs more.
+    let max_frame = setup
+        .max_frame
+        .unwrap_or_else(|| FrameCodec::new(setup.layout.clone()).inbound_limit());
+    let mut lines = LineReader::new(
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        line_limit(max_frame),
+    );
     let mut refused = 0usize;
-    while let Some(line) = lines.next_line().await? {
-        number += 1;
+    while let Some(Line { number, text }) = lines.next_line().await? {
+        let line = match text {
+            Ok(line) => line,
+            Err(reason) => {
+                eprintln!("ltp: stdin line {number}: {reason}; skipped");
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        let frame = match ltp::json::parse_input_line(&line, &setup.layout, &setup.schema) {
+        let frame = match ltp::json::parse_input_line(line, &setup.layout, &setup.schema) {
             Ok(frame) => frame,
             Err(reason) => {
                 eprintln!("ltp: stdin line {number}: {reason}; skipped");

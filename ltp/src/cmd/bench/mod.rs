@@ -84,7 +84,7 @@
 //! | 1 | DATA | opaque | counted; in echo mode also sent back unchanged |
 //! | 2 | END | empty | REPORT of the DATA counted on this connection since it opened or since the last END; the counters restart |
 //! | 3 | REPORT | u64 count of DATA frames, u64 total DATA body bytes, big-endian | (from the server) |
-//! | 4 | FANOUT | u64 count, u32 body size, big-endian | `count` DATA frames of `size` zero bytes to every *other* connection, then an END to each; then a REPORT to the sender with the deliveries queued and their body bytes |
+//! | 4 | FANOUT | u64 count, u32 body size, big-endian | `count` DATA frames of `size` zero bytes to every *other* connection, then an END to each; then a REPORT to the sender with the deliveries queued and their body bytes; a count over 10,000,000 or a DATA frame over the frame limit gets none: the sender's connection is closed |
 //! | 5 | ECHO | empty | none; every later DATA on this connection is echoed |
 //!
 //! Other types are ignored. A one-way run ends when the REPORT arrives; the client checks

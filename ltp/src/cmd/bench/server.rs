@@ -9,6 +9,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use serde_json::json;
 
+use ltp::bench_wire::check_fanout;
 use ltprotocol::{
     ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, Message, MessageType, Protocol,
     SendError, Server, Unknown,
@@ -194,7 +195,7 @@ impl Handler<Unknown> for BenchHandler {
                 // Boxed: the broadcast's state would otherwise make every message's future
                 // large, and that future is moved into place for each frame.
                 Some((count, size)) => {
-                    Box::pin(fanout(&self.server, conn, count, size as usize)).await;
+                    Box::pin(fanout(&self.server, conn, count, size)).await;
                 }
                 None => tracing::warn!(conn = %conn.id(), "FANOUT body shorter than 12 bytes"),
             },
@@ -205,7 +206,27 @@ impl Handler<Unknown> for BenchHandler {
 
 /// Broadcasts `count` DATA frames of `size` bytes, then END, to every connection but `conn`,
 /// and answers `conn` with the deliveries made.
-async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count: u64, size: usize) {
+///
+/// The peer chooses both numbers, so they are checked first ([`check_fanout`]): a DATA frame
+/// over the server's frame limit, or a count over
+/// [`MAX_FANOUT_COUNT`](ltp::bench_wire::MAX_FANOUT_COUNT), is logged and closes
+/// `conn`, with nothing allocated, sent or answered (the bench protocol has no error message,
+/// and a REPORT would read as a run that delivered nothing).
+async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count: u64, size: u32) {
+    let codec = server.codec();
+    let max_frame = codec.inbound_limit().min(codec.outbound_limit());
+    if let Err(err) = check_fanout(count, size, codec.layout().header_len(), max_frame) {
+        tracing::warn!(
+            conn = %conn.id(),
+            peer = %conn.peer(),
+            error = %err,
+            "FANOUT refused; closing the connection"
+        );
+        conn.close();
+        return;
+    }
+    // Lossless: a u32 fits the usize of every target tokio supports.
+    let size = size as usize;
     let encode = |message_type, body| {
         server.encode(&Unknown {
             message_type: MessageType::new(message_type),
@@ -247,7 +268,9 @@ async fn fanout<P: Protocol>(server: &Server<P>, conn: &ConnectionHandle, count:
     }
     let report = Unknown {
         message_type: MessageType::new(REPORT),
-        body: super::report_body(delivered, delivered * size as u64),
+        // Saturating: deliveries (at most MAX_FANOUT_COUNT per receiver) times a body size
+        // near the frame limit may pass u64 with a wide layout and a large `--max-frame`.
+        body: super::report_body(delivered, delivered.saturating_mul(size as u64)),
     };
     // Fails only when the control connection is closing: nobody left to tell.
     let _ = conn.send(&report).await;
@@ -277,7 +300,7 @@ impl Handler<Bench> for TypedHandler {
             }
             Bench::Fanout(Fanout { count, size }) => {
                 // Boxed, as for `BenchHandler`.
-                Box::pin(fanout(&self.server, conn, count, size as usize)).await;
+                Box::pin(fanout(&self.server, conn, count, size)).await;
             }
             Bench::Other(_) => {}
         }
