@@ -18,7 +18,7 @@ impl Handler<Demo> for DemoClient {
         println!("client: connected to {conn}");
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
         println!("client got: {msg}");
     }
 

@@ -34,7 +34,7 @@ impl Handler<Demo> for DemoServer {
         });
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
         println!("server got: {msg}");
     }
 

@@ -10,9 +10,9 @@ use ltprotocol::{ConnectionHandle, Handler, HeaderFields, HeaderLayout, Server, 
 struct Echo;
 
 impl Handler<Unknown> for Echo {
-    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
         // The only error is a closed connection, which ends this peer anyway.
-        let _ = conn.send_with(&msg, &fields).await;
+        let _ = conn.send_with(&msg, fields).await;
     }
 }
 

@@ -47,7 +47,7 @@ impl Handler<OpenFlow13> for Controller {
         }
     }
 
-    async fn message(&self, switch: &ConnectionHandle, msg: OpenFlow13, _fields: HeaderFields) {
+    async fn message(&self, switch: &ConnectionHandle, msg: OpenFlow13, _fields: &HeaderFields) {
         match msg {
             OpenFlow13::PacketIn(packet_in) => emit(format!(
                 r#"{{"event":"packet_in","dpid":"{}","in_port":{},"len":{}}}"#,

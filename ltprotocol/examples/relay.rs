@@ -19,7 +19,7 @@ impl Handler<Unknown> for Relay {
         println!("relay: {conn} joined ({} in the room)", self.server.len());
     }
 
-    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
         let _ = fields;
         if let Err(err) = self.server.broadcast_except(&msg, conn.id()) {
             eprintln!("relay: cannot relay from {conn}: {err}");

@@ -639,76 +639,53 @@ impl EncodedFrame {
     }
 }
 
-/// The header of the frame at the front of a buffer, read and checked: where the frame ends,
-/// its type and its extra header fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Head {
-    /// The whole frame's length, header included.
-    pub(crate) frame_len: usize,
-    pub(crate) message_type: MessageType,
-    pub(crate) fields: HeaderFields,
-}
-
 impl FrameCodec {
-    /// The whole length of the frame at the front of `src`, from its header alone (checked
-    /// against the header size and the inbound maximum); `Ok(None)` while the header is
-    /// incomplete. The frame itself may not all be there yet.
+    /// The whole length and the type of the frame at the front of `src`, from its header
+    /// alone (checked against the header size and the inbound maximum); `Ok(None)` while the
+    /// header is incomplete. The frame itself may not all be there yet.
     ///
     /// # Errors
     ///
     /// A [`FrameError`] when the header breaks the framing rules.
-    #[inline]
-    pub(crate) fn peek_len(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
-        if let Some((frame_len, _)) = self.head_word.and_then(|w| w.read(src, self.max_inbound)) {
-            return Ok(Some(frame_len));
-        }
+    #[inline(always)]
+    pub(crate) fn peek(&self, src: &[u8]) -> Result<Option<(usize, MessageType)>, FrameError> {
         if src.len() < self.layout.header_len() {
             return Ok(None);
         }
-        self.read_length_and_type(src).map(|(len, _)| Some(len))
+        if let Some(read) = self.head_word.and_then(|w| w.read(src, self.max_inbound)) {
+            return Ok(Some(read));
+        }
+        self.read_length_and_type(src).map(Some)
     }
 
-    /// The header at the front of `src`, which holds at least a whole header.
+    /// Like [`peek`](Self::peek), the whole length only.
     ///
     /// # Errors
     ///
-    /// A [`FrameError`] when the header breaks the framing rules, or is not all there.
-    #[inline]
-    pub(crate) fn head(&self, src: &[u8]) -> Result<Head, FrameError> {
-        let (frame_len, message_type) =
-            match self.head_word.and_then(|w| w.read(src, self.max_inbound)) {
-                Some(read) => read,
-                None => self.read_length_and_type(src)?,
-            };
-        // Only layouts with extra fields read them; the others make an empty set, which
-        // allocates nothing.
-        let fields = if self.layout.extra_fields().is_empty() {
-            HeaderFields::new()
-        } else {
-            self.read_fields(src)?
-        };
-        Ok(Head {
-            frame_len,
-            message_type,
-            fields,
-        })
+    /// As [`peek`](Self::peek).
+    pub(crate) fn peek_len(&self, src: &[u8]) -> Result<Option<usize>, FrameError> {
+        Ok(self.peek(src)?.map(|(len, _)| len))
     }
 
-    /// How many bytes at the front of `src` are whole frames, and what follows them: the
-    /// length of the next frame when its header is there, or the error in that header. One
-    /// pass over the headers, nothing copied; the frames before a bad header are whole and
-    /// good.
-    pub(crate) fn whole_frames(&self, src: &[u8]) -> (usize, Result<Option<usize>, FrameError>) {
-        let mut whole = 0;
-        loop {
-            let rest = src.get(whole..).unwrap_or_default();
-            match self.peek_len(rest) {
-                Ok(Some(len)) if len <= rest.len() => whole += len,
-                next => return (whole, next),
-            }
+    /// The extra header fields of the complete header at the front of `src`; `None` for
+    /// layouts without extra fields (nothing to read, nothing made).
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`] when the header is not all there.
+    #[inline(always)]
+    pub(crate) fn fields_of(&self, src: &[u8]) -> Result<Option<HeaderFields>, FrameError> {
+        if self.layout.extra_fields().is_empty() {
+            Ok(None)
+        } else {
+            self.read_fields(src).map(Some)
         }
     }
 }
+
+/// The extra header fields of a frame whose layout has none: lent, so that no set is made
+/// for each frame.
+pub(crate) static NO_FIELDS: HeaderFields = HeaderFields::new();
 
 impl Decoder for FrameCodec {
     type Item = Frame;
@@ -716,14 +693,13 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if matches!(self.state, DecodeState::Head) {
-            if src.len() < self.layout.header_len() {
+            let Some((frame_len, message_type)) = self.peek(src)? else {
                 return Ok(None);
-            }
-            let head = self.head(src)?;
+            };
             self.state = DecodeState::Body {
-                frame_len: head.frame_len,
-                message_type: head.message_type,
-                fields: head.fields,
+                frame_len,
+                message_type,
+                fields: self.fields_of(src)?.unwrap_or_default(),
             };
         }
         let DecodeState::Body { frame_len, .. } = self.state else {

@@ -92,7 +92,7 @@ pub enum Event<P> {
 /// struct Echo;
 ///
 /// impl Handler<Unknown> for Echo {
-///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
+///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, _fields: &HeaderFields) {
 ///         let _ = conn.send(&msg).await;
 ///     }
 /// }
@@ -146,7 +146,7 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
     ///         Inspected::Consumed
     ///     }
     ///
-    ///     async fn message(&self, _conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
+    ///     async fn message(&self, _conn: &ConnectionHandle, msg: Unknown, _fields: &HeaderFields) {
     ///         println!("type {}", msg.message_type);
     ///     }
     /// }
@@ -169,7 +169,7 @@ pub trait Handler<P: Protocol>: Send + Sync + 'static {
         &self,
         conn: &ConnectionHandle,
         message: P,
-        fields: HeaderFields,
+        fields: &HeaderFields,
     ) -> impl Future<Output = ()> + Send;
 
     /// A connection ended; the ancestor's `lost_conn_callback`, with the reason.
@@ -214,7 +214,7 @@ impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
         &self,
         conn: &ConnectionHandle,
         message: P,
-        fields: HeaderFields,
+        fields: &HeaderFields,
     ) -> impl Future<Output = ()> + Send {
         (**self).message(conn, message, fields)
     }
@@ -288,11 +288,11 @@ impl<P: Protocol> Handler<P> for ChannelHandler<P> {
         let _ = self.tx.send(Event::Connected(conn.clone())).await;
     }
 
-    async fn message(&self, conn: &ConnectionHandle, message: P, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, message: P, fields: &HeaderFields) {
         let event = Event::Message {
             conn: conn.clone(),
             message,
-            fields,
+            fields: fields.clone(),
         };
         let _ = self.tx.send(event).await;
     }

@@ -104,7 +104,7 @@ pub use message::{
     Body, BodyError, BodyErrorKind, BodyReader, BodyWriter, DecodeError, MAX_PIN_RATIO, Message,
     Wire,
 };
-pub use protocol::{Encode, Protocol, Unknown};
+pub use protocol::{Encode, Protocol, ProtocolCodec, ProtocolCodecError, Unknown};
 pub use request::{Correlation, ReplyStream, RequestError};
 pub use server::{Server, ServerBuilder, ServerSide, ShutdownReport};
 pub use transport::{Addr, Listener, Stream};

@@ -108,6 +108,7 @@ pub struct Body<'a> {
 
 impl<'a> Body<'a> {
     /// A body without backing: kept fields are copied.
+    #[inline]
     pub fn new(bytes: &'a [u8]) -> Self {
         Self {
             bytes,
@@ -120,6 +121,7 @@ impl<'a> Body<'a> {
     /// least 1/64 of it are slices of it. When `bytes` is itself a slice of a larger buffer,
     /// [`in_chunk`](Self::in_chunk) with that buffer's size applies the rule to the memory
     /// really held.
+    #[inline]
     pub fn from_bytes(bytes: &'a Bytes) -> Self {
         Self {
             bytes,
@@ -131,6 +133,7 @@ impl<'a> Body<'a> {
     /// A body lying in `chunk`, a buffer of many frames; `footprint` is the memory the chunk's
     /// allocation holds (`chunk.len()` is used when it is larger), which a slice of it keeps
     /// alive. When `bytes` does not lie inside `chunk`, this is [`new`](Self::new).
+    #[inline]
     pub fn in_chunk(bytes: &'a [u8], chunk: &'a Bytes, footprint: usize) -> Self {
         if lies_in(bytes, chunk) {
             Self {
@@ -143,12 +146,30 @@ impl<'a> Body<'a> {
         }
     }
 
+    /// A body lying in `chunk`, whose kept fields are always slices of it: for a reader
+    /// that accounts itself for the chunks its bodies hold (a connection does). When `bytes`
+    /// does not lie inside `chunk`, this is [`new`](Self::new).
+    #[inline]
+    pub(crate) fn in_accounted_chunk(bytes: &'a [u8], chunk: &'a Bytes) -> Self {
+        if lies_in(bytes, chunk) {
+            Self {
+                bytes,
+                backing: Some(chunk),
+                footprint: 0,
+            }
+        } else {
+            Self::new(bytes)
+        }
+    }
+
     /// The body's bytes.
+    #[inline]
     pub fn as_slice(&self) -> &'a [u8] {
         self.bytes
     }
 
     /// The body's length.
+    #[inline]
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -214,6 +235,7 @@ impl<'a> From<&'a [u8]> for Body<'a> {
 }
 
 /// Whether `inner` lies inside `outer`, by address; safe code cannot prove more.
+#[inline]
 fn lies_in(inner: &[u8], outer: &[u8]) -> bool {
     let (start, outer_start) = (inner.as_ptr().addr(), outer.as_ptr().addr());
     // Neither end overflows: both slices are in memory.

@@ -1,10 +1,13 @@
-//! [`Protocol`]: the set of message types one protocol speaks, decoded by type number, and
-//! [`Encode`], anything that can be sent.
+//! [`Protocol`]: the set of message types one protocol speaks, decoded by type number;
+//! [`Encode`], anything that can be sent; and [`ProtocolCodec`], the two as a tokio-util
+//! codec for `Framed`.
 
 use bytes::{Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
 
+use crate::codec::{EncodeError, FrameCodec, FrameError};
 use crate::frame::{Frame, MessageType};
-use crate::layout::ByteOrder;
+use crate::layout::{ByteOrder, HeaderLayout};
 use crate::message::{Body, DecodeError, Message};
 
 /// A message whose type no variant of a [`Protocol`] claims: its type number and body, kept
@@ -188,4 +191,116 @@ pub mod __private {
     // `Encode::encode_body` takes a `BytesMut`: the generated impls name it through here, so a
     // user crate needs no `bytes` dependency of its own.
     pub use bytes::BytesMut;
+}
+
+/// Why [`ProtocolCodec`] could not decode: the byte stream broke the framing rules, or a
+/// frame of a known type carried a body that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolCodecError {
+    /// The framing is broken (or reading failed); the stream cannot go on.
+    #[error("cannot read a frame")]
+    Frame(#[from] FrameError),
+    /// A body that does not decode as the message its type names.
+    #[error("cannot decode a message")]
+    Decode(#[from] DecodeError),
+}
+
+impl From<std::io::Error> for ProtocolCodecError {
+    fn from(err: std::io::Error) -> Self {
+        Self::Frame(FrameError::Io(err))
+    }
+}
+
+/// A tokio-util codec of typed messages, for users who drive a stream with `Framed`
+/// themselves: `Decoder<Item = P>` decodes each frame into the protocol's message (its extra
+/// header fields are dropped: use [`FrameCodec`] and [`Protocol::decode`] to keep them), and
+/// `Encoder<&M>` frames anything [`Encode`].
+///
+/// ```
+/// use futures::{SinkExt, StreamExt};
+/// use ltprotocol::demo::{Demo, NumMsg};
+/// use ltprotocol::{HeaderLayout, ProtocolCodec};
+/// use tokio_util::codec::Framed;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (ours, theirs) = tokio::io::duplex(1024);
+/// let codec = || ProtocolCodec::<Demo>::new(HeaderLayout::ltprotocol());
+/// let (mut a, mut b) = (Framed::new(ours, codec()), Framed::new(theirs, codec()));
+/// a.send(&NumMsg { num: 200 }).await?;
+/// assert_eq!(b.next().await.transpose()?, Some(Demo::Num(NumMsg { num: 200 })));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ProtocolCodec<P> {
+    frames: FrameCodec,
+    _protocol: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for ProtocolCodec<P> {
+    fn clone(&self) -> Self {
+        Self {
+            frames: self.frames.clone(),
+            _protocol: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<P: Protocol> ProtocolCodec<P> {
+    /// A codec for `layout`, with the frame codec's default limits.
+    pub fn new(layout: HeaderLayout) -> Self {
+        Self::with_frames(FrameCodec::new(layout))
+    }
+
+    /// A codec over `frames`, with its layout and limits.
+    pub fn with_frames(frames: FrameCodec) -> Self {
+        Self {
+            frames,
+            _protocol: std::marker::PhantomData,
+        }
+    }
+
+    /// The frame codec underneath: the layout and the limits in force.
+    pub fn frames(&self) -> &FrameCodec {
+        &self.frames
+    }
+}
+
+impl<P: Protocol> Decoder for ProtocolCodec<P> {
+    type Item = P;
+    type Error = ProtocolCodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<P>, ProtocolCodecError> {
+        let Some(frame) = self.frames.decode(src)? else {
+            return Ok(None);
+        };
+        let order = self.frames.layout().byte_order();
+        Ok(Some(P::decode(
+            frame.message_type,
+            Body::from(&frame.body),
+            order,
+        )?))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<P>, ProtocolCodecError> {
+        let Some(frame) = self.frames.decode_eof(src)? else {
+            return Ok(None);
+        };
+        let order = self.frames.layout().byte_order();
+        Ok(Some(P::decode(
+            frame.message_type,
+            Body::from(&frame.body),
+            order,
+        )?))
+    }
+}
+
+impl<P: Protocol, M: Encode + ?Sized> Encoder<&M> for ProtocolCodec<P> {
+    type Error = EncodeError;
+
+    fn encode(&mut self, msg: &M, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.frames.encode_message(msg, dst)
+    }
 }

@@ -105,7 +105,7 @@ impl ltprotocol::Handler<common::Demo> for Discard {
         &self,
         _conn: &ltprotocol::ConnectionHandle,
         _message: common::Demo,
-        _fields: ltprotocol::HeaderFields,
+        _fields: &ltprotocol::HeaderFields,
     ) {
     }
 }

@@ -15,7 +15,7 @@ use ltprotocol::{ConnectionHandle, Handler, HeaderFields};
 struct Collect(Arc<Mutex<Vec<u32>>>);
 
 impl Handler<Demo> for Collect {
-    async fn message(&self, _conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, message: Demo, _fields: &HeaderFields) {
         if let Demo::Num(NumMsg { num }) = message {
             self.0.lock().unwrap().push(num);
         }

@@ -46,7 +46,7 @@ impl Handler<Demo> for Watch {
         }
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, _msg: Demo, _fields: HeaderFields) {}
+    async fn message(&self, _conn: &ConnectionHandle, _msg: Demo, _fields: &HeaderFields) {}
 
     async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
         let _ = self

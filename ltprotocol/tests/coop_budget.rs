@@ -17,7 +17,7 @@ use ltprotocol::{ConnectionHandle, Handler, HeaderFields};
 struct Spender;
 
 impl Handler<Demo> for Spender {
-    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: &HeaderFields) {
         while tokio::task::coop::has_budget_remaining() {
             let _ = futures::FutureExt::now_or_never(tokio::task::coop::consume_budget());
         }

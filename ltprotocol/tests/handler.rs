@@ -66,7 +66,7 @@ impl Handler<Demo> for PanicOnFirstConnect {
         }
     }
 
-    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: &HeaderFields) {
         let _ = conn.send(&message).await;
     }
 
@@ -229,7 +229,7 @@ impl Handler<Demo> for ClientRecorder {
         let _ = self.0.send(Heard::Connected);
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, message: Demo, _fields: &HeaderFields) {
         let _ = self.0.send(Heard::Message(message));
     }
 
@@ -299,7 +299,7 @@ async fn each_connection_keeps_its_own_state() {
     }
 
     impl Handler<Demo> for Numbering {
-        async fn message(&self, conn: &ConnectionHandle, _msg: Demo, _fields: HeaderFields) {
+        async fn message(&self, conn: &ConnectionHandle, _msg: Demo, _fields: &HeaderFields) {
             let n = conn.state::<Count>().0.fetch_add(1, Ordering::Relaxed) + 1;
             // Another type is another state, made on first use.
             let label = conn.state::<std::sync::Mutex<String>>();
@@ -367,7 +367,7 @@ async fn inspect_consumes_frames_in_place_and_lets_the_rest_through() {
             }
         }
 
-        async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+        async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
             if let Demo::Num(num) = msg {
                 let consumed = self.consumed.load(Ordering::Relaxed);
                 let _ = conn
@@ -419,7 +419,7 @@ async fn messages_from_one_read_are_handled_in_order_whether_or_not_they_wait() 
             }
         }
 
-        async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+        async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
             let Demo::Num(NumMsg { num }) = msg else {
                 return;
             };
@@ -477,7 +477,7 @@ async fn a_request_started_in_message_gets_its_reply_from_the_same_read() {
     }
 
     impl Handler<Unknown> for Starter {
-        async fn message(&self, conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
+        async fn message(&self, conn: &ConnectionHandle, msg: Unknown, _fields: &HeaderFields) {
             if msg.message_type.value() == START {
                 let ask = Unknown {
                     message_type: MessageType::new(11),

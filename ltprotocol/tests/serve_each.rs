@@ -42,7 +42,7 @@ impl Handler<Demo> for Counting {
         let _ = self.heard.send(Heard::Connected(conn.id()));
     }
 
-    async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
         assert_eq!(
             conn.id(),
             self.made_for,

@@ -82,7 +82,7 @@ impl Handler<Unknown> for Connect {
         self.setup.emit_connected(conn).await;
     }
 
-    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
         self.setup.emit_message(conn, msg, fields).await;
         self.received.fetch_add(1, Ordering::AcqRel);
         self.arrived.notify_waiters();

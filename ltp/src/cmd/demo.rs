@@ -65,7 +65,7 @@ impl Handler<Demo> for DemoServer {
         });
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
         self.out.say(&format!("server got: {msg}")).await;
     }
 
@@ -103,7 +103,7 @@ impl Handler<Demo> for DemoClient {
             .await;
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
         self.out.say(&format!("client got: {msg}")).await;
         if msg == Demo::Num(NumMsg { num: 7 }) {
             let _ = self.rounds.send(());

@@ -39,11 +39,11 @@ impl Setup {
         &self,
         conn: &ConnectionHandle,
         msg: Unknown,
-        fields: HeaderFields,
+        fields: &HeaderFields,
     ) -> Frame {
         let frame = Frame {
             message_type: msg.message_type,
-            fields,
+            fields: fields.clone(),
             body: msg.body,
         };
         let event = ltp::json::message_event(conn.id().get(), &frame, &self.layout, &self.schema);

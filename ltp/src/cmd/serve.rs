@@ -68,7 +68,7 @@ impl Handler<Unknown> for Serve {
         self.setup.emit_connected(conn).await;
     }
 
-    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
         let frame = self.setup.emit_message(conn, msg, fields).await;
         match self.mode {
             Mode::Print => {}

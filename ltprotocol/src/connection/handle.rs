@@ -465,7 +465,7 @@ impl ConnectionHandle {
     /// struct Count;
     ///
     /// impl Handler<Unknown> for Count {
-    ///     async fn message(&self, conn: &ConnectionHandle, _msg: Unknown, _fields: HeaderFields) {
+    ///     async fn message(&self, conn: &ConnectionHandle, _msg: Unknown, _fields: &HeaderFields) {
     ///         conn.state::<Seen>().messages.fetch_add(1, Ordering::Relaxed);
     ///     }
     /// }
@@ -578,7 +578,7 @@ impl ConnectionHandle {
     ///         let _ = conn.send(&hello).await;
     ///     }
     ///
-    ///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    ///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
     ///         let reply = Unknown { message_type: MessageType::new(2), body: msg.body };
     ///         let _ = conn.send_with(&reply, &fields).await; // same seq
     ///     }

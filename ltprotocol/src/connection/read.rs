@@ -21,14 +21,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::handle::ConnectionHandle;
 use super::options::ConnectionOptions;
 use super::reason::{DisconnectReason, TimeoutKind};
-use crate::codec::{FrameCodec, FrameError, reserve_for_body};
+use crate::codec::{FrameCodec, FrameError, NO_FIELDS, reserve_for_body};
 use crate::frame::{Frame, FrameRef, HeaderFields, MessageType};
 use crate::handler::{Handler, Inspected};
 use crate::message::Body;
@@ -154,12 +154,10 @@ impl Pinned {
         self.total <= MAX_PINNED
     }
 
-    /// Keeps an eye on `chunk` if a delivered body still holds it.
+    /// Keeps an eye on `chunk`, which a delivered body still holds.
     fn watch(&mut self, chunk: Bytes, footprint: usize) {
-        if !chunk.is_unique() {
-            self.total += footprint;
-            self.chunks.push((chunk, footprint));
-        }
+        self.total += footprint;
+        self.chunks.push((chunk, footprint));
     }
 }
 
@@ -178,11 +176,14 @@ pub(super) struct Delivery<'a, P, H> {
     pub(super) _protocol: PhantomData<fn() -> P>,
 }
 
-/// One received frame, where it lies.
-struct Incoming<'a> {
-    message_type: MessageType,
-    fields: HeaderFields,
-    body: Body<'a>,
+/// What becomes of a received frame before it is decoded.
+enum Before {
+    /// A request took it, or the handler's `inspect` consumed it: nothing more to do.
+    Taken,
+    /// The auto-reply rule answers it with this frame, instead of delivering it.
+    Answer(Frame),
+    /// Decode it and hand it to the handler.
+    Deliver,
 }
 
 impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
@@ -196,109 +197,154 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
         frames: VecDeque<Frame>,
     ) -> Result<(), DisconnectReason> {
         for frame in frames {
-            let incoming = Incoming {
-                message_type: frame.message_type,
-                fields: frame.fields,
-                body: Body::from_bytes(&frame.body),
-            };
-            self.deliver(incoming).await?;
+            let body = Body::from_bytes(&frame.body);
+            match self.before_decoding(frame.message_type, &frame.fields, body) {
+                Before::Taken => continue,
+                Before::Answer(reply) => self.answer(&reply).await,
+                Before::Deliver => {
+                    let message = self.decode(frame.message_type, body)?;
+                    self.handler
+                        .message(self.handle, message, &frame.fields)
+                        .await;
+                }
+            }
         }
         Ok(())
     }
 
     /// Delivers every whole frame at the front of `buf`; says whether there was one.
+    ///
+    /// The buffer is frozen into one chunk for the delivery and taken back after it: whole,
+    /// with its allocation and the start of the next frame in place, when no delivered body
+    /// kept a piece of it (the usual case: nothing allocated or copied per read); otherwise
+    /// the chunk is left to those who hold it (and counted in `pinned`) and the start of the
+    /// next frame is copied into a buffer of its own.
     async fn deliver_buffered(
         &self,
         buf: &mut BytesMut,
         pinned: &mut Pinned,
     ) -> Result<bool, DisconnectReason> {
-        let codec = self.codec();
-        // A bad header ends the connection, after the good frames before it are delivered.
-        let (whole, next) = codec.whole_frames(buf);
-        if whole == 0 {
-            return next.map(|_| false).map_err(protocol_error);
-        }
         // What a slice of the chunk keeps alive: the buffer's whole allocation.
         let footprint = buf.capacity();
         let share = pinned.within_bound();
-        let chunk = buf.split_to(whole).freeze();
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            let head = codec.head(rest).map_err(protocol_error)?;
-            let (frame, after) = rest
-                .split_at_checked(head.frame_len)
-                .ok_or_else(|| protocol_error(truncated(head.frame_len, rest.len())))?;
-            let body = frame.get(codec.layout().header_len()..).unwrap_or_default();
-            rest = after;
-            // Shared (no pinning ratio: the connection accounts for it), or copied once
-            // kept bodies hold too much.
+        let chunk = std::mem::take(buf).freeze();
+        let mut delivered = 0;
+        let result = self.deliver_chunk(&chunk, &mut delivered, share).await;
+        *buf = match chunk.try_into_mut() {
+            Ok(mut reclaimed) => {
+                reclaimed.advance(delivered);
+                reclaimed
+            }
+            Err(chunk) => {
+                let rest = BytesMut::from(chunk.get(delivered..).unwrap_or_default());
+                pinned.watch(chunk, footprint);
+                rest
+            }
+        };
+        result.map(|()| delivered > 0)
+    }
+
+    /// Delivers the whole frames at the front of `chunk`, counting their bytes in
+    /// `delivered`, until a frame that is not all there; their bodies are shared with the
+    /// chunk (`share`), or copied out once kept bodies hold too much. A bad header ends the
+    /// connection, after the good frames before it.
+    ///
+    /// One loop, each frame's values in locals: only the handler's future is kept across its
+    /// `.await`, and a message it handles without waiting goes straight on to the next frame.
+    async fn deliver_chunk(
+        &self,
+        chunk: &Bytes,
+        delivered: &mut usize,
+        share: bool,
+    ) -> Result<(), DisconnectReason> {
+        let codec = self.codec();
+        let header_len = codec.layout().header_len();
+        loop {
+            let rest = chunk.get(*delivered..).unwrap_or_default();
+            let (frame_len, message_type) = match codec.peek(rest) {
+                Ok(Some(head)) => head,
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(protocol_error(err)),
+            };
+            let Some(frame) = rest.get(..frame_len) else {
+                return Ok(());
+            };
+            let read_fields = codec.fields_of(frame).map_err(protocol_error)?;
+            let fields = read_fields.as_ref().unwrap_or(&NO_FIELDS);
+            *delivered += frame_len;
+            let body = frame.get(header_len..).unwrap_or_default();
+            // No pinning ratio for shared bodies: the connection accounts for the chunks
+            // they hold (`Pinned`).
             let body = if share {
-                Body::in_chunk(body, &chunk, 0)
+                Body::in_accounted_chunk(body, chunk)
             } else {
                 Body::new(body)
             };
-            let incoming = Incoming {
-                message_type: head.message_type,
-                fields: head.fields,
-                body,
-            };
-            self.deliver(incoming).await?;
+            match self.before_decoding(message_type, fields, body) {
+                Before::Taken => {}
+                Before::Answer(reply) => self.answer(&reply).await,
+                Before::Deliver => {
+                    let message = self.decode(message_type, body)?;
+                    self.handler.message(self.handle, message, fields).await;
+                }
+            }
         }
-        pinned.watch(chunk, footprint);
-        next.map(|_| true).map_err(protocol_error)
     }
 
-    /// Takes one frame the whole way.
-    async fn deliver(&self, frame: Incoming<'_>) -> Result<(), DisconnectReason> {
+    /// Counts a received frame and decides what becomes of it before decoding: a request
+    /// waiting for it takes it; the auto-reply rule may answer it; the handler's `inspect`
+    /// may consume it.
+    fn before_decoding(
+        &self,
+        message_type: MessageType,
+        fields: &HeaderFields,
+        body: Body<'_>,
+    ) -> Before {
         let handle = self.handle;
         handle.count_received();
         if let Some(table) = handle.request_table()
-            && table.awaits(&frame.fields)
+            && table.awaits(fields)
         {
             let owned = Frame {
-                message_type: frame.message_type,
-                fields: frame.fields.clone(),
-                body: frame.body.to_bytes(),
+                message_type,
+                fields: fields.clone(),
+                body: body.to_bytes(),
             };
             if table.route(owned).is_none() {
-                return Ok(());
+                return Before::Taken;
             }
         }
         let view = FrameRef {
-            message_type: frame.message_type,
-            fields: &frame.fields,
-            body: frame.body.as_slice(),
+            message_type,
+            fields,
+            body: body.as_slice(),
         };
         if let Some(rule) = &self.options.auto_reply
             && let Some(reply) = rule(view)
         {
-            // Fails only when the connection is closing: no one to answer.
-            let _ = handle.send_frame(&reply).await;
-            return Ok(());
+            return Before::Answer(reply);
         }
         if self.handler.inspect(handle, view) == Inspected::Consumed {
-            return Ok(());
+            return Before::Taken;
         }
+        Before::Deliver
+    }
+
+    /// Sends an auto-reply. Fails only when the connection is closing: no one to answer.
+    async fn answer(&self, reply: &Frame) {
+        let _ = self.handle.send_frame(reply).await;
+    }
+
+    /// Decodes a body into the protocol's message; one that does not decode ends the
+    /// connection.
+    fn decode(&self, message_type: MessageType, body: Body<'_>) -> Result<P, DisconnectReason> {
         let order = self.codec().layout().byte_order();
-        let message = P::decode(frame.message_type, frame.body, order)
-            .map_err(|err| DisconnectReason::Decode(Arc::new(err)))?;
-        self.handler.message(handle, message, frame.fields).await;
-        Ok(())
+        P::decode(message_type, body, order).map_err(|err| DisconnectReason::Decode(Arc::new(err)))
     }
 }
 
 fn protocol_error(err: FrameError) -> DisconnectReason {
     DisconnectReason::Protocol(Arc::new(err))
-}
-
-/// A frame the scan found whole but that is not: a bug of ours, reported, never a panic.
-#[cold]
-fn truncated(frame_len: usize, received: usize) -> FrameError {
-    FrameError::Truncated {
-        missing: frame_len.saturating_sub(received),
-        received,
-        in_header: false,
-    }
 }
 
 /// Reads and delivers frames until the connection ends (its reason), or, when `quiet` is

@@ -69,6 +69,8 @@ pub(super) async fn accept_loop<P, H, F>(
             }
         }
     }
+    drop(listener);
+    inner.accept_stopped.cancel();
     info!(local_addr = %inner.local_addr, "stopped accepting");
 }
 

@@ -206,6 +206,7 @@ impl<P: Protocol> Builder<ServerSide<P>> {
                     self.side.ipv6_prefix,
                 ),
                 shutdown: CancellationToken::new(),
+                accept_stopped: CancellationToken::new(),
                 force: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 accept_errors: AtomicU64::new(0),
@@ -234,6 +235,8 @@ struct ServerInner {
     codec: Arc<FrameCodec>,
     limits: Limits,
     shutdown: CancellationToken,
+    /// Cancelled once the listener is closed (the accept loop ended, or nobody served).
+    accept_stopped: CancellationToken,
     /// Cancelled when the shutdown deadline passes: callbacks still running are abandoned.
     force: CancellationToken,
     tracker: TaskTracker,
@@ -389,7 +392,7 @@ impl<P: Protocol> Server<P> {
     /// }
     ///
     /// impl Handler<Demo> for Numbering {
-    ///     async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: HeaderFields) {
+    ///     async fn message(&self, conn: &ConnectionHandle, msg: Demo, _fields: &HeaderFields) {
     ///         let Demo::Num(_) = msg else {
     ///             return;
     ///         };
@@ -667,16 +670,23 @@ impl<P: Protocol> Server<P> {
     /// linger), and returns when all are done, or at `deadline`, when what is left is closed
     /// at once. Calling it again waits again and reports on the connections left.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        // Stop accepting first, so that no client slips in while the others are closed.
+        // Stop accepting first, so that no client slips in while the others are closed: a
+        // client whose connection is closed here and that reconnects at once must find the
+        // listener gone, not connect into its backlog and write into a connection nobody
+        // will read.
         self.inner.shutdown.cancel();
-        // If nobody is serving, the listener is still here: close it now.
-        drop(
-            self.inner
-                .listener
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        let idle_listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if idle_listener.is_some() {
+            // Nobody is serving: the listener is still here, closed now.
+            drop(idle_listener);
+            self.inner.accept_stopped.cancel();
+        }
+        let _ = tokio::time::timeout(deadline, self.inner.accept_stopped.cancelled()).await;
         let handles = self.connections();
         info!(connections = handles.len(), "shutting down");
         for handle in &handles {

@@ -26,7 +26,7 @@ use super::rustls;
 ///         }
 ///     }
 ///
-///     async fn message(&self, _conn: &ConnectionHandle, _message: Unknown, _fields: HeaderFields) {}
+///     async fn message(&self, _conn: &ConnectionHandle, _message: Unknown, _fields: &HeaderFields) {}
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]

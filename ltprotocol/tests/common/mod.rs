@@ -297,7 +297,7 @@ impl Handler<Demo> for Recorder {
         let _ = self.tx.send(Seen::Connected(conn.clone()));
     }
 
-    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, message: Demo, _fields: &HeaderFields) {
         if message == Demo::Num(NumMsg { num: PANIC_NUM }) {
             panic!("test handler panics on NumMsg {PANIC_NUM}, as asked");
         }

@@ -167,7 +167,7 @@ impl Handler<Unknown> for BenchHandler {
 
     /// With `--api frame` everything; with `--api inspect` what `inspect` did not keep: an
     /// echoed DATA (counted already), END's REPORT, FANOUT.
-    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
         let counters = &self.counters;
         match msg.message_type.value() {
             // Counted in place already (`inspect`), or now (`frame`); echoed if asked. Fails
@@ -179,7 +179,7 @@ impl Handler<Unknown> for BenchHandler {
                     counters.data(msg.body.len() as u64)
                 };
                 if echo {
-                    let _ = conn.send_with(&msg, &fields).await;
+                    let _ = conn.send_with(&msg, fields).await;
                 }
             }
             ECHO => counters.echo_from_now(),
@@ -189,7 +189,7 @@ impl Handler<Unknown> for BenchHandler {
                     message_type: MessageType::new(REPORT),
                     body: super::report_body(count, bytes),
                 };
-                let _ = conn.send_with(&report, &fields).await;
+                let _ = conn.send_with(&report, fields).await;
             }
             FANOUT => match super::parse_fanout(&msg.body) {
                 // Boxed: the broadcast's state would otherwise make every message's future
@@ -285,18 +285,18 @@ struct TypedHandler {
 }
 
 impl Handler<Bench> for TypedHandler {
-    async fn message(&self, conn: &ConnectionHandle, msg: Bench, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Bench, fields: &HeaderFields) {
         let counters = &self.counters;
         match msg {
             Bench::Data(data) => {
                 if counters.data(data.body.len() as u64) {
-                    let _ = conn.send_with(&data, &fields).await;
+                    let _ = conn.send_with(&data, fields).await;
                 }
             }
             Bench::Echo(Echo) => counters.echo_from_now(),
             Bench::End(End) => {
                 let (count, bytes) = counters.take();
-                let _ = conn.send_with(&Report { count, bytes }, &fields).await;
+                let _ = conn.send_with(&Report { count, bytes }, fields).await;
             }
             Bench::Fanout(Fanout { count, size }) => {
                 // Boxed, as for `BenchHandler`.

@@ -127,7 +127,7 @@ struct Relay {
 }
 
 impl Handler<Unknown> for Relay {
-    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
         let Some((sender, seq)) = parse_stamp(&msg.body) else {
             self.malformed.fetch_add(1, Ordering::Relaxed);
             return;
@@ -138,7 +138,7 @@ impl Handler<Unknown> for Relay {
             .entry(sender)
             .or_default()
             .record(seq);
-        if let Err(err) = self.server.broadcast_except_with(&msg, &fields, conn.id()) {
+        if let Err(err) = self.server.broadcast_except_with(&msg, fields, conn.id()) {
             tracing::warn!(error = %err, "cannot relay");
         }
     }
@@ -166,7 +166,7 @@ impl Handler<Unknown> for Receiver {
         self.totals.connects.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn message(&self, _conn: &ConnectionHandle, msg: Unknown, _fields: HeaderFields) {
+    async fn message(&self, _conn: &ConnectionHandle, msg: Unknown, _fields: &HeaderFields) {
         let Some((sender, seq)) = parse_stamp(&msg.body) else {
             self.totals.malformed.fetch_add(1, Ordering::Relaxed);
             return;
