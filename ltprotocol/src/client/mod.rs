@@ -368,7 +368,9 @@ impl<P: Protocol> ReconnectingClient<P> {
     }
 
     fn check_open(&self) -> Result<(), SendError> {
-        if self.shared.close.is_cancelled() || self.shared.outbox.is_closed() {
+        // Atomic flags: a cancellation token's state is behind a lock.
+        let outbox = &self.shared.outbox;
+        if outbox.is_draining() || outbox.is_closed() {
             Err(SendError::Closed { id: CLIENT_ID })
         } else {
             Ok(())
@@ -403,8 +405,8 @@ impl<P: Protocol> ReconnectingClient<P> {
     /// not send.
     pub async fn close(&self, deadline: Duration) -> CloseReport {
         self.shared.close.cancel();
-        // The connection looks at this token when woken: wake it.
-        self.shared.outbox.wake();
+        // Refuses further sends; the connection writes what is queued and closes.
+        self.shared.outbox.drain();
         let task = self
             .shared
             .task
@@ -577,18 +579,15 @@ impl Actor {
             local,
             self.outbox.clone(),
             self.codec.clone(),
-            // Closing the client closes this connection gracefully.
-            Some(self.close.clone()),
             self.options.correlation.as_ref(),
         );
-        let span = info_span!("connection", id = %id, %peer);
         // A failed TLS handshake is a failed attempt, like a refused connect: no events.
         #[cfg(feature = "tls")]
         let transport = match &self.tls {
             Some(tls) => {
                 let host = self.connector.host();
                 match crate::transport::tls_stream::connect(stream, tls, host, &handle, &abort)
-                    .instrument(span.clone())
+                    .instrument(handle.span().clone())
                     .await
                 {
                     Ok(transport) => transport,
@@ -605,19 +604,24 @@ impl Actor {
         info!(conn = %id, %peer, "connected");
         let started = Instant::now();
         let connected = &self.connected;
-        let drive = connection::drive::<P, H>(
-            &transport,
-            &handle,
-            &mut self.queue,
-            handler,
-            &self.options,
-            || {
-                connected.send_replace(Some(handle.clone()));
-            },
-        );
-        let reason = tokio::select! {
-            reason = drive.instrument(span) => reason,
-            () = abort.cancelled() => DisconnectReason::Shutdown,
+        let reason = {
+            let mut drive = std::pin::pin!(connection::drive::<P, H>(
+                &transport,
+                &handle,
+                &mut self.queue,
+                handler,
+                &self.options,
+                || {
+                    connected.send_replace(Some(handle.clone()));
+                },
+            ));
+            let in_span = std::future::poll_fn(|cx| {
+                connection::poll_in_span(handle.span(), drive.as_mut(), cx)
+            });
+            tokio::select! {
+                reason = in_span => reason,
+                () = abort.cancelled() => DisconnectReason::Shutdown,
+            }
         };
         let handshake_failed = matches!(
             reason,

@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::outbox::{NotQueued, Outbox};
 use super::reason::{ConnectionId, DisconnectReason, SendError};
@@ -30,13 +28,9 @@ struct HandleInner {
     /// connection through [`Outbox::wake`]. A flag in place, not a cancellation token: one
     /// allocation fewer per connection.
     close: AtomicBool,
-    /// A client's own close: closing the client closes its connection gracefully too.
-    parent_close: Option<CancellationToken>,
-    /// Set to close at once, dropping what is queued; `abort_notify` wakes those waiting
-    /// for it ([`ConnectionHandle::aborted`]). A flag and a `Notify` in place, not a
-    /// cancellation token: one allocation fewer per connection.
+    /// Set to close at once, dropping what is queued; whoever sets it wakes the connection
+    /// through its outbox.
     aborted: AtomicBool,
-    abort_notify: Notify,
     /// Set when the connection starts closing (close, abort, or its writer saw a shutdown):
     /// the cheap check that refuses new frames.
     closing: AtomicBool,
@@ -57,6 +51,9 @@ struct HandleInner {
     /// Set once a TLS handshake succeeded: the peer's verified certificate, if it sent one.
     #[cfg(feature = "tls")]
     tls: OnceLock<Option<Box<crate::tls::PeerIdentity>>>,
+    /// The connection's `tracing` span (its id and peer): every log line of the connection's
+    /// task is in it. Kept here, not in the task, which every idle connection pays for.
+    span: tracing::Span,
 }
 
 /// The application's handle on one connection: cheap to clone, usable from any task.
@@ -90,9 +87,9 @@ impl ConnectionHandle {
         local: Addr,
         outbox: Outbox,
         codec: Arc<FrameCodec>,
-        parent_close: Option<CancellationToken>,
         correlation: Option<&Correlation>,
     ) -> Self {
+        let span = tracing::info_span!("connection", id = %id, peer = %peer);
         Self {
             inner: Arc::new(HandleInner {
                 id,
@@ -101,9 +98,7 @@ impl ConnectionHandle {
                 outbox,
                 codec,
                 aborted: AtomicBool::new(false),
-                abort_notify: Notify::new(),
                 close: AtomicBool::new(false),
-                parent_close,
                 closing: AtomicBool::new(false),
                 connected: AtomicBool::new(true),
                 released: AtomicBool::new(false),
@@ -115,6 +110,7 @@ impl ConnectionHandle {
                 reason: Mutex::new(None),
                 #[cfg(feature = "tls")]
                 tls: OnceLock::new(),
+                span,
             }),
         }
     }
@@ -127,6 +123,12 @@ impl ConnectionHandle {
     /// The outbox this connection's writer drains.
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.inner.outbox
+    }
+
+    /// The connection's `tracing` span, `connection` with its `id` and `peer`: the
+    /// connection's own log lines are in it; enter it to put the application's there too.
+    pub fn span(&self) -> &tracing::Span {
+        &self.inner.span
     }
 
     /// The connection's id.
@@ -340,12 +342,8 @@ impl ConnectionHandle {
 
     /// Whether a graceful close was asked for, of the connection or of its client.
     pub(crate) fn close_requested(&self) -> bool {
-        self.inner.close.load(Ordering::Acquire)
-            || self
-                .inner
-                .parent_close
-                .as_ref()
-                .is_some_and(CancellationToken::is_cancelled)
+        // A client's outbox drains when the client closes: its connection closes too.
+        self.inner.close.load(Ordering::Acquire) || self.inner.outbox.is_draining()
     }
 
     /// Closes at once, dropping what is queued.
@@ -353,7 +351,6 @@ impl ConnectionHandle {
         self.set_reason(reason);
         self.inner.closing.store(true, Ordering::Release);
         self.inner.aborted.store(true, Ordering::Release);
-        self.inner.abort_notify.notify_waiters();
         self.inner.outbox.wake();
     }
 
@@ -361,18 +358,19 @@ impl ConnectionHandle {
         self.inner.aborted.load(Ordering::Acquire)
     }
 
-    /// Completes once the connection is aborted ([`abort_with`](Self::abort_with)).
+    /// Completes once the connection is aborted ([`abort_with`](Self::abort_with)). Only the
+    /// connection's own task waits for it (the outbox holds one waker).
     pub(crate) async fn aborted(&self) {
-        loop {
-            let notified = self.inner.abort_notify.notified();
-            tokio::pin!(notified);
-            // Registered before the check: an abort after it wakes this wait.
-            notified.as_mut().enable();
+        std::future::poll_fn(|cx| {
+            // Registered before the check: an abort after it wakes this task.
+            self.inner.outbox.register(cx);
             if self.is_aborted() {
-                return;
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
             }
-            notified.await;
-        }
+        })
+        .await;
     }
 
     fn set_reason(&self, reason: DisconnectReason) {
@@ -393,7 +391,9 @@ impl ConnectionHandle {
     }
 
     fn check_open(&self) -> Result<(), SendError> {
-        if self.inner.closing.load(Ordering::Acquire) || self.inner.outbox.is_closed() {
+        let outbox = &self.inner.outbox;
+        if self.inner.closing.load(Ordering::Acquire) || outbox.is_closed() || outbox.is_draining()
+        {
             Err(SendError::Closed { id: self.inner.id })
         } else {
             Ok(())

@@ -36,9 +36,10 @@ mod write;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures::FutureExt;
 
@@ -56,6 +57,18 @@ use crate::handler::Handler;
 use crate::handshake::{HandshakeContext, SharedHandshake};
 use crate::protocol::Protocol;
 use crate::transport::{ReadHalf, Transport, WriteHalf};
+
+/// Polls `fut` in `span`, entered for each poll as `tracing::Instrument` does, but with the
+/// span borrowed from the connection's handle: the task holds no span of its own. `fut` is
+/// pinned where it is, so that the task keeps one copy of it.
+pub(crate) fn poll_in_span<F: Future>(
+    span: &tracing::Span,
+    fut: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    let _in_span = span.enter();
+    fut.poll(cx)
+}
 
 /// Runs one connection over `stream` until it ends, and returns why: the handshake (if any),
 /// the `connected` callback, then reading, delivering and writing. A panicking handler ends
@@ -102,8 +115,26 @@ where
                 Spell::Ended(reason) => break 'run finish(handle, reason),
                 Spell::Idle => queue.release_buffers(handle.outbox()),
             }
-            if let Some(reason) = idle(stream, &mut state, handle, options).await {
-                break 'run finish(handle, reason);
+            // Idle: wait until the connection has work again, or ends. The timer is boxed,
+            // and only when one runs: without idle timeout and keepalive (the defaults) an
+            // idle connection carries none.
+            loop {
+                let mut timer = state
+                    .deadline(options)
+                    .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
+                let woke =
+                    std::future::poll_fn(|cx| poll_idle(cx, stream, handle, timer.as_mut())).await;
+                drop(timer);
+                match (woke, state.deadline(options)) {
+                    (Woke::Aborted, _) => break 'run finish(handle, None),
+                    (Woke::Work, _) => break,
+                    (Woke::Expired, None) => {}
+                    (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
+                        let reason = DisconnectReason::TimedOut { kind, after };
+                        break 'run finish(handle, Some(reason));
+                    }
+                    (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, options),
+                }
             }
         }
     };
@@ -294,74 +325,45 @@ where
     Spell::Ended(reason)
 }
 
-/// Waits, idle, until the connection has work again (`None`), or ends (`Some(reason)`;
-/// `Some(None)`: aborted). Holds nothing but the timer that runs, if one does.
-///
-/// One wake-up source besides the stream and the timer: the outbox's, which a queued frame, a
-/// close and an abort notify (a wake-up given while nobody waits is kept, so none is lost
-/// between a check and the wait). The conditions are checked again after each wake-up.
-async fn idle(
+/// What ended an idle wait.
+enum Woke {
+    Aborted,
+    Work,
+    Expired,
+}
+
+/// One look, idle, at what could give the connection work or end it: an abort, a close or a
+/// queued frame (the outbox's waker, registered before the checks, so that none is lost
+/// between a check and the wait), bytes to read, the timer that runs.
+fn poll_idle(
+    cx: &mut Context<'_>,
     stream: &Mutex<Transport>,
-    state: &mut ReadState,
     handle: &ConnectionHandle,
-    options: &ConnectionOptions,
-) -> Option<Option<DisconnectReason>> {
-    /// What ended an idle wait.
-    enum Woke {
-        Aborted,
-        Work,
-        Notified,
-        Expired,
+    timer: Option<&mut Pin<Box<tokio::time::Sleep>>>,
+) -> Poll<Woke> {
+    // With the task's budget spent, a spell would find its sources refusing at once and end
+    // straight back here: yield first.
+    if !tokio::task::coop::has_budget_remaining() {
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
     }
-    let reader = ReadHalf(stream);
-    loop {
-        // Boxed, and only when a timer runs: without idle timeout and keepalive (the
-        // defaults) an idle connection carries no timer at all.
-        let mut timer = state
-            .deadline(options)
-            .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
-        let notified = handle.outbox().notified();
-        tokio::pin!(notified);
-        let woke = std::future::poll_fn(|cx| {
-            // With the task's budget spent, a spell would find its sources refusing at once
-            // and end straight back here: yield first.
-            if !tokio::task::coop::has_budget_remaining() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            if handle.is_aborted() {
-                return Poll::Ready(Woke::Aborted);
-            }
-            if handle.close_requested() || !handle.outbox().is_empty() {
-                return Poll::Ready(Woke::Work);
-            }
-            // Checked before waiting: a frame queued or a close since then leaves a permit.
-            if notified.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woke::Notified);
-            }
-            // An error is for the read to report.
-            if reader
-                .poll_read_ready(cx)
-                .is_none_or(|ready| ready.is_ready())
-            {
-                return Poll::Ready(Woke::Work);
-            }
-            match timer.as_mut().map(|sleep| sleep.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
-                _ => Poll::Pending,
-            }
-        })
-        .await;
-        drop(timer);
-        match (woke, state.deadline(options)) {
-            (Woke::Aborted, _) => return Some(None),
-            (Woke::Work, _) => return None,
-            (Woke::Notified, _) | (Woke::Expired, None) => {}
-            (Woke::Expired, Some((_, Deadline::Expire(kind, after)))) => {
-                return Some(Some(DisconnectReason::TimedOut { kind, after }));
-            }
-            (Woke::Expired, Some((_, Deadline::Probe))) => state.probe(handle, options),
-        }
+    handle.outbox().register(cx);
+    if handle.is_aborted() {
+        return Poll::Ready(Woke::Aborted);
+    }
+    if handle.close_requested() || !handle.outbox().is_empty() {
+        return Poll::Ready(Woke::Work);
+    }
+    // An error is for the read to report.
+    if ReadHalf(stream)
+        .poll_read_ready(cx)
+        .is_none_or(|ready| ready.is_ready())
+    {
+        return Poll::Ready(Woke::Work);
+    }
+    match timer.map(|sleep| sleep.as_mut().poll(cx)) {
+        Some(Poll::Ready(())) => Poll::Ready(Woke::Expired),
+        _ => Poll::Pending,
     }
 }
 

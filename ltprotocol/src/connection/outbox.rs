@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use futures::task::AtomicWaker;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use super::reason::{ConnectionId, SendError};
 use crate::codec::FrameCodec;
@@ -38,14 +39,20 @@ pub(crate) struct Outbox {
 
 #[derive(Debug)]
 struct Shared {
-    queue: Mutex<Queue>,
+    /// The frames queued: boxed, and only while there are any (an idle connection's outbox
+    /// holds a null pointer).
+    queue: Mutex<Option<Box<Queue>>>,
     budget: Semaphore,
     capacity: usize,
-    /// Wakes the connection that drains this outbox: the first frame after a take, a close,
-    /// an abort.
-    ready: Notify,
+    /// Wakes the task that drains this outbox (one task: a connection's, or a client's):
+    /// the first frame after a take, a close, an abort. A registered waker, not a `Notify`:
+    /// waiting costs the task no future of its own.
+    ready: AtomicWaker,
     /// Set (under the queue's lock) once the receiving end is closed: nothing is queued after.
     closed: AtomicBool,
+    /// Set when the senders are done (a client closing): nothing more is accepted, and the
+    /// connection draining this outbox writes what is queued and closes.
+    draining: AtomicBool,
 }
 
 /// The frames queued and not yet taken by the writer.
@@ -109,17 +116,18 @@ fn permits_for(len: usize, capacity: usize) -> u32 {
 pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue::default()),
+        queue: Mutex::new(None),
         budget: Semaphore::new(capacity),
         capacity,
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         closed: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
     });
     (Outbox { shared }, OutboxReceiver::default())
 }
 
 impl Outbox {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, Option<Box<Queue>>> {
         // Every critical section leaves the queue whole: usable after a panic elsewhere.
         self.shared
             .queue
@@ -135,21 +143,36 @@ impl Outbox {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// Accepts nothing more, and asks the connection draining it to write what is queued and
+    /// close (a client closing); wakes it to look.
+    pub(crate) fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Whether [`drain`](Self::drain) was called.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
     /// Whether no frame is queued (frames taken by the writer are not counted).
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().frames.is_empty()
+        self.lock()
+            .as_ref()
+            .is_none_or(|queue| queue.frames.is_empty())
     }
 
     /// Wakes the connection that drains this outbox, idle or writing, to look at its close and
     /// abort flags: whoever sets one calls this next.
     pub(crate) fn wake(&self) {
-        self.shared.ready.notify_one();
+        self.shared.ready.wake();
     }
 
-    /// Waits until [`wake`](Self::wake)d or a frame is queued into an empty queue. A wake-up
-    /// given while nobody waited is kept for the next wait.
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.shared.ready.notified()
+    /// Registers the draining task's waker, for [`wake`](Self::wake) and the first frame
+    /// queued after a take. Register, then check what to wait for: a wake-up between the two
+    /// is not lost.
+    pub(crate) fn register(&self, cx: &mut std::task::Context<'_>) {
+        self.shared.ready.register(cx.waker());
     }
 
     /// Encodes `msg` straight into the queue if there is room now.
@@ -160,10 +183,11 @@ impl Outbox {
         fields: &HeaderFields,
         id: ConnectionId,
     ) -> Result<(), NotQueued> {
-        let mut queue = self.lock();
+        let mut guard = self.lock();
         if self.is_closed() {
             return Err(SendError::Closed { id }.into());
         }
+        let queue = guard.get_or_insert_default();
         let start = queue.open.len();
         codec
             .encode_message_with(msg, fields, &mut queue.open)
@@ -173,18 +197,22 @@ impl Outbox {
             queue.open.truncate(start);
             return Err(err);
         }
-        self.queued(queue, len);
+        let first = queue.count(len);
+        drop(guard);
+        self.wake_if(first);
         Ok(())
     }
 
     /// Queues an encoded frame if there is room now.
     pub(crate) fn try_queue(&self, frame: &Bytes, id: ConnectionId) -> Result<(), NotQueued> {
-        let queue = self.lock();
+        let mut guard = self.lock();
         if self.is_closed() {
             return Err(SendError::Closed { id }.into());
         }
         self.take_room(frame.len(), id)?;
-        self.push(queue, frame);
+        let first = guard.get_or_insert_default().push(frame);
+        drop(guard);
+        self.wake_if(first);
         Ok(())
     }
 
@@ -232,12 +260,14 @@ impl Outbox {
             .acquire_many(permits)
             .await
             .map_err(|_| SendError::Closed { id })?;
-        let queue = self.lock();
+        let mut guard = self.lock();
         if self.is_closed() {
             return Err(SendError::Closed { id });
         }
         permit.forget();
-        self.push(queue, frame);
+        let first = guard.get_or_insert_default().push(frame);
+        drop(guard);
+        self.wake_if(first);
         Ok(())
     }
 
@@ -254,38 +284,50 @@ impl Outbox {
         }
     }
 
-    /// Appends an encoded frame whose room is taken.
-    fn push(&self, mut queue: MutexGuard<'_, Queue>, frame: &Bytes) {
-        if frame.len() < OWN_SEGMENT {
-            queue.open.extend_from_slice(frame);
-        } else {
-            let queue = &mut *queue;
-            if !queue.open.is_empty() {
-                queue.segments.push_back(Segment::Batch(queue.open.split()));
-            }
-            queue.segments.push_back(Segment::Shared(frame.clone()));
+    /// Wakes the writer for the first frame since it last took: it takes all it finds.
+    fn wake_if(&self, first: bool) {
+        if first {
+            self.shared.ready.wake();
         }
-        self.queued(queue, frame.len());
+    }
+}
+
+impl Queue {
+    /// Appends an encoded frame whose room is taken; says whether it is the first since the
+    /// writer last took.
+    fn push(&mut self, frame: &Bytes) -> bool {
+        if frame.len() < OWN_SEGMENT {
+            self.open.extend_from_slice(frame);
+        } else {
+            if !self.open.is_empty() {
+                self.segments.push_back(Segment::Batch(self.open.split()));
+            }
+            self.segments.push_back(Segment::Shared(frame.clone()));
+        }
+        self.count(frame.len())
     }
 
-    /// Counts a frame of `len` bytes just appended, and wakes the writer if it is the first
-    /// since the writer last took: the writer takes all it finds.
-    fn queued(&self, mut queue: MutexGuard<'_, Queue>, len: usize) {
-        queue.frames.push_back(len);
-        let first = queue.frames.len() == 1;
-        drop(queue);
-        if first {
-            self.shared.ready.notify_one();
-        }
+    /// Counts a frame of `len` bytes just appended; says whether it is the first since the
+    /// writer last took.
+    fn count(&mut self, len: usize) -> bool {
+        self.frames.push_back(len);
+        self.frames.len() == 1
     }
 }
 
 /// The writer's end of an outbox: the frames taken from the queue and not yet confirmed
 /// written (handed whole to the kernel). A client keeps it across its connections and writes
-/// what it holds first on the next one.
+/// what it holds first on the next one. Boxed, and only while frames are taken: an idle
+/// connection holds a null pointer.
 #[derive(Debug, Default)]
 pub(crate) struct OutboxReceiver {
-    /// The lengths of the frames taken and not confirmed, in order.
+    taken: Option<Box<Taken>>,
+}
+
+/// Frames taken from the queue and not yet confirmed written.
+#[derive(Debug, Default)]
+struct Taken {
+    /// The lengths of the frames, in order.
     frames: VecDeque<usize>,
     /// Their bytes; the first segment starts with the first unconfirmed frame.
     segments: VecDeque<Segment>,
@@ -296,12 +338,15 @@ pub(crate) struct OutboxReceiver {
 impl OutboxReceiver {
     /// Frames queued or taken, not yet confirmed written.
     pub(crate) fn unsent(&self, outbox: &Outbox) -> usize {
-        self.frames.len() + outbox.lock().frames.len()
+        let taken = self.taken.as_ref().map_or(0, |taken| taken.frames.len());
+        taken + outbox.lock().as_ref().map_or(0, |queue| queue.frames.len())
     }
 
     /// Whether frames are taken and not yet confirmed.
     pub(crate) fn has_taken(&self) -> bool {
-        !self.frames.is_empty()
+        self.taken
+            .as_ref()
+            .is_some_and(|taken| !taken.frames.is_empty())
     }
 
     /// Refuses further frames; those already queued can still be drained.
@@ -314,26 +359,28 @@ impl OutboxReceiver {
     /// Starts a new connection: the first frame not confirmed is written again whole (the
     /// receiver discards a cut frame as truncated, so it is neither lost nor duplicated).
     pub(crate) fn restart(&mut self) {
-        self.written = 0;
+        if let Some(taken) = &mut self.taken {
+            taken.written = 0;
+        }
     }
 
     /// Moves every queued frame behind those taken; false when nothing was queued.
     pub(crate) fn take(&mut self, outbox: &Outbox) -> bool {
-        let mut queue = outbox.lock();
-        if queue.frames.is_empty() {
+        let mut guard = outbox.lock();
+        let Some(queue) = guard.as_mut().filter(|queue| !queue.frames.is_empty()) else {
             return false;
-        }
-        let queue = &mut *queue;
-        if self.frames.is_empty() {
+        };
+        let taken = self.taken.get_or_insert_default();
+        if taken.frames.is_empty() {
             // The emptied deque becomes the queue's: no allocation per batch.
-            std::mem::swap(&mut queue.frames, &mut self.frames);
+            std::mem::swap(&mut queue.frames, &mut taken.frames);
         } else {
-            self.frames.append(&mut queue.frames);
+            taken.frames.append(&mut queue.frames);
         }
-        self.segments.append(&mut queue.segments);
+        taken.segments.append(&mut queue.segments);
         if !queue.open.is_empty() {
             // The rest of the buffer stays the queue's, for the next frames.
-            self.segments.push_back(Segment::Batch(queue.open.split()));
+            taken.segments.push_back(Segment::Batch(queue.open.split()));
         }
         true
     }
@@ -341,9 +388,12 @@ impl OutboxReceiver {
     /// Fills `slices` with what is left to write, first the rest of the first frame; returns
     /// how many it filled.
     pub(crate) fn unwritten<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let Some(taken) = &self.taken else {
+            return 0;
+        };
         let mut filled = 0;
-        for (index, segment) in self.segments.iter().enumerate() {
-            let from = if index == 0 { self.written } else { 0 };
+        for (index, segment) in taken.segments.iter().enumerate() {
+            let from = if index == 0 { taken.written } else { 0 };
             let Some(rest) = segment.bytes().get(from..).filter(|rest| !rest.is_empty()) else {
                 continue;
             };
@@ -359,20 +409,23 @@ impl OutboxReceiver {
     /// Counts `count` more bytes written, and confirms the frames now written whole: their
     /// room is given back.
     pub(crate) fn written(&mut self, outbox: &Outbox, count: usize) {
-        self.written += count;
+        let Some(taken) = &mut self.taken else {
+            return;
+        };
+        taken.written += count;
         let mut released = 0usize;
-        while let Some(&len) = self.frames.front() {
-            if len > self.written {
+        while let Some(&len) = taken.frames.front() {
+            if len > taken.written {
                 break;
             }
-            self.frames.pop_front();
-            self.written -= len;
+            taken.frames.pop_front();
+            taken.written -= len;
             released += permits_for(len, outbox.shared.capacity) as usize;
             // A frame lies within one segment: drop its bytes, and the segment once empty.
-            if let Some(segment) = self.segments.front_mut() {
+            if let Some(segment) = taken.segments.front_mut() {
                 segment.advance(len);
                 if segment.bytes().is_empty() {
-                    self.segments.pop_front();
+                    taken.segments.pop_front();
                 }
             }
         }
@@ -384,29 +437,29 @@ impl OutboxReceiver {
     /// Waits until frames are queued and takes them (`false`), or until `closed` says so
     /// (`true`): whoever makes it say so wakes the outbox next.
     pub(crate) async fn take_or(&mut self, outbox: &Outbox, closed: impl Fn() -> bool) -> bool {
-        loop {
+        std::future::poll_fn(|cx| {
+            // Registered before the checks: a frame or a close after them wakes this task.
+            outbox.register(cx);
             if self.take(outbox) {
-                return false;
+                return std::task::Poll::Ready(false);
             }
             if closed() {
-                return true;
+                return std::task::Poll::Ready(true);
             }
-            // `notify_one` keeps a permit when the writer is not waiting: no wake-up is lost
-            // between the check above and this wait.
-            outbox.notified().await;
-        }
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     /// Gives back the queue's and the writer's buffers while they are empty: an idle
     /// connection holds none.
     pub(crate) fn release_buffers(&mut self, outbox: &Outbox) {
-        if self.frames.is_empty() {
-            self.frames = VecDeque::new();
-            self.segments = VecDeque::new();
+        if !self.has_taken() {
+            self.taken = None;
         }
         let mut queue = outbox.lock();
-        if queue.frames.is_empty() {
-            *queue = Queue::default();
+        if queue.as_ref().is_some_and(|queue| queue.frames.is_empty()) {
+            *queue = None;
         }
     }
 }

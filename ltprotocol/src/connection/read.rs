@@ -17,12 +17,13 @@
 use std::collections::VecDeque;
 use std::io;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::handle::ConnectionHandle;
@@ -55,8 +56,8 @@ pub(super) struct ReadState {
     /// When the keepalive probe was sent, if one is unanswered.
     probe_sent: Option<Instant>,
     /// Read chunks that delivered bodies still hold: kept across spells, since an idle
-    /// connection's bodies may still be held.
-    pinned: Pinned,
+    /// connection's bodies may still be held; boxed, and only while there are any.
+    pinned: Option<Box<Pinned>>,
 }
 
 /// What the read loop waits for besides bytes.
@@ -75,7 +76,7 @@ impl ReadState {
             last_arrival: Instant::now(),
             partial_since: None,
             probe_sent: None,
-            pinned: Pinned::default(),
+            pinned: None,
         }
     }
 
@@ -222,11 +223,20 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
     async fn deliver_buffered(
         &self,
         buf: &mut BytesMut,
-        pinned: &mut Pinned,
+        pinned: &mut Option<Box<Pinned>>,
     ) -> Result<bool, DisconnectReason> {
         // What a slice of the chunk keeps alive: the buffer's whole allocation.
         let footprint = buf.capacity();
-        let share = pinned.within_bound();
+        let share = match pinned {
+            Some(held) => {
+                let within = held.within_bound();
+                if held.chunks.is_empty() {
+                    *pinned = None;
+                }
+                within
+            }
+            None => true,
+        };
         let chunk = std::mem::take(buf).freeze();
         let mut delivered = 0;
         let result = self.deliver_chunk(&chunk, &mut delivered, share).await;
@@ -237,7 +247,7 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
             }
             Err(chunk) => {
                 let rest = BytesMut::from(chunk.get(delivered..).unwrap_or_default());
-                pinned.watch(chunk, footprint);
+                pinned.get_or_insert_default().watch(chunk, footprint);
                 rest
             }
         };
@@ -400,22 +410,40 @@ where
         let deadline = state.deadline(options);
         let read_size = state.read_size;
         let fill = async {
-            if buf.capacity() == 0 {
-                // An idle connection holds no read buffer: it waits until bytes are there to
-                // read, when its stream can tell.
-                quiet.store(true, Ordering::Relaxed);
-                let ready = std::future::poll_fn(|cx| {
-                    reader
-                        .poll_read_ready(cx)
-                        .unwrap_or(std::task::Poll::Ready(Ok(())))
+            loop {
+                if buf.capacity() == 0 {
+                    // An idle connection holds no read buffer: it waits until bytes are there
+                    // to read, when its stream can tell.
+                    quiet.store(true, Ordering::Relaxed);
+                    let ready = std::future::poll_fn(|cx| {
+                        reader.poll_read_ready(cx).unwrap_or(Poll::Ready(Ok(())))
+                    })
+                    .await;
+                    quiet.store(false, Ordering::Relaxed);
+                    ready?;
+                }
+                reserve(buf, read_size, next_frame);
+                let spare = buf.capacity() - buf.len();
+                let read = std::future::poll_fn(|cx| {
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, &mut *buf) {
+                        // Ready was a guess (a new stream, say): with nothing buffered, the
+                        // buffer goes back and the wait is for readiness again.
+                        Poll::Pending
+                            if buf.is_empty()
+                                && reader.poll_read_ready(cx).is_some_and(|r| r.is_pending()) =>
+                        {
+                            *buf = BytesMut::new();
+                            Poll::Ready(None)
+                        }
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(read) => Poll::Ready(Some(read)),
+                    }
                 })
                 .await;
-                quiet.store(false, Ordering::Relaxed);
-                ready?;
+                if let Some(read) = read {
+                    return read.map(|n| (n, spare));
+                }
             }
-            reserve(buf, read_size, next_frame);
-            let spare = buf.capacity() - buf.len();
-            reader.read_buf(&mut *buf).await.map(|n| (n, spare))
         };
         let read: io::Result<(usize, usize)> = match deadline {
             Some((at, what)) => match tokio::time::timeout_at(at, fill).await {

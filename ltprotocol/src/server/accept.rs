@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 use super::ServerInner;
 use super::limits::Registration;
@@ -48,11 +48,9 @@ pub(super) async fn accept_loop<P, H, F>(
                 }
                 let accepted = Accepted::new(inner.clone(), stream, peer);
                 if let Some(handler) = accepted.handler(&mut make) {
-                    let handle = &accepted.registration.handle;
-                    let span = info_span!("connection", id = %handle.id(), peer = %handle.peer());
                     inner
                         .tracker
-                        .spawn(run_connection::<P, H>(accepted, handler).instrument(span));
+                        .spawn(run_connection::<P, H>(accepted, handler));
                 }
             }
             Err(err) if is_per_connection(&err) => {
@@ -108,9 +106,6 @@ impl Accepted {
             local,
             outbox,
             inner.codec.clone(),
-            // No parent: `shutdown` closes every registered connection itself, and one
-            // registered as it began closes itself.
-            None,
             inner.options.correlation.as_ref(),
         );
         Self {
@@ -138,66 +133,76 @@ impl Accepted {
 
 /// A connection's task: TLS (if the server speaks it), registration, the connection itself,
 /// then its end: the `disconnected` callback, and its places given back.
-async fn run_connection<P: Protocol, H: Handler<P>>(accepted: Accepted, handler: H) {
+///
+/// Its parts are taken apart before the `async` block, which then holds each once: an `async
+/// fn` would keep its argument and the parts taken out of it, twice the room for every
+/// connection, idle or not (see `connection`'s docs on what an idle connection holds).
+fn run_connection<P: Protocol, H: Handler<P>>(
+    accepted: Accepted,
+    handler: H,
+) -> impl Future<Output = ()> {
     let Accepted {
         registration,
         stream,
         mut queue,
     } = accepted;
-    let handle = &registration.handle;
-    let inner = &registration.inner;
-    #[cfg_attr(not(feature = "tls"), allow(unused_labels))]
-    let reason = 'opened: {
-        // TLS first: a connection that fails it is never registered nor reported connected,
-        // only disconnected, with the reason.
-        #[cfg(feature = "tls")]
-        let transport = match &inner.tls {
-            Some(tls) => {
-                match Box::pin(crate::transport::tls_stream::accept(
-                    stream,
-                    tls,
-                    handle,
-                    &inner.shutdown,
-                ))
-                .await
-                {
-                    Ok(transport) => transport,
-                    Err(reason) => break 'opened reason,
+    async move {
+        let handle = &registration.handle;
+        let inner = &registration.inner;
+        #[cfg_attr(not(feature = "tls"), allow(unused_labels))]
+        let reason = 'opened: {
+            // TLS first: a connection that fails it is never registered nor reported connected,
+            // only disconnected, with the reason.
+            #[cfg(feature = "tls")]
+            let transport = match &inner.tls {
+                Some(tls) => {
+                    match Box::pin(crate::transport::tls_stream::accept(
+                        stream,
+                        tls,
+                        handle,
+                        &inner.shutdown,
+                    ))
+                    .await
+                    {
+                        Ok(transport) => transport,
+                        Err(reason) => break 'opened reason,
+                    }
                 }
+                None => Transport::plain(stream),
+            };
+            #[cfg(not(feature = "tls"))]
+            let transport = Transport::plain(stream);
+            inner.registry().insert(handle.id(), handle.clone());
+            if inner.shutdown.is_cancelled() {
+                // Accepted just before the shutdown began: it closes with the others' reason.
+                handle.close_with(DisconnectReason::Shutdown);
             }
-            None => Transport::plain(stream),
+            info!(conn = %handle.id(), peer = %handle.peer(), "connected");
+            let transport = Mutex::new(transport);
+            let mut drive = std::pin::pin!(connection::drive::<P, H>(
+                &transport,
+                handle,
+                &mut queue,
+                &handler,
+                &inner.options,
+                || {},
+            ));
+            std::future::poll_fn(|cx| connection::poll_in_span(handle.span(), drive.as_mut(), cx))
+                .await
         };
-        #[cfg(not(feature = "tls"))]
-        let transport = Transport::plain(stream);
-        inner.registry().insert(handle.id(), handle.clone());
-        if inner.shutdown.is_cancelled() {
-            // Accepted just before the shutdown began: it closes with the others' reason.
-            handle.close_with(DisconnectReason::Shutdown);
-        }
-        info!("connected");
-        let transport = Mutex::new(transport);
-        connection::drive::<P, H>(
-            &transport,
-            handle,
-            &mut queue,
-            &handler,
-            &inner.options,
-            || {},
-        )
-        .await
-    };
-    handle.mark_disconnected();
-    let outbox = handle.outbox();
-    queue.close(outbox);
-    let unsent = queue.unsent(outbox);
-    handle.set_unsent_frames(unsent);
-    inner.unsent.fetch_add(unsent, Ordering::Relaxed);
-    registration.release();
-    log_disconnect(handle, &reason, unsent);
-    // Boxed: run once, at the end; its state is not carried for the connection's life.
-    Box::pin(disconnected(&registration, &handler, reason)).await;
-    // The place under the connection limit is given back as `registration` drops, after
-    // the callback.
+        handle.mark_disconnected();
+        let outbox = handle.outbox();
+        queue.close(outbox);
+        let unsent = queue.unsent(outbox);
+        handle.set_unsent_frames(unsent);
+        inner.unsent.fetch_add(unsent, Ordering::Relaxed);
+        registration.release();
+        log_disconnect(handle, &reason, unsent);
+        // Boxed: run once, at the end; its state is not carried for the connection's life.
+        Box::pin(disconnected(&registration, &handler, reason)).await;
+        // The place under the connection limit is given back as `registration` drops, after
+        // the callback.
+    }
 }
 
 /// Calls the `disconnected` callback. An application that stopped reading its event stream
@@ -236,5 +241,51 @@ pub(crate) fn log_disconnect(handle: &ConnectionHandle, reason: &DisconnectReaso
             info!(conn = %id, %peer, reason = %detail, unsent, "disconnected");
         }
         _ => warn!(conn = %id, %peer, reason = %detail, unsent, "disconnected"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{Accepted, run_connection};
+    use crate::transport::{Addr, BoxStream};
+    use crate::{ConnectionHandle, Handler, HeaderFields, HeaderLayout, Server, Unknown};
+
+    struct Quiet;
+
+    impl Handler<Unknown> for Quiet {
+        async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: &HeaderFields) {}
+    }
+
+    /// What an idle connection costs is mostly its task (see `connection`'s docs): tokio
+    /// aligns a task's cell to 128 bytes and adds about 104 bytes of its own to the future
+    /// (and the task tracker 8), so a future of up to 400 bytes keeps the cell at 512 bytes
+    /// (about 1.5 KB per idle connection in all, BENCHMARKS.md), one of 401 makes it 640.
+    #[tokio::test]
+    async fn a_connection_task_fits_a_512_byte_cell() {
+        let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
+            .bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let accepted = Accepted::new(
+            server.inner.clone(),
+            Box::new(stream) as BoxStream,
+            Addr::Tcp(peer),
+        );
+        let task = run_connection::<Unknown, _>(accepted, Arc::new(Quiet));
+        let size = size_of_val(&task);
+        assert!(
+            size <= 400,
+            "a connection's future is {size} bytes: over 400, its task no longer fits a \
+             512-byte cell"
+        );
     }
 }
