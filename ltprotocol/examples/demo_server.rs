@@ -58,10 +58,7 @@ async fn main() -> std::io::Result<()> {
     let server = Server::<Demo>::builder(HeaderLayout::ltprotocol())
         .bind(&addr)
         .await?;
-    println!(
-        "server: listening on {}",
-        server.local_addr().as_tcp().unwrap()
-    );
+    println!("server: listening on {}", server.local_addr());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(DemoServer).await });
     tokio::signal::ctrl_c().await?;

@@ -28,10 +28,7 @@ async fn main() -> std::io::Result<()> {
     let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
         .bind(&addr)
         .await?;
-    println!(
-        "echo: listening on {}",
-        server.local_addr().as_tcp().unwrap()
-    );
+    println!("echo: listening on {}", server.local_addr());
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(Echo).await });
     tokio::signal::ctrl_c().await?;

@@ -104,7 +104,7 @@ async fn main() -> std::io::Result<()> {
         .await?;
     emit(format!(
         r#"{{"event":"listening","addr":"{}"}}"#,
-        server.local_addr().as_tcp().unwrap()
+        server.local_addr()
     ));
     let serving = server.clone();
     tokio::spawn(async move { serving.serve(Controller).await });

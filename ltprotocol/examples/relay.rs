@@ -20,8 +20,8 @@ impl Handler<Unknown> for Relay {
     }
 
     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
-        let _ = fields;
-        if let Err(err) = self.server.broadcast_except(&msg, conn.id()) {
+        // Encoded once, queued to every other client without waiting.
+        if let Err(err) = self.server.broadcast_except_with(&msg, fields, conn.id()) {
             eprintln!("relay: cannot relay from {conn}: {err}");
         }
     }
@@ -43,10 +43,7 @@ async fn main() -> std::io::Result<()> {
     let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
         .bind(&addr)
         .await?;
-    println!(
-        "relay: listening on {}",
-        server.local_addr().as_tcp().unwrap()
-    );
+    println!("relay: listening on {}", server.local_addr());
     let relay = Relay {
         server: server.clone(),
     };

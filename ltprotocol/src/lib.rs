@@ -1,5 +1,6 @@
-//! Framing, typed messages, servers and reconnecting clients for TCP protocols whose every
-//! message starts with a header carrying its **length** and **type**.
+//! Framing, typed messages, servers and reconnecting clients for protocols whose every
+//! message starts with a header carrying its **length** and **type**, over TCP, Unix-domain
+//! sockets or any other byte stream.
 //!
 //! The default wire format is byte-compatible with the Python package `ltprotocol` 0.2.1:
 //! big-endian, a `u16` length counting the whole message (header included), then a `u8` type.
@@ -8,18 +9,50 @@
 //!
 //! # Layout
 //!
-//! Bottom to top, each layer using only the one below:
+//! Bottom to top, a bullet per module. First the sans-IO core (bytes in, frames and messages
+//! out; no sockets, clock or tasks):
 //!
 //! * [`layout`]: [`HeaderLayout`], where the header's fields sit; presets
 //!   [`HeaderLayout::ltprotocol`] and [`HeaderLayout::openflow`].
-//! * [`codec`]: [`FrameCodec`], a tokio-util `Decoder`/`Encoder` between bytes and [`Frame`]s,
-//!   with limits checked from the header alone and typed errors.
-//! * [`message`] and [`protocol`]: [`Message`] (a type number and a body, usually derived)
-//!   and [`Protocol`] (an enum of messages decoded by type number, with an [`Unknown`] arm),
-//!   both decoded in place from a borrowed [`Body`], whose kept bytes never pin more than
-//!   [`MAX_PIN_RATIO`] times their size.
+//! * [`codec`]: [`FrameCodec`], a tokio-util `Decoder`/`Encoder` between bytes and frames, with
+//!   limits checked from the header alone and typed errors ([`FrameError`], [`EncodeError`]).
+//! * [`frame`]: [`Frame`], one message as it crossed the wire (its [`MessageType`],
+//!   [`HeaderFields`] and body), and [`FrameRef`], the same seen in place.
+//! * [`message`]: [`Message`], a type number and a body (usually derived), its fields'
+//!   [`Wire`] format, and [`Body`], the borrowed body messages decode from in place.
+//! * [`protocol`]: [`Protocol`], an enum of messages decoded by type number with an
+//!   [`Unknown`] arm, and [`ProtocolCodec`], its typed codec for `Framed`.
+//!
+//! Then the runtime, over any byte stream:
+//!
+//! * [`transport`]: the streams connections run over ([`Stream`]: TCP, Unix, in-memory, any
+//!   `AsyncRead + AsyncWrite`), where they come from ([`Listener`], [`transport::Connector`])
+//!   and who is at the other end ([`Addr`]).
+//! * [`handshake`]: the [`Handshake`] hook run on every connection and reconnection before
+//!   anything queued is sent, bounded by its timeout and [`HandshakeBacklog`].
+//! * [`request`]: requests paired with their replies on a header field ([`Correlation`],
+//!   OpenFlow's `xid`), and multi-part replies ([`ReplyStream`]).
+//! * [`connection`]: one live connection, from its handshake to its end: its
+//!   [`ConnectionHandle`], why it ended ([`DisconnectReason`]), and the settings both sides
+//!   share ([`Builder`], [`Timeouts`], [`Keepalive`]).
+//! * [`handler`]: how the application takes what arrives: a [`Handler`] (async callbacks, the
+//!   ordinary path) or a stream of [`Event`]s.
+//! * [`server`]: [`Server`], bound or given a listener by its [`ServerBuilder`]: accepting,
+//!   connection limits, broadcast, graceful shutdown.
+//! * [`client`]: [`ReconnectingClient`], made by its [`ClientBuilder`]: connects in the
+//!   background, reconnects with [`Backoff`], and queues what is sent meanwhile.
 //! * `tls` (feature `tls`, on by default): TLS and mutual TLS for the same servers and
 //!   clients, through tokio-rustls.
+//!
+//! Then what is built on the public API alone:
+//!
+//! * `openflow` (feature `openflow`, on by default): OpenFlow 1.3: its layout, common
+//!   messages, HELLO + FEATURES handshake, echo auto-reply and keepalive.
+//! * `demo` (feature `derive`, on by default): the ancestor's example protocol, `NumMsg` and
+//!   `StrMsg`, as the examples, `ltp demo` and the tests use it.
+//!
+//! `fuzzing`, the entry points the fuzz targets share with the corpus tests, is hidden from
+//! these docs and has no stability promise.
 //!
 //! # Quick start: the ancestor's example protocol
 //!

@@ -28,7 +28,7 @@ use crate::output::Stdout;
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
     /// The server: `HOST:PORT`, or `unix:PATH` for a Unix-domain socket.
-    #[arg(value_parser = Endpoint::parse)]
+    #[arg(value_parser = Endpoint::parse_target)]
     addr: Endpoint,
     #[command(flatten)]
     common: Common,

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
 
@@ -13,6 +14,7 @@ use ltprotocol::{
     ReconnectingClient, Server,
 };
 
+use super::signals::Signals;
 use crate::output::Stdout;
 
 /// `ltp demo` options.
@@ -150,17 +152,19 @@ fn client_builder() -> ltprotocol::ClientBuilder<Demo> {
 pub(crate) async fn run(args: DemoArgs, out: Stdout) -> anyhow::Result<ExitCode> {
     match args.role {
         Some(Role::Server { listen }) => {
+            let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
             let server = bind(&listen, &out).await?;
             let serving = server.clone();
             tokio::spawn(async move { serving.serve(DemoServer { out }).await });
-            super::serve::wait_for_signal().await;
+            signals.recv().await;
             server.shutdown(Duration::from_secs(5)).await;
             Ok(ExitCode::SUCCESS)
         }
         Some(Role::Client { connect }) => {
+            let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
             let (rounds, _done) = mpsc::unbounded_channel();
             let client = client_builder().connect_with_handler(connect, DemoClient { out, rounds });
-            super::serve::wait_for_signal().await;
+            signals.recv().await;
             client.close(Duration::from_secs(2)).await;
             Ok(ExitCode::SUCCESS)
         }

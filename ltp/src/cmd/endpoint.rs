@@ -84,6 +84,20 @@ impl Endpoint {
         }
     }
 
+    /// Parses where to connect: `unix:PATH` or `host:port`; `fd:N` is for listening only, so
+    /// it is a usage error here, as a missing port is.
+    pub(crate) fn parse_target(text: &str) -> Result<Self, String> {
+        match Self::parse(text) {
+            Ok(Self::Fd(fd)) => Err(format!(
+                "fd:{fd} is for listening; connect to host:port or unix:PATH"
+            )),
+            Err(_) if !text.starts_with("unix:") => Err(format!(
+                "{text}: expected host:port or unix:PATH (a port is needed)"
+            )),
+            parsed => parsed,
+        }
+    }
+
     /// Starts a reconnecting client to here.
     pub(crate) fn connect<P: Protocol, H: Handler<P>>(
         &self,
@@ -93,6 +107,7 @@ impl Endpoint {
         match self {
             Self::Tcp(addr) => Ok(builder.connect_with_handler(addr.as_str(), handler)),
             Self::Unix(path) => Ok(builder.connect_with_handler(UnixConnector::new(path), handler)),
+            // `parse_target` refuses it on the command line.
             Self::Fd(fd) => {
                 anyhow::bail!("fd:{fd} is for listening; connect to host:port or unix:PATH")
             }
@@ -123,5 +138,18 @@ mod tests {
         assert!(Endpoint::parse("unix:").is_err());
         assert!(Endpoint::parse("127.0.0.1").is_err());
         assert!(Endpoint::parse("localhost:http").is_err());
+        assert_eq!(
+            Endpoint::parse_target("unix:/run/x.sock"),
+            Ok(Endpoint::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            Endpoint::parse_target("fd:3"),
+            Err("fd:3 is for listening; connect to host:port or unix:PATH".into())
+        );
+        assert_eq!(
+            Endpoint::parse_target("127.0.0.1"),
+            Err("127.0.0.1: expected host:port or unix:PATH (a port is needed)".into())
+        );
+        assert!(Endpoint::parse_target("unix:").is_err());
     }
 }

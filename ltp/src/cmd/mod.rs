@@ -5,6 +5,7 @@ pub(crate) mod connect;
 pub(crate) mod demo;
 pub(crate) mod endpoint;
 pub(crate) mod serve;
+pub(crate) mod signals;
 
 use ltp::schema::Schema;
 use ltprotocol::{ConnectionHandle, Frame, HeaderFields, HeaderLayout, Unknown};

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -13,6 +14,7 @@ use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, Serv
 
 use super::Setup;
 use super::endpoint::Endpoint;
+use super::signals::Signals;
 use crate::Common;
 use crate::output::Stdout;
 
@@ -134,6 +136,7 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     if let Some(tls) = server_tls(&args)? {
         builder.tls(tls);
     }
+    let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let server = args.listen.bind(&builder).await?;
     setup
         .output
@@ -151,7 +154,7 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     let _ = handler.server.set(server.clone());
     let serving = server.clone();
     let serve_task = tokio::spawn(async move { serving.serve(handler).await });
-    let signal = wait_for_signal().await;
+    let signal = signals.recv().await;
     tracing::info!(signal, "stopping");
     let deadline =
         Duration::try_from_secs_f64(args.shutdown_timeout).unwrap_or(Duration::from_secs(5));
@@ -182,27 +185,4 @@ fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ltp::ConfigError> {
         .build()
         .map_err(|err| ltp::ConfigError::Invalid(ltprotocol::error_chain(&err)))?;
     Ok(Some(tls))
-}
-
-/// Waits for SIGINT or SIGTERM; returns which.
-pub(crate) async fn wait_for_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    }
 }

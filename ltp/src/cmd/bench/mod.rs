@@ -186,10 +186,9 @@ struct ServeArgs {
     tls_ca_out: Option<PathBuf>,
     /// How the server receives DATA: `inspect` counts it in place in the read buffer
     /// (`Handler::inspect`); `frame` takes every frame as a frame-level `Unknown` (type,
-    /// fields, `Bytes` body) and counts DATA in `Handler::try_message`; `typed` decodes every
-    /// frame into a derived protocol enum and counts DATA in `Handler::try_message`;
-    /// `typed-async` decodes it the same and takes every message through `Handler::message`,
-    /// a future each.
+    /// fields, `Bytes` body) and counts DATA in `Handler::message`; `typed-async` (or
+    /// `typed`) decodes every frame into a derived protocol enum and takes it through
+    /// `Handler::message`, the ordinary path.
     #[arg(long, value_enum, default_value_t = server::Api::Inspect)]
     api: server::Api,
     #[command(flatten)]

@@ -16,6 +16,7 @@ use ltprotocol::{
 };
 
 use super::{DATA, ECHO, END, FANOUT, REPORT, WireArgs};
+use crate::cmd::signals::Signals;
 
 /// A FANOUT yields to the runtime after this many rounds, so that the connections' writers
 /// drain their outboxes while it goes on (on a single-thread runtime too). Large enough that
@@ -386,11 +387,12 @@ pub(super) async fn serve_command(
 }
 
 async fn serve_until_signal<P: Protocol>(server: Server<P>) -> anyhow::Result<ExitCode> {
+    let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     println!(
         "{}",
         json!({"event": "listening", "addr": server.local_addr().to_string()})
     );
-    let signal = wait_for_signal().await;
+    let signal = signals.recv().await;
     tracing::info!(signal, "stopping");
     let report = server.shutdown(Duration::from_secs(5)).await;
     println!(
@@ -398,21 +400,6 @@ async fn serve_until_signal<P: Protocol>(server: Server<P>) -> anyhow::Result<Ex
         json!({"event": "shutdown", "connections": report.connections, "forced": report.forced})
     );
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    "SIGINT"
 }
 
 #[cfg(test)]
