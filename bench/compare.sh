@@ -11,12 +11,11 @@
 # its PID. Every run checks its REPORTs (the raw sink: its byte count); an unverified run is
 # left out and reported.
 # Implementations: ltp-codec (ltp bench serve, counting DATA in place with Handler::inspect, +
-# ltp client on FrameCodec), ltp-frame, ltp-typed and ltp-typed-async (one-way 16 B only: the
-# same client; the server takes every frame as a frame-level Unknown with a Bytes body, or
-# decoded into a derived enum, and counts DATA synchronously in Handler::try_message, or, for
-# typed-async, in Handler::message, a future each: `ltp bench serve --api frame|typed|
-# typed-async`), ltp-runtime (the ltp-codec server, client through
-# ReconnectingClient::send_wait), handrolled and lengthdelimited
+# ltp client on FrameCodec), ltp-frame and ltp-typed-async (one-way 16 B only: the same client;
+# the server takes every frame through the ordinary async Handler::message, as a frame-level
+# Unknown with a Bytes body, or decoded into a derived enum: `ltp bench serve --api
+# frame|typed-async`), ltp-runtime (the ltp-codec server, client through
+# ReconnectingClient::send, one message at a time), handrolled and lengthdelimited
 # (bench/src/bin/*, current-thread runtimes), ancestor (the Python ltprotocol 0.2.1 on Twisted,
 # its client against its server: bench/ancestor/, set up here in a virtual environment, which
 # needs python3 with venv and the Python package registry the first time); for fan-out only,
@@ -96,7 +95,6 @@ $ANCESTOR_VERSIONS"
 server_cmd() {
     case "$1" in
         ltp-frame) echo "$BIN/ltp bench serve --api frame --listen 127.0.0.1:0 --layout $2" ;;
-        ltp-typed) echo "$BIN/ltp bench serve --api typed --listen 127.0.0.1:0 --layout $2" ;;
         ltp-typed-async) echo "$BIN/ltp bench serve --api typed-async --listen 127.0.0.1:0 --layout $2" ;;
         ltp-*) echo "$BIN/ltp bench serve --listen 127.0.0.1:0 --layout $2" ;;
         handrolled) echo "$BIN/baseline-handrolled serve --listen 127.0.0.1:0 --layout $2" ;;
@@ -136,7 +134,7 @@ impl_load() {
 
 # Workloads: NAME|LAYOUT|MODE ARGS|IMPLEMENTATIONS
 WORKLOADS=(
-    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-frame ltp-typed ltp-typed-async ltp-runtime handrolled lengthdelimited ancestor"
+    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-frame ltp-typed-async ltp-runtime handrolled lengthdelimited ancestor"
     "oneway16x8|ltprotocol|throughput --body-size 16 --connections 8 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor"
     "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor rawtcp"
     "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor rawtcp"

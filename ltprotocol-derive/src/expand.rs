@@ -81,6 +81,7 @@ pub(crate) fn wire(input: &WireStruct) -> TokenStream {
                 #(#writes)*
             }
 
+            #[inline]
             fn read(
                 #r: &mut ::ltprotocol::BodyReader<'_>,
             ) -> ::core::result::Result<Self, ::ltprotocol::BodyError> {
@@ -213,6 +214,7 @@ fn protocol_impl(input: &ProtocolEnum) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl ::ltprotocol::Protocol for #ident {
+            #[inline]
             fn decode(
                 #message_type: ::ltprotocol::MessageType,
                 #body: ::ltprotocol::Body<'_>,

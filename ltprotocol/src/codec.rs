@@ -658,6 +658,23 @@ impl FrameCodec {
         self.read_length_and_type(src).map(Some)
     }
 
+    /// [`peek`](Self::peek)'s usual case, answered in registers: the length and type of a
+    /// whole header that the one-load read accepts; `None` for anything else (an incomplete
+    /// header, a layout without the one-load read, a length to refuse), which `peek` decides.
+    #[inline(always)]
+    pub(crate) fn peek_usual(&self, src: &[u8]) -> Option<(usize, MessageType)> {
+        if src.len() < self.layout.header_len() {
+            return None;
+        }
+        self.head_word.and_then(|w| w.read(src, self.max_inbound))
+    }
+
+    /// Whether the layout has extra header fields to read.
+    #[inline(always)]
+    pub(crate) fn has_extra_fields(&self) -> bool {
+        !self.layout.extra_fields().is_empty()
+    }
+
     /// Like [`peek`](Self::peek), the whole length only.
     ///
     /// # Errors

@@ -662,6 +662,7 @@ pub trait Message: Wire {
     /// # Errors
     ///
     /// A [`DecodeError`] naming this type when the body does not decode.
+    #[inline]
     fn decode_body<'a>(body: impl Into<Body<'a>>, order: ByteOrder) -> Result<Self, DecodeError> {
         let mut r = BodyReader::new(body, order);
         Self::read(&mut r)

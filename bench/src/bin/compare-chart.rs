@@ -43,7 +43,6 @@ fn colour(implementation: &str) -> RGBColor {
     match implementation {
         "ltp-codec" => RGBColor(31, 119, 180),
         "ltp-frame" => RGBColor(23, 190, 207),
-        "ltp-typed" => RGBColor(158, 218, 229),
         "ltp-typed-async" => RGBColor(188, 189, 34),
         "ltp-runtime" => RGBColor(122, 174, 214),
         "handrolled" => RGBColor(255, 127, 14),

@@ -161,7 +161,6 @@ fn main() -> ExitCode {
     let mut order: Vec<String> = vec![
         "ltp-codec".into(),
         "ltp-frame".into(),
-        "ltp-typed".into(),
         "ltp-typed-async".into(),
         "ltp-runtime".into(),
         BASELINE.into(),

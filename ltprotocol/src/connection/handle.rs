@@ -121,6 +121,7 @@ impl ConnectionHandle {
     }
 
     /// The outbox this connection's writer drains.
+    #[inline]
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.inner.outbox
     }
@@ -407,6 +408,7 @@ impl ConnectionHandle {
 
     /// Counts one received frame. Only the connection's task writes the count: a plain load
     /// and store, no locked add.
+    #[inline]
     pub(crate) fn count_received(&self) {
         let received = &self.inner.received;
         received.store(received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -424,6 +426,7 @@ impl ConnectionHandle {
         }
     }
 
+    #[inline]
     pub(crate) fn request_table(&self) -> Option<&Arc<RequestTable>> {
         self.inner.requests.as_ref()
     }

@@ -60,10 +60,19 @@ struct Shared {
 struct Queue {
     /// Each frame's length, in order.
     frames: VecDeque<usize>,
+    /// Their bytes and the room they hold, in all.
+    totals: Totals,
     /// Their bytes, in order: the segments, then `open`.
     segments: VecDeque<Segment>,
     /// The batch small frames are encoded into.
     open: BytesMut,
+}
+
+/// The bytes of a run of frames, and the room (permits) they hold in the outbox.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    bytes: usize,
+    permits: usize,
 }
 
 /// Bytes of whole frames, in order.
@@ -127,6 +136,7 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
 }
 
 impl Outbox {
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Option<Box<Queue>>> {
         // Every critical section leaves the queue whole: usable after a panic elsewhere.
         self.shared
@@ -139,6 +149,7 @@ impl Outbox {
         self.shared.capacity
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
@@ -151,6 +162,7 @@ impl Outbox {
     }
 
     /// Whether [`drain`](Self::drain) was called.
+    #[inline]
     pub(crate) fn is_draining(&self) -> bool {
         self.shared.draining.load(Ordering::Acquire)
     }
@@ -197,7 +209,7 @@ impl Outbox {
             queue.open.truncate(start);
             return Err(err);
         }
-        let first = queue.count(len);
+        let first = queue.count(len, self.shared.capacity);
         drop(guard);
         self.wake_if(first);
         Ok(())
@@ -210,7 +222,9 @@ impl Outbox {
             return Err(SendError::Closed { id }.into());
         }
         self.take_room(frame.len(), id)?;
-        let first = guard.get_or_insert_default().push(frame);
+        let first = guard
+            .get_or_insert_default()
+            .push(frame, self.shared.capacity);
         drop(guard);
         self.wake_if(first);
         Ok(())
@@ -265,13 +279,16 @@ impl Outbox {
             return Err(SendError::Closed { id });
         }
         permit.forget();
-        let first = guard.get_or_insert_default().push(frame);
+        let first = guard
+            .get_or_insert_default()
+            .push(frame, self.shared.capacity);
         drop(guard);
         self.wake_if(first);
         Ok(())
     }
 
     /// Takes the room a frame of `len` bytes holds, if there is room now.
+    #[inline]
     fn take_room(&self, len: usize, id: ConnectionId) -> Result<(), NotQueued> {
         let permits = permits_for(len, self.shared.capacity);
         match self.shared.budget.try_acquire_many(permits) {
@@ -295,7 +312,7 @@ impl Outbox {
 impl Queue {
     /// Appends an encoded frame whose room is taken; says whether it is the first since the
     /// writer last took.
-    fn push(&mut self, frame: &Bytes) -> bool {
+    fn push(&mut self, frame: &Bytes, capacity: usize) -> bool {
         if frame.len() < OWN_SEGMENT {
             self.open.extend_from_slice(frame);
         } else {
@@ -304,13 +321,15 @@ impl Queue {
             }
             self.segments.push_back(Segment::Shared(frame.clone()));
         }
-        self.count(frame.len())
+        self.count(frame.len(), capacity)
     }
 
-    /// Counts a frame of `len` bytes just appended; says whether it is the first since the
-    /// writer last took.
-    fn count(&mut self, len: usize) -> bool {
+    /// Counts a frame of `len` bytes just appended (the outbox's `capacity` bounds the room
+    /// it holds); says whether it is the first since the writer last took.
+    fn count(&mut self, len: usize, capacity: usize) -> bool {
         self.frames.push_back(len);
+        self.totals.bytes += len;
+        self.totals.permits += permits_for(len, capacity) as usize;
         self.frames.len() == 1
     }
 }
@@ -333,6 +352,8 @@ struct Taken {
     segments: VecDeque<Segment>,
     /// Bytes of the first unconfirmed frame written on this connection.
     written: usize,
+    /// The frames' bytes and room, in all.
+    totals: Totals,
 }
 
 impl OutboxReceiver {
@@ -378,6 +399,9 @@ impl OutboxReceiver {
             taken.frames.append(&mut queue.frames);
         }
         taken.segments.append(&mut queue.segments);
+        taken.totals.bytes += queue.totals.bytes;
+        taken.totals.permits += queue.totals.permits;
+        queue.totals = Totals::default();
         if !queue.open.is_empty() {
             // The rest of the buffer stays the queue's, for the next frames.
             taken.segments.push_back(Segment::Batch(queue.open.split()));
@@ -413,6 +437,15 @@ impl OutboxReceiver {
             return;
         };
         taken.written += count;
+        if taken.written >= taken.totals.bytes {
+            // Everything taken is written (the usual case): confirmed at once.
+            outbox.shared.budget.add_permits(taken.totals.permits);
+            taken.frames.clear();
+            taken.segments.clear();
+            taken.written = 0;
+            taken.totals = Totals::default();
+            return;
+        }
         let mut released = 0usize;
         while let Some(&len) = taken.frames.front() {
             if len > taken.written {
@@ -420,7 +453,10 @@ impl OutboxReceiver {
             }
             taken.frames.pop_front();
             taken.written -= len;
-            released += permits_for(len, outbox.shared.capacity) as usize;
+            let permits = permits_for(len, outbox.shared.capacity) as usize;
+            released += permits;
+            taken.totals.bytes -= len;
+            taken.totals.permits -= permits;
             // A frame lies within one segment: drop its bytes, and the segment once empty.
             if let Some(segment) = taken.segments.front_mut() {
                 segment.advance(len);

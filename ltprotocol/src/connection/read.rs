@@ -177,6 +177,15 @@ pub(super) struct Delivery<'a, P, H> {
     pub(super) _protocol: PhantomData<fn() -> P>,
 }
 
+/// A frame that needs something awaited.
+enum Next {
+    /// The auto-reply rule answers it with this frame (boxed: a rare path, and the common
+    /// one moves nothing large).
+    Answer(Box<Frame>),
+    /// Decode the frame that starts at this offset of the chunk, and hand it to the handler.
+    Deliver(usize),
+}
+
 /// What becomes of a received frame before it is decoded.
 enum Before {
     /// A request took it, or the handler's `inspect` consumed it: nothing more to do.
@@ -259,8 +268,10 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
     /// chunk (`share`), or copied out once kept bodies hold too much. A bad header ends the
     /// connection, after the good frames before it.
     ///
-    /// One loop, each frame's values in locals: only the handler's future is kept across its
-    /// `.await`, and a message it handles without waiting goes straight on to the next frame.
+    /// Frames that need nothing awaited (a request took it, `inspect` consumed it) are done in
+    /// [`next_to_await`](Self::next_to_await)'s synchronous loop; the others are decoded and
+    /// their message future awaited here, where it lies: a message handled without waiting
+    /// goes straight on to the next frame.
     async fn deliver_chunk(
         &self,
         chunk: &Bytes,
@@ -268,20 +279,88 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
         share: bool,
     ) -> Result<(), DisconnectReason> {
         let codec = self.codec();
-        let header_len = codec.layout().header_len();
         loop {
-            let rest = chunk.get(*delivered..).unwrap_or_default();
-            let (frame_len, message_type) = match codec.peek(rest) {
-                Ok(Some(head)) => head,
-                Ok(None) => return Ok(()),
-                Err(err) => return Err(protocol_error(err)),
+            let start = match self.next_to_await(chunk, delivered, share)? {
+                None => return Ok(()),
+                Some(Next::Answer(reply)) => {
+                    self.answer(&reply).await;
+                    continue;
+                }
+                Some(Next::Deliver(start)) => start,
+            };
+            // The frame was read and checked already: read again here, its header is a few
+            // loads, and the loop above returns one offset rather than a frame.
+            let frame = chunk.get(start..*delivered).unwrap_or_default();
+            let message_type = match codec.peek_usual(frame) {
+                Some((_, message_type)) => message_type,
+                None => match codec.peek(frame) {
+                    Ok(Some((_, message_type))) => message_type,
+                    Ok(None) => return Ok(()),
+                    Err(err) => return Err(protocol_error(err)),
+                },
+            };
+            let fields = if codec.has_extra_fields() {
+                codec.fields_of(frame).map_err(protocol_error)?
+            } else {
+                None
+            };
+            let body = frame.get(codec.layout().header_len()..).unwrap_or_default();
+            let body = if share {
+                Body::in_accounted_chunk(body, chunk)
+            } else {
+                Body::new(body)
+            };
+            let message = self.decode(message_type, body)?;
+            let fields = fields.as_ref().unwrap_or(&NO_FIELDS);
+            self.handler.message(self.handle, message, fields).await;
+        }
+    }
+
+    /// Goes through the frames of `chunk` from `*delivered` on, counting their bytes there,
+    /// until one needs something awaited (an auto-reply sent, a message delivered), which it
+    /// returns; `None` at the first frame that is not all there. One tight synchronous loop,
+    /// so that frames a request takes or `inspect` consumes cost no trip through the async
+    /// delivery.
+    #[inline(always)]
+    fn next_to_await(
+        &self,
+        chunk: &Bytes,
+        delivered: &mut usize,
+        share: bool,
+    ) -> Result<Option<Next>, DisconnectReason> {
+        let codec = self.codec();
+        let header_len = codec.layout().header_len();
+        let plain = !codec.has_extra_fields();
+        let mut at = *delivered;
+        let next = loop {
+            let rest = chunk.get(at..).unwrap_or_default();
+            let (frame_len, message_type) = match codec.peek_usual(rest) {
+                Some(head) => head,
+                None => match codec.peek(rest) {
+                    Ok(Some(head)) => head,
+                    Ok(None) => break None,
+                    Err(err) => {
+                        *delivered = at;
+                        return Err(protocol_error(err));
+                    }
+                },
             };
             let Some(frame) = rest.get(..frame_len) else {
-                return Ok(());
+                break None;
             };
-            let read_fields = codec.fields_of(frame).map_err(protocol_error)?;
-            let fields = read_fields.as_ref().unwrap_or(&NO_FIELDS);
-            *delivered += frame_len;
+            let fields = if plain {
+                None
+            } else {
+                match codec.fields_of(frame) {
+                    Ok(fields) => fields,
+                    Err(err) => {
+                        *delivered = at;
+                        return Err(protocol_error(err));
+                    }
+                }
+            };
+            let start = at;
+            at += frame_len;
             let body = frame.get(header_len..).unwrap_or_default();
             // No pinning ratio for shared bodies: the connection accounts for the chunks
             // they hold (`Pinned`).
@@ -290,20 +369,22 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
             } else {
                 Body::new(body)
             };
-            match self.before_decoding(message_type, fields, body) {
+            let before =
+                self.before_decoding(message_type, fields.as_ref().unwrap_or(&NO_FIELDS), body);
+            match before {
                 Before::Taken => {}
-                Before::Answer(reply) => self.answer(&reply).await,
-                Before::Deliver => {
-                    let message = self.decode(message_type, body)?;
-                    self.handler.message(self.handle, message, fields).await;
-                }
+                Before::Answer(reply) => break Some(Next::Answer(Box::new(reply))),
+                Before::Deliver => break Some(Next::Deliver(start)),
             }
-        }
+        };
+        *delivered = at;
+        Ok(next)
     }
 
     /// Counts a received frame and decides what becomes of it before decoding: a request
     /// waiting for it takes it; the auto-reply rule may answer it; the handler's `inspect`
     /// may consume it.
+    #[inline(always)]
     fn before_decoding(
         &self,
         message_type: MessageType,
@@ -347,6 +428,7 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
 
     /// Decodes a body into the protocol's message; one that does not decode ends the
     /// connection.
+    #[inline(always)]
     fn decode(&self, message_type: MessageType, body: Body<'_>) -> Result<P, DisconnectReason> {
         let order = self.codec().layout().byte_order();
         P::decode(message_type, body, order).map_err(|err| DisconnectReason::Decode(Arc::new(err)))
