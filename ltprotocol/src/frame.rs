@@ -227,11 +227,13 @@ impl fmt::Debug for HeaderFields {
 /// One message as it crosses the wire: its type number, its extra header fields and its body.
 ///
 /// The length field is not stored: the codec computes it when it encodes and checks it when it
-/// decodes. A received body is a [`Bytes`] slice of the connection's read buffer, not a copy;
-/// note that holding a raw frame's small body keeps its whole read block alive, so copy it
-/// (`Bytes::copy_from_slice`) if you keep it for long. Typed decoding does that for you: through
-/// a [`Body`](crate::Body), a kept field or `Unknown` body pins at most
-/// [`MAX_PIN_RATIO`](crate::MAX_PIN_RATIO) times its size.
+/// decodes. A received body is a [`Bytes`] slice of the read chunk it arrived in, not a copy,
+/// and keeps that whole chunk alive while it is held. Through a [`Body`](crate::Body), a kept
+/// field or `Unknown` body smaller than 1/[`MAX_PIN_RATIO`](crate::MAX_PIN_RATIO) of its chunk
+/// is copied instead; and a connection counts the chunks its delivered bodies still hold, and
+/// past 1 MiB of them copies later bodies out until the application lets go. Frames cut by a
+/// [`FrameCodec`](crate::FrameCodec) of your own are slices of your buffer, with neither rule:
+/// copy a small body you keep for long (`Bytes::copy_from_slice`).
 ///
 /// ```
 /// use bytes::Bytes;

@@ -60,6 +60,10 @@ impl<'a> BodyWriter<'a> {
 /// `footprint / MAX_PIN_RATIO` is copied instead. With a 256 KiB read chunk, kept fields of
 /// 4 KiB and more are slices of it and smaller ones are copies; either way a kept field holds
 /// at most 64 times its own size (a 16-byte body kept for long costs 16 bytes, not 256 KiB).
+///
+/// This is `Body`'s own rule, wherever it decodes. Inside a connection the runtime also bounds
+/// what all the bodies it delivered may pin together: past 1 MiB of read chunks still held,
+/// later bodies are copied out whatever their size, until the application lets go.
 pub const MAX_PIN_RATIO: usize = 64;
 
 /// A frame's body as decoders see it: a borrowed slice, with the `Bytes` it lies in (if any),

@@ -102,7 +102,7 @@ where
         on_ready();
         let mut state = ReadState::new();
         loop {
-            let spell = Box::pin(active::<P, H>(
+            let busy = Box::pin(busy_period::<P, H>(
                 stream,
                 carried.take(),
                 &mut state,
@@ -111,9 +111,9 @@ where
                 handler,
                 options,
             ));
-            match spell.await {
-                Spell::Ended(reason) => break 'run finish(handle, reason),
-                Spell::Idle => queue.release_buffers(handle.outbox()),
+            match busy.await {
+                BusyEnd::Ended(reason) => break 'run finish(handle, reason),
+                BusyEnd::Idle => queue.release_buffers(handle.outbox()),
             }
             // Idle: wait until the connection has work again, or ends. The timer is boxed,
             // and only when one runs: without idle timeout and keepalive (the defaults) an
@@ -164,7 +164,7 @@ async fn set_up<P: Protocol, H: Handler<P>>(
 }
 
 /// Runs the handshake within its timeout and keeps its output in the handle. Returns what it
-/// read past its own frames, for the first active spell.
+/// read past its own frames, for the first busy period.
 async fn run_handshake(
     handshake: &SharedHandshake,
     stream: &Mutex<Transport>,
@@ -199,8 +199,8 @@ async fn run_handshake(
     Ok(input.holds_anything().then(|| Box::new(input)))
 }
 
-/// How an active spell ended.
-enum Spell {
+/// How a busy period ended.
+enum BusyEnd {
     /// Nothing buffered, nothing to write: wait idle.
     Idle,
     /// The connection is over (`None`: aborted).
@@ -208,7 +208,7 @@ enum Spell {
 }
 
 /// Set by the read and write loops while each waits with nothing in hand; when both are, the
-/// spell ends and its state is dropped.
+/// busy period ends and its state is dropped.
 #[derive(Debug, Default)]
 struct Quiet {
     read: AtomicBool,
@@ -217,7 +217,7 @@ struct Quiet {
 
 /// Reads and delivers frames and writes queued frames until both sides have nothing in hand
 /// (`Idle`) or the connection ends.
-async fn active<P, H>(
+async fn busy_period<P, H>(
     stream: &Mutex<Transport>,
     carried: Option<Box<Input>>,
     state: &mut ReadState,
@@ -225,7 +225,7 @@ async fn active<P, H>(
     queue: &mut OutboxReceiver,
     handler: &H,
     options: &ConnectionOptions,
-) -> Spell
+) -> BusyEnd
 where
     P: Protocol,
     H: Handler<P>,
@@ -259,8 +259,8 @@ where
     let aborted = handle.aborted();
     tokio::pin!(aborted);
 
-    /// What the spell saw first.
-    enum First {
+    /// What the busy period saw first.
+    enum FirstReady {
         Aborted,
         Read(std::thread::Result<DisconnectReason>),
         Write(std::io::Result<()>),
@@ -268,27 +268,27 @@ where
     }
     let first = std::future::poll_fn(|cx| {
         if aborted.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(First::Aborted);
+            return Poll::Ready(FirstReady::Aborted);
         }
         if let Poll::Ready(read) = read.as_mut().poll(cx) {
-            return Poll::Ready(First::Read(read));
+            return Poll::Ready(FirstReady::Read(read));
         }
         if let Poll::Ready(write) = write.as_mut().poll(cx) {
-            return Poll::Ready(First::Write(write));
+            return Poll::Ready(FirstReady::Write(write));
         }
         // Both wait with nothing in hand (polled just now, in this order, so a frame the
         // reader queued has been seen by the writer).
         if quiet.read.load(Ordering::Relaxed) && quiet.write.load(Ordering::Relaxed) {
-            return Poll::Ready(First::Idle);
+            return Poll::Ready(FirstReady::Idle);
         }
         Poll::Pending
     })
     .await;
 
     let reason = match first {
-        First::Idle => return Spell::Idle,
-        First::Aborted => None,
-        First::Read(read) => {
+        FirstReady::Idle => return BusyEnd::Idle,
+        FirstReady::Aborted => None,
+        FirstReady::Read(read) => {
             let reason = read.unwrap_or(DisconnectReason::HandlerPanicked);
             // Reading is over, but what was accepted for sending still goes out (a reply to
             // the last good frame before a bad one, say), within the linger. Not when a
@@ -304,16 +304,16 @@ where
             }
             Some(reason)
         }
-        First::Write(Err(err)) if err.kind() == std::io::ErrorKind::TimedOut => {
+        FirstReady::Write(Err(err)) if err.kind() == std::io::ErrorKind::TimedOut => {
             Some(DisconnectReason::TimedOut {
                 kind: TimeoutKind::Write,
                 after: options.timeouts.write.unwrap_or_default(),
             })
         }
-        First::Write(Err(err)) => Some(DisconnectReason::Io(Arc::new(err))),
+        FirstReady::Write(Err(err)) => Some(DisconnectReason::Io(Arc::new(err))),
         // Our side is closed and flushed: keep reading (and delivering) until the peer
         // closes too, so nothing it sent is lost, but not for longer than the linger.
-        First::Write(Ok(())) => {
+        FirstReady::Write(Ok(())) => {
             tokio::select! {
                 () = &mut aborted => {}
                 _ = &mut read => {}
@@ -322,7 +322,7 @@ where
             None
         }
     };
-    Spell::Ended(reason)
+    BusyEnd::Ended(reason)
 }
 
 /// What ended an idle wait.
@@ -341,8 +341,8 @@ fn poll_idle(
     handle: &ConnectionHandle,
     timer: Option<&mut Pin<Box<tokio::time::Sleep>>>,
 ) -> Poll<Woke> {
-    // With the task's budget spent, a spell would find its sources refusing at once and end
-    // straight back here: yield first.
+    // With the task's budget spent, a busy period would find its sources refusing at once
+    // and end straight back here: yield first.
     if !tokio::task::coop::has_budget_remaining() {
         cx.waker().wake_by_ref();
         return Poll::Pending;

@@ -44,7 +44,7 @@ const MAX_READ: usize = 256 * 1024;
 /// before bodies are copied out of the chunk instead: four of the largest reads.
 const MAX_PINNED: usize = 4 * MAX_READ;
 
-/// What the read side keeps between active spells: the timers' state.
+/// What the read side keeps between busy periods: the timers' state.
 #[derive(Debug)]
 pub(super) struct ReadState {
     /// How much the next read reserves.
@@ -55,7 +55,7 @@ pub(super) struct ReadState {
     partial_since: Option<Instant>,
     /// When the keepalive probe was sent, if one is unanswered.
     probe_sent: Option<Instant>,
-    /// Read chunks that delivered bodies still hold: kept across spells, since an idle
+    /// Read chunks that delivered bodies still hold: kept across busy periods, since an idle
     /// connection's bodies may still be held; boxed, and only while there are any.
     pinned: Option<Box<Pinned>>,
 }
@@ -163,7 +163,7 @@ impl Pinned {
 }
 
 impl Input {
-    /// Whether it holds anything the next active spell must see.
+    /// Whether it holds anything the next busy period must see.
     pub(super) fn holds_anything(&self) -> bool {
         !self.buf.is_empty() || !self.deferred.is_empty()
     }
