@@ -214,7 +214,7 @@ fn protocol_impl(input: &ProtocolEnum) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl ::ltprotocol::Protocol for #ident {
-            #[inline]
+            #[inline(always)]
             fn decode(
                 #message_type: ::ltprotocol::MessageType,
                 #body: ::ltprotocol::Body<'_>,

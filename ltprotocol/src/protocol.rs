@@ -165,6 +165,7 @@ impl Encode for Unknown {
 }
 
 impl Protocol for Unknown {
+    #[inline(always)]
     fn decode(
         message_type: MessageType,
         body: Body<'_>,
