@@ -114,30 +114,24 @@ where
             if let BusyEnd::Ended(reason) = busy.await {
                 break 'run finish(handle, reason);
             }
-            // Idle: wait until the connection has work again, or ends. The timer is boxed,
-            // and only when one runs: without idle timeout and keepalive (the defaults) an
-            // idle connection carries none.
-            //
             // The outbox's buffers are given back once the connection has stayed idle for one
             // pass of the scheduler (the yield). A connection fed by other tasks (a broadcast
             // fan-out) goes idle and busy again many times a second; freeing and reallocating
             // its buffers each time moves memory between the threads' allocator arenas, which
             // costs more than the writes themselves.
             tokio::task::yield_now().await;
-            let mut holds_buffers = true;
+            if handle.outbox().is_empty() {
+                queue.release_buffers(handle.outbox());
+            }
+            // Idle: wait until the connection has work again, or ends. The timer is boxed,
+            // and only when one runs: without idle timeout and keepalive (the defaults) an
+            // idle connection carries none.
             loop {
                 let mut timer = state
                     .deadline(options)
                     .map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
-                let woke = std::future::poll_fn(|cx| {
-                    let woke = poll_idle(cx, stream, handle, timer.as_mut());
-                    if woke.is_pending() && holds_buffers {
-                        holds_buffers = false;
-                        queue.release_buffers(handle.outbox());
-                    }
-                    woke
-                })
-                .await;
+                let woke =
+                    std::future::poll_fn(|cx| poll_idle(cx, stream, handle, timer.as_mut())).await;
                 drop(timer);
                 match (woke, state.deadline(options)) {
                     (Woke::Aborted, _) => break 'run finish(handle, None),

@@ -187,8 +187,10 @@ fn run_connection<P: Protocol, H: Handler<P>>(
                 &inner.options,
                 || {},
             ));
-            std::future::poll_fn(|cx| connection::poll_in_span(handle.span(), drive.as_mut(), cx))
-                .await
+            std::future::poll_fn(move |cx| {
+                connection::poll_in_span(handle.span(), drive.as_mut(), cx)
+            })
+            .await
         };
         handle.mark_disconnected();
         let outbox = handle.outbox();
@@ -260,12 +262,17 @@ mod tests {
         async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: &HeaderFields) {}
     }
 
-    /// What an idle connection costs is mostly its task (see `connection`'s docs): tokio
-    /// aligns a task's cell to 128 bytes and adds about 104 bytes of its own to the future
-    /// (and the task tracker 8), so a future of up to 400 bytes keeps the cell at 512 bytes
-    /// (about 1.5 KB per idle connection in all, BENCHMARKS.md), one of 401 makes it 640.
-    #[tokio::test]
-    async fn a_connection_task_fits_a_512_byte_cell() {
+    /// A handler of its own for each connection (`serve_each`), as large as the docs allow.
+    struct OwnState {
+        _counters: [u64; 6],
+    }
+
+    impl Handler<Unknown> for OwnState {
+        async fn message(&self, _conn: &ConnectionHandle, _msg: Unknown, _fields: &HeaderFields) {}
+    }
+
+    /// The size of a connection's future with `handler`, on a real accepted socket.
+    async fn connection_future_size<H: Handler<Unknown>>(handler: H) -> usize {
         let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
             .bind("127.0.0.1:0")
             .await
@@ -280,12 +287,26 @@ mod tests {
             Box::new(stream) as BoxStream,
             Addr::Tcp(peer),
         );
-        let task = run_connection::<Unknown, _>(accepted, Arc::new(Quiet));
-        let size = size_of_val(&task);
-        assert!(
-            size <= 400,
-            "a connection's future is {size} bytes: over 400, its task no longer fits a \
-             512-byte cell"
-        );
+        size_of_val(&run_connection::<Unknown, _>(accepted, handler))
+    }
+
+    /// What an idle connection costs is mostly its task (see `connection`'s docs): tokio
+    /// aligns a task's cell to 128 bytes and adds about 104 bytes of its own to the future
+    /// (and the task tracker 8), so a future of up to 400 bytes keeps the cell at 512 bytes
+    /// (about 1.5 KB per idle connection in all, BENCHMARKS.md), one of 401 makes it 640.
+    /// Both a shared handler and a per-connection one of 48 bytes must fit.
+    #[tokio::test]
+    async fn a_connection_task_fits_a_512_byte_cell() {
+        let shared = connection_future_size(Arc::new(Quiet)).await;
+        let own = connection_future_size(OwnState { _counters: [0; 6] }).await;
+        assert_eq!(size_of::<OwnState>(), 48);
+        eprintln!("connection future: {shared} bytes shared, {own} with a 48-byte handler");
+        for (size, what) in [(shared, "a shared handler"), (own, "a 48-byte handler")] {
+            assert!(
+                size <= 400,
+                "with {what}, a connection's future is {size} bytes: over 400, its task no \
+                 longer fits a 512-byte cell"
+            );
+        }
     }
 }
