@@ -355,7 +355,11 @@ pub fn json_line(data: &[u8]) {
             assert_eq!(message_type, decoded.message_type);
             // Padding is skipped when decoding and written as zeros when encoding: the
             // bodies may differ there only, and the re-encoded one shows the same fields.
-            assert_eq!(body.len(), decoded.body.len(), "fields {fields:?} re-encoded");
+            assert_eq!(
+                body.len(),
+                decoded.body.len(),
+                "fields {fields:?} re-encoded"
+            );
             for (again, received) in body.iter().zip(decoded.body.iter()) {
                 assert!(
                     again == received || *again == 0,

@@ -184,7 +184,8 @@ impl<P: Protocol> Server<P> {
     /// its handler, which is dropped when the connection's task ends.
     ///
     /// The handler lives in the connection's task, so its size is paid by every connection,
-    /// idle or not: put what is shared behind an `Arc`, and what is large in a `Box`. Its
+    /// idle or not: a handler of up to 48 bytes costs nothing more (the task stays in a
+    /// 512-byte cell); put what is shared behind an `Arc`, and what is large in a `Box`. Its
     /// fields that change are atomics or behind a lock (a handler is `Sync`); only this
     /// connection's task calls it, so a relaxed load and store is enough for a counter.
     ///
