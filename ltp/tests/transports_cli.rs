@@ -274,6 +274,8 @@ fn serve_listens_on_a_tcp_socket_passed_as_fd_3() {
     peer.read_exact(&mut echoed).expect("the echo");
     assert_eq!(echoed, NUM_WIRE);
     drop(peer);
+    // The server has seen the close before it is told to stop: it stops with no connection.
+    server.wait_for("disconnected");
 
     server.terminate();
     let out = server.finish();
