@@ -274,19 +274,20 @@ impl<P: Protocol> Decoder for ProtocolCodec<P> {
     type Error = ProtocolCodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<P>, ProtocolCodecError> {
-        let Some(frame) = self.frames.decode(src)? else {
-            return Ok(None);
-        };
-        let order = self.frames.layout().byte_order();
-        Ok(Some(P::decode(
-            frame.message_type,
-            Body::from(&frame.body),
-            order,
-        )?))
+        let frame = self.frames.decode(src)?;
+        self.decode_frame(frame)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<P>, ProtocolCodecError> {
-        let Some(frame) = self.frames.decode_eof(src)? else {
+        let frame = self.frames.decode_eof(src)?;
+        self.decode_frame(frame)
+    }
+}
+
+impl<P: Protocol> ProtocolCodec<P> {
+    /// Decodes a frame the frame codec cut (if it cut one) into the protocol's message.
+    fn decode_frame(&self, frame: Option<Frame>) -> Result<Option<P>, ProtocolCodecError> {
+        let Some(frame) = frame else {
             return Ok(None);
         };
         let order = self.frames.layout().byte_order();
