@@ -923,13 +923,17 @@ fn bad_options_exit_2() {
         out.assert_code(2);
         assert!(out.stderr.contains("error"), "{args:?}: {}", out.stderr);
     }
-    // Checked after parsing: still a usage error, in one line.
-    let out = run(&["connect", "127.0.0.1:0", "--backoff-initial", "nan"]);
-    out.assert_code(2);
-    assert_eq!(
-        out.stderr.trim_end(),
-        "ltp: --backoff-initial: NaN is not a duration in seconds"
-    );
+    // Durations take units; a bad one is a usage error that names the option and the text.
+    for bad in ["nan", "5min", "2 s s", "1e3"] {
+        let out = run(&["connect", "127.0.0.1:0", "--backoff-initial", bad]);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains("--backoff-initial")
+                && out.stderr.contains(&format!("`{bad}` is not a duration")),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

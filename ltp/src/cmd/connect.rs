@@ -36,18 +36,18 @@ pub(crate) struct ConnectArgs {
     /// instead of at the end of stdin.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
-    /// With `--count`: give up after this many seconds. Also bounds the final flush.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    timeout: f64,
-    /// First wait after a failed attempt, in seconds.
-    #[arg(long, default_value_t = 0.5)]
-    backoff_initial: f64,
+    /// With `--count`: give up after this long. Also bounds the final flush.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = ltp::duration::parse)]
+    timeout: Duration,
+    /// First wait after a failed attempt.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = ltp::duration::parse)]
+    backoff_initial: Duration,
     /// Each further failure multiplies the wait by this.
     #[arg(long, default_value_t = 2.0)]
     backoff_factor: f64,
-    /// The longest wait, in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    backoff_max: f64,
+    /// The longest wait.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = ltp::duration::parse)]
+    backoff_max: Duration,
     /// Relative spread of each wait (0.2 is ±20 %).
     #[arg(long, default_value_t = 0.2)]
     backoff_jitter: f64,
@@ -110,12 +110,6 @@ impl Handler<Unknown> for Connect {
     }
 }
 
-fn seconds(value: f64, name: &str) -> Result<Duration, ltp::ConfigError> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        ltp::ConfigError::Invalid(format!("--{name}: {value} is not a duration in seconds"))
-    })
-}
-
 /// `--tls`, `--ca`, `--server-name`, `--cert` and `--key` as TLS settings; `None` without TLS.
 fn client_tls(args: &ConnectArgs) -> Result<Option<ClientTls>, ltp::ConfigError> {
     if !args.tls {
@@ -140,14 +134,14 @@ fn client_tls(args: &ConnectArgs) -> Result<Option<ClientTls>, ltp::ConfigError>
 pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<ExitCode> {
     let setup = Setup::load(&args.common, stdout)?;
     let backoff = Backoff {
-        initial: seconds(args.backoff_initial, "backoff-initial")?,
+        initial: args.backoff_initial,
         factor: args.backoff_factor,
-        max: seconds(args.backoff_max, "backoff-max")?,
+        max: args.backoff_max,
         jitter: args.backoff_jitter,
         max_attempts: args.max_attempts,
         ..Backoff::default()
     };
-    let timeout = seconds(args.timeout, "timeout")?;
+    let timeout = args.timeout;
     let mut builder = ReconnectingClient::<Unknown>::builder(setup.layout.clone());
     builder.backoff(backoff);
     if let Some(max) = setup.max_frame {

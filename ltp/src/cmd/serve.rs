@@ -34,9 +34,9 @@ pub(crate) struct ServeArgs {
     /// The most clients connected at once; more are refused (and logged).
     #[arg(long, default_value_t = ltprotocol::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
-    /// How long shutdown (on SIGINT or SIGTERM) may take, in seconds.
-    #[arg(long, default_value_t = 5.0)]
-    shutdown_timeout: f64,
+    /// How long shutdown (on SIGINT or SIGTERM) may take.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = ltp::duration::parse)]
+    shutdown_timeout: Duration,
     /// Serve TLS with this certificate chain (PEM, server certificate first).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -156,9 +156,7 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     let serve_task = tokio::spawn(async move { serving.serve(handler).await });
     let signal = signals.recv().await;
     tracing::info!(signal, "stopping");
-    let deadline =
-        Duration::try_from_secs_f64(args.shutdown_timeout).unwrap_or(Duration::from_secs(5));
-    let report = server.shutdown(deadline).await;
+    let report = server.shutdown(args.shutdown_timeout).await;
     // Accepting stopped with the shutdown; a join error would only repeat what was logged.
     let _ = serve_task.await;
     output

@@ -29,7 +29,7 @@
 //!   that process (`"server-pid"`); with `--target` alone only this client's own memory can be
 //!   read (`"client-only"`, which says nothing about the server). Then up to 100 of the idle
 //!   connections are probed with a round trip (`latency_us`).
-//! * `soak [--duration SECS] [--connections N]`: always in-process; a relaying server and N
+//! * `soak [--duration DURATION] [--connections N]`: always in-process; a relaying server and N
 //!   reconnecting clients that send sequence-numbered messages and drop their connections at
 //!   random. Its result line has its own keys (see [`soak`]): sent, delivered, lost,
 //!   duplicated, unsent, relay order checks, reconnects and RSS at start, middle and end.
@@ -249,8 +249,8 @@ struct LoadArgs {
     #[arg(long, value_name = "N", conflicts_with = "duration")]
     messages: Option<u64>,
     /// Run for this long instead of a message count (throughput and pingpong).
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "DURATION", value_parser = ltp::duration::parse)]
+    duration: Option<Duration>,
     /// The sending path for throughput and pingpong.
     #[arg(long, value_enum, default_value_t = ClientPath::Codec)]
     client: ClientPath,
@@ -318,7 +318,7 @@ impl Load {
             args.connections,
             args.body_size,
             args.messages,
-            args.duration,
+            args.duration.map(|duration| duration.as_secs_f64()),
         )
         .map_err(|err| ConfigError::Invalid(err.to_string()))?;
         let load = Self {

@@ -1,5 +1,5 @@
 //! `ltp bench soak`: a relaying [`Server`] and `--connections` [`ReconnectingClient`]s in
-//! this process, for `--duration` seconds.
+//! this process, for `--duration`.
 //!
 //! Each client sends DATA messages whose body is `[sender u32][seq u64]` (big-endian) and
 //! 0..1000 bytes of padding, paced by a short random sleep, through
@@ -53,9 +53,9 @@ const MAX_PADDING: u64 = 1000;
 /// `ltp bench soak` options.
 #[derive(Debug, Args)]
 pub(crate) struct SoakArgs {
-    /// How long the clients send, in seconds.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    duration: f64,
+    /// How long the clients send.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = ltp::duration::parse)]
+    duration: Duration,
     /// Reconnecting clients.
     #[arg(long, default_value_t = 100, value_name = "N")]
     connections: usize,
@@ -241,15 +241,8 @@ async fn sender(
 
 /// `ltp bench soak`.
 pub(crate) async fn run(args: &SoakArgs) -> anyhow::Result<ExitCode> {
-    let duration = Duration::try_from_secs_f64(args.duration)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| {
-            format!(
-                "--duration {}: not a positive number of seconds",
-                args.duration
-            )
-        })?;
+    let duration = args.duration;
+    anyhow::ensure!(!duration.is_zero(), "--duration must be more than zero");
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let n = args.connections;
     let layout = HeaderLayout::ltprotocol();
