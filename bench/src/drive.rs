@@ -168,7 +168,7 @@ async fn throughput_conn<T: FrameIo>(
         io.feed(&data).await?;
         sent += 1;
         if let Some(deadline) = deadline
-            && sent % check_every == 0
+            && sent.is_multiple_of(check_every)
             && Instant::now() >= deadline
         {
             break;

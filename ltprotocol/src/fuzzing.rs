@@ -13,7 +13,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::codec::{FrameCodec, FrameError};
 use crate::frame::{Frame, MessageType};
 use crate::layout::{ByteOrder, FieldSpec, HeaderLayout, Int, LengthCounts};
-#[cfg(any(feature = "derive", feature = "openflow"))]
+#[cfg(any(feature = "demo", feature = "openflow"))]
 use crate::message::{Body, MAX_PIN_RATIO};
 
 /// How far past its input the decoder's buffer may ever grow: 64 KiB of slack (the bytes
@@ -460,12 +460,12 @@ fn check_frame(
 
 /// Fuzz target `decode_message`: the input after two bytes is a body, decoded as every type
 /// number the example protocols know (and the one the first two bytes name) with both byte
-/// orders, as `demo::Demo` (feature `derive`) and `openflow::OpenFlow13` (feature `openflow`).
+/// orders, as `demo::Demo` (feature `demo`) and `openflow::OpenFlow13` (feature `openflow`).
 ///
 /// Checks: no panic; a type a protocol does not know decodes as its unknown arm; a decode
 /// error names the type; whatever decodes re-encodes to the same body.
 #[cfg_attr(
-    not(any(feature = "derive", feature = "openflow")),
+    not(any(feature = "demo", feature = "openflow")),
     allow(
         unused_variables,
         reason = "without the example protocols there is nothing to decode"
@@ -479,7 +479,7 @@ pub fn decode_message(data: &[u8]) {
     for order in [ByteOrder::Big, ByteOrder::Little] {
         for message_type in types.clone() {
             let message_type = MessageType::new(message_type);
-            #[cfg(feature = "derive")]
+            #[cfg(feature = "demo")]
             if let Some(msg) = check_protocol::<crate::demo::Demo>(message_type, &body, order) {
                 let _ = msg.to_string();
             }
@@ -501,7 +501,7 @@ pub fn decode_message(data: &[u8]) {
 /// Decodes `body` as `P`; what decodes must re-encode to `body`. The body is decoded three
 /// ways, which must agree: backed by itself (kept fields are slices), borrowed (kept fields
 /// are copies), and as part of a chunk far larger than itself (small kept fields are copies).
-#[cfg(any(feature = "derive", feature = "openflow"))]
+#[cfg(any(feature = "demo", feature = "openflow"))]
 fn check_protocol<P: crate::Protocol + Debug>(
     message_type: MessageType,
     body: &Bytes,

@@ -41,20 +41,30 @@
 //!   connection limits, broadcast, graceful shutdown.
 //! * [`client`]: [`ReconnectingClient`], made by its [`ClientBuilder`]: connects in the
 //!   background, reconnects with [`Backoff`], and queues what is sent meanwhile.
-//! * `tls` (feature `tls`, on by default): TLS and mutual TLS for the same servers and
-//!   clients, through tokio-rustls.
+//! * `tls` (feature `tls`): TLS and mutual TLS for the same servers and clients, through
+//!   tokio-rustls.
 //!
 //! Then what is built on the public API alone:
 //!
-//! * `openflow` (feature `openflow`, on by default): OpenFlow 1.3: its layout, common
-//!   messages, HELLO + FEATURES handshake, echo auto-reply and keepalive.
-//! * `demo` (feature `derive`, on by default): the ancestor's example protocol, `NumMsg` and
-//!   `StrMsg`, as the examples, `ltp demo` and the tests use it.
+//! * `openflow` (feature `openflow`): OpenFlow 1.3: its layout, common messages, HELLO +
+//!   FEATURES handshake, echo auto-reply and keepalive.
+//! * `demo` (feature `demo`): the ancestor's example protocol, `NumMsg` and `StrMsg`, as the
+//!   examples, `ltp demo` and the tests use it.
 //!
-//! `fuzzing`, the entry points the fuzz targets share with the corpus tests, is hidden from
-//! these docs and has no stability promise.
+//! # Features
 //!
-//! # Quick start: the ancestor's example protocol
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `derive` | on | `#[derive(Message, Wire, Protocol)]` (the `ltprotocol-derive` crate) |
+//! | `tls` | off | the `tls` module: TLS and mutual TLS (tokio-rustls; rustls's `ring` provider unless the application installs another) |
+//! | `openflow` | off | the `openflow` module (and `derive`) |
+//! | `demo` | off | the `demo` module (and `derive`) |
+//!
+//! Without `tls` nothing of rustls or ring is built. The `fuzzing` feature exposes the entry
+//! points the fuzz targets share with the corpus tests: hidden from these docs, no stability
+//! promise.
+//!
+//! # Quick start: the ancestor's example protocol (feature `demo`)
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -86,6 +96,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
@@ -102,9 +113,10 @@ extern crate self as ltprotocol;
 pub mod client;
 pub mod codec;
 pub mod connection;
-#[cfg(feature = "derive")]
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;

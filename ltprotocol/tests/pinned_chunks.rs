@@ -28,10 +28,10 @@ struct Keeper(Mutex<Vec<Unknown>>);
 
 impl Handler<Demo> for Keeper {
     async fn message(&self, _conn: &ConnectionHandle, message: Demo, _fields: &HeaderFields) {
-        if let Demo::Other(unknown) = message {
-            if unknown.message_type == SEQ_TYPE.into() {
-                self.0.lock().unwrap().push(unknown);
-            }
+        if let Demo::Other(unknown) = message
+            && unknown.message_type == SEQ_TYPE.into()
+        {
+            self.0.lock().unwrap().push(unknown);
         }
     }
 }

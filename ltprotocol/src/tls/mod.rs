@@ -1,9 +1,13 @@
-//! TLS and mutual TLS (feature `tls`, on by default): [`ServerTls`] for
+//! TLS and mutual TLS (feature `tls`): [`ServerTls`] for
 //! [`ServerBuilder::tls`](crate::ServerBuilder::tls), [`ClientTls`] for
 //! [`ClientBuilder::tls`](crate::ClientBuilder::tls), and what a failed handshake reports
 //! ([`TlsError`]).
 //!
-//! Built on tokio-rustls with rustls's `ring` crypto provider; TLS 1.3 and 1.2. Nothing else
+//! Built on tokio-rustls; TLS 1.3 and 1.2. The cryptography is the process's default rustls
+//! `CryptoProvider` when the application installed one (`CryptoProvider::install_default`, e.g.
+//! aws-lc-rs's, which adds the post-quantum key exchange X25519MLKEM768), and otherwise rustls's
+//! `ring` provider, which builds anywhere without cmake or a C toolchain for aws-lc but offers
+//! no post-quantum key exchange (see [`crypto_provider`]). Nothing else
 //! changes: handlers, event streams, broadcast, requests, keepalive, limits and reconnects
 //! work the same over TLS, and a connection's [`ConnectionHandle::peer_identity`](crate::ConnectionHandle::peer_identity) tells who
 //! the peer's verified certificate names.
@@ -104,6 +108,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
@@ -183,7 +188,7 @@ impl ServerTls {
     /// use std::sync::Arc;
     /// use ltprotocol::tls::{rustls, ServerTls};
     ///
-    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let provider = ltprotocol::tls::crypto_provider();
     /// let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     /// let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
     /// let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -240,8 +245,8 @@ impl ServerTlsBuilder {
         self
     }
 
-    /// Reads the files and builds the configuration (TLS 1.3 and 1.2, rustls's `ring`
-    /// provider).
+    /// Reads the files and builds the configuration (TLS 1.3 and 1.2, the
+    /// [`crypto_provider`]).
     ///
     /// # Errors
     ///
@@ -249,7 +254,7 @@ impl ServerTlsBuilder {
     /// certificate or key in it, a CA certificate that cannot be a trust anchor, or a key
     /// that does not go with the certificate.
     pub fn build(&self) -> Result<ServerTls, TlsConfigError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crypto_provider();
         let versions = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(TlsConfigError::Settings)?;
@@ -321,7 +326,7 @@ impl ClientTls {
     /// use std::sync::Arc;
     /// use ltprotocol::tls::{rustls, ClientTls};
     ///
-    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let provider = ltprotocol::tls::crypto_provider();
     /// let mut roots = rustls::RootCertStore::empty();
     /// let ca = rcgen::generate_simple_self_signed(vec!["test CA".to_string()])?;
     /// roots.add(ca.cert.der().clone())?;
@@ -415,7 +420,7 @@ impl ClientTlsBuilder {
     }
 
     /// Reads the files (or the system's roots) and builds the configuration (TLS 1.3 and
-    /// 1.2, rustls's `ring` provider, session resumption on).
+    /// 1.2, the [`crypto_provider`], session resumption on).
     ///
     /// # Errors
     ///
@@ -431,7 +436,7 @@ impl ClientTlsBuilder {
             Some(path) => read_roots(path)?,
             None => system_roots()?,
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crypto_provider();
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(TlsConfigError::Settings)?
@@ -532,4 +537,34 @@ fn parse_server_name(name: &str) -> Result<ServerName<'static>, TlsConfigError> 
     ServerName::try_from(name.to_owned()).map_err(|_| TlsConfigError::InvalidServerName {
         name: name.to_owned(),
     })
+}
+
+/// The cryptography [`ServerTls::builder`] and [`ClientTls::builder`] configurations use: the
+/// process's default rustls provider if the application installed one, and otherwise rustls's
+/// `ring` provider.
+///
+/// rustls 0.23.48 deprecates its `ring` provider for lacking post-quantum key exchange, and
+/// steers to aws-lc-rs, which needs a C toolchain (and on some targets cmake) to build. This
+/// crate keeps `ring` as the fallback, so that it builds anywhere, and leaves the choice to the
+/// application: one line at start, before any TLS setting is built, selects aws-lc-rs (with the
+/// `rustls` crate's `aws_lc_rs` feature):
+///
+/// ```ignore
+/// rustls::crypto::aws_lc_rs::default_provider().install_default();
+/// ```
+///
+/// ```
+/// // Nothing installed: the ring provider, whose suites include TLS 1.3's AES-GCM.
+/// let provider = ltprotocol::tls::crypto_provider();
+/// assert!(!provider.cipher_suites.is_empty());
+/// ```
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    if let Some(installed) = CryptoProvider::get_default() {
+        return Arc::clone(installed);
+    }
+    // Deprecated only for what it lacks (post-quantum key exchange), and the one way to get
+    // ring's provider: the application can install another, as the docs above say.
+    #[allow(deprecated)]
+    let ring = rustls::crypto::ring::default_provider();
+    Arc::new(ring)
 }

@@ -403,11 +403,11 @@ async fn throughput_conn<L: Link>(
         }
         link.send_encoded(&data, &encoded).await?;
         sent += 1;
-        if sent % PROGRESS_STEP == 0 {
+        if sent.is_multiple_of(PROGRESS_STEP) {
             done.fetch_add(PROGRESS_STEP, Ordering::Relaxed);
         }
         if let Some(deadline) = deadline
-            && sent % check_every == 0
+            && sent.is_multiple_of(check_every)
             && Instant::now() >= deadline
         {
             break;
@@ -461,7 +461,7 @@ async fn pingpong_conn<L: Link>(
         let echoed = link.recv().await?.ok_or_else(eof)?;
         latencies.push(t0.elapsed());
         sent += 1;
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             done.fetch_add(64, Ordering::Relaxed);
         }
         if echoed.message_type != data.message_type || echoed.body != data.body {

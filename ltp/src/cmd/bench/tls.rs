@@ -94,9 +94,9 @@ impl Generated {
     }
 }
 
-/// rustls's `ring` provider, as `ltprotocol::tls` uses.
+/// The crypto provider `ltprotocol::tls` uses, so both ends of a bench negotiate alike.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    ltprotocol::tls::crypto_provider()
 }
 
 /// The client's settings against `--target`: the CAs of `ca` (or the system's roots) and the
