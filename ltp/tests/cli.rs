@@ -393,11 +393,12 @@ fn round_trip_with_the_openflow_layout_and_schema() {
         &["--layout", &layout, "--schema", &schema, "--count", "3"],
         input,
     );
-    out.assert_code(0);
+    // A line was skipped: not everything was sent.
+    out.assert_code(1);
     let stderr: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| l.contains("stdin line"))
+        .filter(|l| l.starts_with("ltp: stdin line"))
         .collect();
     assert_eq!(
         stderr,
@@ -521,7 +522,8 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
     );
     client.write_all_lossy(&input);
     let out = client.finish();
-    out.assert_code(0);
+    // Lines were skipped: not everything was sent.
+    out.assert_code(1);
 
     let expected: [(usize, &str); 12] = [
         (2, "invalid JSON: "),
@@ -538,7 +540,9 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
         (14, "unknown key `xid`"),
         (15, "body_hex: odd number of hex digits (3)"),
     ];
-    let stderr: Vec<&str> = out.stderr.lines().collect();
+    let mut stderr: Vec<&str> = out.stderr.lines().collect();
+    // The last line says why the exit code is 1.
+    assert_eq!(stderr.pop(), Some("ltp: 12 stdin lines were skipped"));
     assert_eq!(stderr.len(), expected.len(), "stderr:\n{}", out.stderr);
     for (line, (number, reason)) in stderr.iter().zip(expected) {
         let prefix = format!("ltp: stdin line {number}: ");
@@ -556,6 +560,10 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
         (1, "000000c8".to_owned()),
     ];
     assert_eq!(bodies(&out.messages()), sent);
+    assert_eq!(
+        out.events().last(),
+        Some(&json!({"event": "summary", "sent": 3, "skipped": 12, "unsent": 0, "received": 3}))
+    );
     let received: Vec<Value> = (0..3).map(|_| server.next_message()).collect();
     assert_eq!(bodies(&received), sent);
 }
@@ -581,13 +589,14 @@ fn an_over_long_stdin_line_gets_one_error_line_and_the_next_lines_are_sent() {
     );
     client.write_all_lossy(&input);
     let out = client.finish();
-    out.assert_code(0);
+    out.assert_code(1);
     // One line each, numbered as read: the long line counts, and so the next is line 3.
     assert_eq!(
         out.stderr.lines().collect::<Vec<_>>(),
         [
             "ltp: stdin line 2: longer than the 1048576-byte line limit; skipped",
             "ltp: stdin line 3: body_hex: `g` at position 1 is not a hex digit; skipped",
+            "ltp: 2 stdin lines were skipped",
         ],
         "stderr:\n{}",
         out.stderr
@@ -747,8 +756,8 @@ fn connect_queues_lines_across_a_server_restart() {
     );
 }
 
-/// Lines given while the server is not up yet, then the end of stdin: `connect` must keep
-/// trying (within `--timeout`) and send them.
+/// Lines given while the server is not up yet, then the end of stdin: `connect --retry` must
+/// keep trying (within `--timeout`) and send them.
 ///
 /// A regression test: the client's backoff sleep once checked for queued frames only when it
 /// began, so a line queued during the sleep, then the end of stdin, was dropped (exit 1).
@@ -762,6 +771,7 @@ fn connect_flushes_lines_given_before_the_server_is_up() {
     let mut client = start_connect(
         &addr,
         &[
+            "--retry",
             "--backoff-initial",
             "1",
             "--backoff-max",
@@ -1001,7 +1011,8 @@ fn sigterm_shuts_serve_down_gracefully() {
     let last = events.last().expect("a last line");
     assert_eq!(
         *last,
-        json!({"event": "shutdown", "connections": 1, "forced": 0, "unsent_frames": 0})
+        json!({"event": "shutdown", "connections": 1, "forced": 0, "unsent_frames": 0,
+               "sent": 0, "skipped": 0})
     );
     let gone = &events[events.len() - 2];
     assert_eq!(gone["event"], "disconnected", "{gone}");
@@ -1020,7 +1031,8 @@ fn sigterm_with_no_clients_prints_shutdown_and_exits_0() {
         out.events(),
         vec![
             json!({"event": "listening", "addr": out.events()[0]["addr"]}),
-            json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0}),
+            json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0,
+                   "sent": 0, "skipped": 0}),
         ]
     );
 }

@@ -165,7 +165,7 @@ impl Handler<Unknown> for Connect {
                 format!("cannot connect to {target}: gave up after {attempts}: {error}")
             }
             (false, _) => format!(
-                "lost the connection to {target}: gave up after {attempt} attempts to \
+                "lost the connection to {target}: gave up after {attempts} to \
                  reconnect: {error}"
             ),
         };
@@ -363,11 +363,13 @@ pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<Exi
     if !handler.connected_once.load(Ordering::Acquire) && !connection_told {
         fail(1, format!("never connected to {}", args.addr));
     }
-    if unsent > 0 {
-        fail(1, format!("{unsent} messages could not be sent"));
+    match unsent {
+        0 => {}
+        1 => fail(1, "1 message could not be sent".to_owned()),
+        n => fail(1, format!("{n} messages could not be sent")),
     }
-    if input.skipped() > 0 {
-        fail(1, format!("{} stdin lines were skipped", input.skipped()));
+    if let Some(skipped) = input.skipped_text() {
+        fail(1, skipped);
     }
     Ok(ExitCode::from(code))
 }

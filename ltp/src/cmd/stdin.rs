@@ -153,6 +153,15 @@ impl StdinMessages {
         self.skipped
     }
 
+    /// `1 stdin line was skipped`, `3 stdin lines were skipped`; `None` if none was.
+    pub(crate) fn skipped_text(&self) -> Option<String> {
+        match self.skipped {
+            0 => None,
+            1 => Some("1 stdin line was skipped".to_owned()),
+            n => Some(format!("{n} stdin lines were skipped")),
+        }
+    }
+
     async fn wait_for_pace(&mut self, ts: Option<f64>) {
         let (Pace::Original, Some(ts)) = (self.pace, ts) else {
             return;
