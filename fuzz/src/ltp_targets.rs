@@ -350,9 +350,7 @@ pub fn json_line(data: &[u8]) {
     let raw = given
         .as_ref()
         .is_some_and(|v| v.get("type").is_some() && v.get("body_hex").is_some());
-    let by_name = given
-        .and_then(|v| v.get("msg").cloned())
-        .filter(|_| !raw);
+    let by_name = given.and_then(|v| v.get("msg").cloned()).filter(|_| !raw);
     match (event.get("msg"), event.get("fields")) {
         (Some(Value::String(name)), Some(Value::Object(fields))) => {
             let again = schema.encode(name, fields, layout.byte_order());

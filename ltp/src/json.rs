@@ -166,10 +166,9 @@ pub fn parse_input_line(
 ) -> Result<Frame, String> {
     match parse_input(line, layout, schema)? {
         Input::Message(message) => Ok(message.frame),
-        Input::Event(name) => Err(escape_controls(&format!(
-            "a `{name}` event has no message to send"
-        ))
-        .into_owned()),
+        Input::Event(name) => {
+            Err(escape_controls(&format!("a `{name}` event has no message to send")).into_owned())
+        }
     }
 }
 

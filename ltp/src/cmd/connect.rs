@@ -198,7 +198,6 @@ fn client_tls(args: &ConnectArgs) -> Result<Option<ClientTls>, ltp::ConfigError>
     Ok(Some(tls))
 }
 
-
 /// Why sending stdin stopped.
 #[derive(Debug)]
 enum Ending {
