@@ -6,16 +6,22 @@
 //! {"type":1,"body_hex":"000000c8"}                 raw: type number and body (hex, either case)
 //! {"msg":"NumMsg","fields":{"num":200}}            by name, encoded with the schema
 //! {"msg":"HELLO","fields":{},"xid":7}              plus any extra header field of the layout
+//! {"type":1,"conn":2}                              to client 2 only (`ltp serve`)
 //! ```
 //!
 //! `body_hex` may be left out (an empty body), and so may `fields` (no fields). `type` may be
 //! given with `msg` only if it is that message's type number. Header fields left out are sent
-//! with the layout's default (OpenFlow's `version` 4). `length` is computed, never given. Any
-//! other key is an error, as is a number that does not fit its field.
+//! with the layout's default (OpenFlow's `version` 4). `length` is computed, never given.
+//! `ts` (Unix seconds) says when to send it with `--pace original`. Any other key is an
+//! error, as is a number that does not fit its field.
+//!
+//! Every `message` event below is an input line as well, and the other events are passed
+//! over, so that what `ltp` printed replays: see [`parse_input`].
 //!
 //! # Output: one event per line
 //!
-//! Every object has `event`; its other keys, a stable interface:
+//! Every object has `event` (and, with `--timestamps`, `ts`, see [`unix_seconds`]); its
+//! other keys, a stable interface:
 //!
 //! * `listening`: `addr`, the bound address with the real port.
 //! * `connected`: `conn`, the connection's number from 1; `peer`, the other end's address.
@@ -25,6 +31,7 @@
 //!   the body does not fit.
 //! * `error`: `conn`; `error`, the protocol violation (the connection then closes).
 //! * `disconnected`: `conn`; `reason`, why the connection ended.
+//! * `summary` (`ltp connect`'s last line): `sent`, `skipped`, `unsent`, `received`.
 //!
 //! ```text
 //! {"event":"message","conn":1,"type":1,"body_hex":"000000c8","msg":"NumMsg","fields":{"num":200}}
@@ -37,6 +44,7 @@
 //! [`json_line`] and [`text_line`] escape them.
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -47,8 +55,9 @@ use crate::layout_file::RESERVED_FIELD_NAMES;
 use crate::schema::{Schema, int_value, json_int};
 
 /// The keys of a message event that are not extra header fields.
-const MESSAGE_KEYS: [&str; 7] = [
+const MESSAGE_KEYS: [&str; 8] = [
     "event",
+    "ts",
     "conn",
     "type",
     "body_hex",
@@ -57,16 +66,86 @@ const MESSAGE_KEYS: [&str; 7] = [
     "decode_error",
 ];
 
-/// Parses one stdin line: `{"type":1,"body_hex":"000000c8"}` or
-/// `{"msg":"NumMsg","fields":{"num":200}}`, plus optional extra header fields by their layout
-/// name (`"xid":7`, `"version":4`) → a [`Frame`]. `"type"` may be given with `"msg"` only if
-/// consistent. Errors are one-line human reasons.
+/// What one input line asks for: see [`parse_input`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Input {
+    /// A message to send.
+    Message(Outgoing),
+    /// An event of a recording other than `message` (`connected`, `disconnected`,
+    /// `summary`, …), by its `event` name: nothing to send, and nothing wrong.
+    Event(String),
+}
+
+/// A message read from an input line, and where and when to send it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Outgoing {
+    /// The frame to send: type, body and extra header fields.
+    pub frame: Frame,
+    /// `"conn": N` on a line that is not a recorded event: the one client of `ltp serve` to
+    /// send it to (every client without it). A recorded event's `conn` is where the message
+    /// arrived, not where it goes, so it is not kept here.
+    pub conn: Option<u64>,
+    /// `"ts"`: when the event was printed, in Unix seconds (see [`unix_seconds`]); what
+    /// `--pace original` keeps the gaps of.
+    pub ts: Option<f64>,
+}
+
+/// Parses one input line (of `ltp connect`'s or `ltp serve`'s stdin) into a message to send,
+/// or a recorded event to pass over.
+///
+/// A message is written `{"type":1,"body_hex":"000000c8"}` (raw) or
+/// `{"msg":"NumMsg","fields":{"num":200}}` (by name, encoded with the schema), plus optional
+/// extra header fields by their layout name (`"xid":7`, `"version":4`), `"conn":N` (the
+/// client to send it to) and `"ts"` (Unix seconds). `"type"` may be given with `"msg"` only
+/// if it is that message's type number.
+///
+/// Every `message` event `ltp` prints is an input line too, so a recording replays: its
+/// `"event":"message"` and `"decode_error"` are accepted, its `"conn"` is ignored (it says
+/// where the message came from), and when it has both the raw `type` and `body_hex` and the
+/// decoded `msg` and `fields`, the raw bytes are sent: they are exact, and `fields` is not
+/// read (`msg`, when the schema knows it, must still name that type). Any other event
+/// (`"event":"connected"`, …) is [`Input::Event`].
 ///
 /// # Errors
 ///
 /// A one-line reason: the line is not a JSON object, has an unknown key, gives neither `type`
 /// nor `msg`, names a message the schema does not know, gives malformed hex, misses a field,
 /// or gives a number (type, header or body field) that does not fit its field.
+///
+/// ```
+/// use ltp::json::{Input, parse_input};
+/// use ltp::schema::Schema;
+/// use ltprotocol::HeaderLayout;
+/// let layout = HeaderLayout::openflow();
+/// let schema = Schema::openflow();
+/// let recorded = r#"{"event":"message","ts":1718000000.25,"conn":3,"type":2,
+///     "body_hex":"abcd","version":4,"xid":7,"msg":"ECHO_REQUEST","fields":{"data":"abcd"}}"#;
+/// let Input::Message(message) = parse_input(&recorded.replace('\n', ""), &layout, &schema)?
+/// else {
+///     panic!("a message event is a message");
+/// };
+/// assert_eq!(&message.frame.body[..], b"\xab\xcd");
+/// assert_eq!(message.frame.fields.get_named(&layout, "xid"), Some(7));
+/// assert_eq!((message.conn, message.ts), (None, Some(1718000000.25)));
+/// let other = parse_input(r#"{"event":"connected","conn":3}"#, &layout, &schema)?;
+/// assert_eq!(other, Input::Event("connected".into()));
+/// # Ok::<(), String>(())
+/// ```
+pub fn parse_input(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Input, String> {
+    // Reasons quote parts of the line (a key, a message name, a hex digit), where JSON
+    // escapes can put a newline or another control character: shown escaped (`\n`), a
+    // reason stays one line. Found by the `json_line` fuzz target.
+    parse_line(line, layout, schema).map_err(|reason| escape_controls(&reason).into_owned())
+}
+
+/// Parses one message line into the [`Frame`] to send; see [`parse_input`], of which this is
+/// the frame alone.
+///
+/// # Errors
+///
+/// As [`parse_input`], and a recorded event other than `message`, which has nothing to send.
 ///
 /// ```
 /// use ltp::json::parse_input_line;
@@ -85,24 +164,46 @@ pub fn parse_input_line(
     layout: &HeaderLayout,
     schema: &Schema,
 ) -> Result<Frame, String> {
-    // Reasons quote parts of the line (a key, a message name, a hex digit), where JSON
-    // escapes can put a newline or another control character: shown escaped (`\n`), a
-    // reason stays one line. Found by the `json_line` fuzz target.
-    parse_line(line, layout, schema).map_err(|reason| escape_controls(&reason).into_owned())
+    match parse_input(line, layout, schema)? {
+        Input::Message(message) => Ok(message.frame),
+        Input::Event(name) => {
+            Err(escape_controls(&format!("a `{name}` event has no message to send")).into_owned())
+        }
+    }
 }
 
-fn parse_line(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Frame, String> {
+fn parse_line(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Input, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(object) = value else {
         return Err(format!("expected a JSON object, got {value}"));
+    };
+    let recorded = match object.get("event") {
+        None => false,
+        Some(Value::String(event)) if event == "message" => true,
+        Some(Value::String(event)) => return Ok(Input::Event(event.clone())),
+        Some(other) => return Err(format!("event: expected an event name, got {other}")),
     };
     let mut message_type = None;
     let mut body_hex = None;
     let mut msg = None;
     let mut fields = None;
+    let mut conn = None;
+    let mut ts = None;
     let mut header = HeaderFields::new();
     for (key, value) in &object {
         match key.as_str() {
+            "event" | "decode_error" => {}
+            "conn" => {
+                let n = json_int(value).map_err(|e| format!("conn: {e}"))?;
+                let n = u64::try_from(n).map_err(|_| format!("conn: {n} is not a client"))?;
+                if !recorded {
+                    conn = Some(n);
+                }
+            }
+            "ts" => match value {
+                Value::Number(seconds) => ts = seconds.as_f64(),
+                other => return Err(format!("ts: expected Unix seconds, got {other}")),
+            },
             "type" => {
                 let n = json_int(value).map_err(|e| format!("type: {e}"))?;
                 message_type = Some(n);
@@ -136,27 +237,41 @@ fn parse_line(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Fram
             }
         }
     }
-    let (message_type, body) = match msg {
-        Some(name) => {
-            if body_hex.is_some() {
-                return Err("give either body_hex or msg and fields, not both".into());
+    if fields.is_some() && msg.is_none() {
+        return Err("fields needs msg, the message name".into());
+    }
+    let (message_type, body) = match (message_type, body_hex, msg) {
+        // The raw bytes are exact: a recorded event's `msg` and `fields` only describe them.
+        (Some(message_type), Some(hex), msg) => {
+            if let Some(name) = msg
+                && let Some(known) = schema.message_named(name)
+                && known.message_type().value() != message_type
+            {
+                return Err(format!(
+                    "type {message_type} does not match msg `{name}` (type {})",
+                    known.message_type()
+                ));
             }
+            let body = from_hex(hex).map_err(|e| format!("body_hex: {e}"))?;
+            (message_type, body)
+        }
+        (_, Some(_), Some(_)) => {
+            return Err("give either body_hex or msg and fields, not both".into());
+        }
+        (given, None, Some(name)) => {
             let empty = Map::new();
             let (schema_type, body) =
                 schema.encode(name, fields.unwrap_or(&empty), layout.byte_order())?;
-            if let Some(given) = message_type.filter(|&t| t != schema_type.value()) {
+            if let Some(given) = given.filter(|&t| t != schema_type.value()) {
                 return Err(format!(
                     "type {given} does not match msg `{name}` (type {schema_type})"
                 ));
             }
             (schema_type.value(), body)
         }
-        None => {
-            if fields.is_some() {
-                return Err("fields needs msg, the message name".into());
-            }
-            let message_type = message_type.ok_or("a line needs \"type\" or \"msg\"")?;
-            let body = match body_hex {
+        (given, hex, None) => {
+            let message_type = given.ok_or("a line needs \"type\" or \"msg\"")?;
+            let body = match hex {
                 Some(hex) => from_hex(hex).map_err(|e| format!("body_hex: {e}"))?,
                 None => Vec::new(),
             };
@@ -171,7 +286,7 @@ fn parse_line(line: &str, layout: &HeaderLayout, schema: &Schema) -> Result<Fram
     }
     let mut frame = Frame::new(MessageType::new(message_type), Bytes::from(body));
     frame.fields = header;
-    Ok(frame)
+    Ok(Input::Message(Outgoing { frame, conn, ts }))
 }
 
 /// The JSON object for a received message:
@@ -271,8 +386,10 @@ pub fn json_line(event: &Value) -> String {
 /// [#1] message NumMsg num=200 (type 1, 4 bytes)
 /// [#1] error: length 0 is smaller than the 3-byte header
 /// [#1] disconnected: closed by peer
+/// summary: 3 sent, 1 skipped, 0 unsent, 2 received
 /// ```
 ///
+/// An event with a `ts` (`--timestamps`) starts with it: `1718000000.25 [#1] connected …`.
 /// Unknown event kinds, or events missing a key their form needs, print as compact JSON
 /// ([`json_line`]). Control characters anywhere in the line (a peer's text in a reason, an
 /// error or a string field) are shown escaped, `\x1b` or `\u{9b}` ([`escape_controls`]), so
@@ -290,15 +407,38 @@ pub fn json_line(event: &Value) -> String {
 /// assert_eq!(text_line(&json!({"event":"bye"})), r#"{"event":"bye"}"#);
 /// let event = json!({"event":"disconnected","conn":2,"reason":"rejected: \x1b]0;hi\x07"});
 /// assert_eq!(text_line(&event), r"[#2] disconnected: rejected: \x1b]0;hi\x07");
+/// let event = json!({"event":"connected","ts":1718000000.25,"conn":1,"peer":"127.0.0.1:9"});
+/// assert_eq!(text_line(&event), "1718000000.25 [#1] connected 127.0.0.1:9");
 /// ```
 pub fn text_line(event: &Value) -> String {
-    match text_form(event) {
-        Some(text) => match escape_controls(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(escaped) => escaped,
-        },
-        None => json_line(event),
+    let Some(text) = text_form(event) else {
+        return json_line(event);
+    };
+    let text = match event.get("ts") {
+        Some(Value::Number(ts)) => format!("{ts} {text}"),
+        _ => text,
+    };
+    match escape_controls(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
     }
+}
+
+/// A point in time as the `ts` of an event: Unix seconds, a JSON number with microseconds
+/// (`1718000000.123456`), which `jq` and any JSON reader do arithmetic on as they are. A
+/// time before 1970 reads as 0.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let time = UNIX_EPOCH + Duration::from_micros(1_718_000_000_123_456);
+/// assert_eq!(ltp::json::unix_seconds(time).to_string(), "1718000000.123456");
+/// ```
+pub fn unix_seconds(time: SystemTime) -> Value {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    // Through the decimal text, so that the number printed is that text, not the float
+    // nearest to a sum of seconds and microseconds with more digits than either.
+    let text = format!("{}.{:06}", since.as_secs(), since.subsec_micros());
+    text.parse::<f64>().map_or(Value::Null, Value::from)
 }
 
 fn text_form(event: &Value) -> Option<String> {
@@ -324,11 +464,24 @@ fn text_form(event: &Value) -> Option<String> {
                 text("error")?
             )
         }
-        "shutdown" => format!(
-            "shut down: {} connections, {} forced, {} frames unsent",
-            plain(object.get("connections")?),
-            plain(object.get("forced")?),
-            plain(object.get("unsent_frames")?)
+        "shutdown" => {
+            let mut line = format!(
+                "shut down: {} connections, {} forced, {} frames unsent",
+                plain(object.get("connections")?),
+                plain(object.get("forced")?),
+                plain(object.get("unsent_frames")?)
+            );
+            if let (Some(sent), Some(skipped)) = (object.get("sent"), object.get("skipped")) {
+                line += &format!("; stdin: {sent} sent, {skipped} skipped");
+            }
+            line
+        }
+        "summary" => format!(
+            "summary: {} sent, {} skipped, {} unsent, {} received",
+            plain(object.get("sent")?),
+            plain(object.get("skipped")?),
+            plain(object.get("unsent")?),
+            plain(object.get("received")?)
         ),
         "message" => {
             let message_type = plain(object.get("type")?);
@@ -376,6 +529,7 @@ fn plain(value: &Value) -> String {
 fn unknown_key(name: &str, layout: &HeaderLayout) -> String {
     let mut expected = vec!["type", "body_hex", "msg", "fields"];
     expected.extend(layout.extra_fields().iter().map(|f| f.name()));
+    expected.extend(["conn", "ts", "event", "decode_error"]);
     format!("unknown key `{name}` (expected {})", expected.join(", "))
 }
 

@@ -20,9 +20,9 @@
 use std::io::{ErrorKind, IsTerminal, Write};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::Format;
@@ -186,6 +186,8 @@ fn closed(err: &std::io::Error) -> bool {
 pub(crate) struct Output {
     format: Format,
     stdout: Stdout,
+    /// `--timestamps`: each event gets a `ts`, the time it was emitted.
+    timestamps: bool,
 }
 
 impl Output {
@@ -196,15 +198,52 @@ impl Output {
         } else {
             Format::Json
         });
-        Self { format, stdout }
+        Self {
+            format,
+            stdout,
+            timestamps: false,
+        }
+    }
+
+    /// `--timestamps`: from now on each event carries `ts`, when it was emitted, in Unix
+    /// seconds ([`ltp::json::unix_seconds`]), as its second key.
+    pub(crate) fn set_timestamps(&mut self, timestamps: bool) {
+        self.timestamps = timestamps;
     }
 
     /// Queues one event as a line; waits while the queue is full (see the module's doc).
     pub(crate) async fn emit(&self, event: &Value) {
+        let stamped;
+        let event = match event {
+            Value::Object(object) if self.timestamps => {
+                stamped = stamp(object, ltp::json::unix_seconds(SystemTime::now()));
+                &stamped
+            }
+            _ => event,
+        };
         let line = match self.format {
             Format::Json => ltp::json::json_line(event),
             Format::Text => ltp::json::text_line(event),
         };
         self.stdout.write_line(line).await;
     }
+}
+
+/// `object` with `ts` right after `event`, where a reader looks first.
+fn stamp(object: &Map<String, Value>, ts: Value) -> Value {
+    let mut stamped = Map::with_capacity(object.len() + 1);
+    let mut ts = Some(ts);
+    for (key, value) in object {
+        stamped.insert(key.clone(), value.clone());
+        if key == "event"
+            && let Some(ts) = ts.take()
+        {
+            stamped.insert("ts".to_owned(), ts);
+        }
+    }
+    // Every event has an `event`; were one without it, its `ts` would go last.
+    if let Some(ts) = ts {
+        stamped.insert("ts".to_owned(), ts);
+    }
+    Value::Object(stamped)
 }

@@ -4,320 +4,15 @@
 //! for a graceful shutdown) and waited for; every wait has a generous guard that turns a hang
 //! into a failure, and nothing asserts on timing.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A generous guard that turns a hang into a failure (the test machine is busy).
-const HANG: Duration = Duration::from_secs(60);
-
-/// A file of `ltp/examples-data/`.
-fn example(path: &str) -> String {
-    format!("{}/examples-data/{path}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A file of `ltp/tests/data/`.
-fn data(path: &str) -> String {
-    format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A running `ltp` child: stdin piped, stdout read line by line on a thread, stderr gathered
-/// on another. Dropping it kills the child by its own handle and waits for it.
-struct Ltp {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    /// Every stdout line received so far, in order.
-    seen: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
-    exited: bool,
-}
-
-/// What a finished `ltp` child left behind.
-#[derive(Debug)]
-struct Finished {
-    status: ExitStatus,
-    stdout: Vec<String>,
-    stderr: String,
-}
-
-impl Finished {
-    /// The stdout lines as JSON events.
-    fn events(&self) -> Vec<Value> {
-        events(&self.stdout)
-    }
-
-    /// The `message` events of stdout.
-    fn messages(&self) -> Vec<Value> {
-        messages(&self.stdout)
-    }
-
-    /// Panics (showing everything) unless the exit code is `code`.
-    fn assert_code(&self, code: i32) {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.status,
-            self.stdout.join("\n"),
-            self.stderr
-        );
-    }
-}
-
-fn events(lines: &[String]) -> Vec<Value> {
-    lines
-        .iter()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
-        })
-        .collect()
-}
-
-fn messages(lines: &[String]) -> Vec<Value> {
-    events(lines)
-        .into_iter()
-        .filter(|event| event["event"] == "message")
-        .collect()
-}
-
-impl Ltp {
-    /// Runs `ltp ARGS` (`LTP_LOG` unset: warnings on stderr).
-    fn spawn(args: &[&str]) -> Self {
-        Self::spawn_env(args, &[])
-    }
-
-    /// Runs `ltp ARGS` with extra environment variables.
-    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ltp"));
-        command
-            .args(args)
-            .env_remove("LTP_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot run ltp {args:?}: {err}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Self {
-            what: format!("ltp {}", args.join(" ")),
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-            exited: false,
-        }
-    }
-
-    /// Writes one line to the child's stdin.
-    fn write_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|err| panic!("{}: cannot write stdin: {err}", self.what));
-    }
-
-    /// Writes `input` to stdin, ignoring a child that has already exited (a usage error).
-    fn write_all_lossy(&mut self, input: &str) {
-        if let Some(stdin) = self.stdin.as_mut() {
-            let _ = stdin.write_all(input.as_bytes());
-            let _ = stdin.flush();
-        }
-    }
-
-    /// Closes stdin: end of input.
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// The next stdout line; `None` at the end of stdout. Panics after [`HANG`].
-    fn next_line(&mut self) -> Option<String> {
-        match self.lines.recv_timeout(HANG) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Some(line)
-            }
-            Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "{}: no stdout line within {HANG:?}; so far:\n{}",
-                self.what,
-                self.seen.join("\n")
-            ),
-        }
-    }
-
-    /// The next stdout event that `pick` accepts, skipping others. Panics at the end of stdout
-    /// or after [`HANG`].
-    fn wait_for(&mut self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + HANG;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    let event: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|err| panic!("{}: not JSON ({err}): {line}", self.what));
-                    if pick(&event) {
-                        return event;
-                    }
-                }
-                Err(err) => panic!(
-                    "{}: no {what} ({err:?}); stdout so far:\n{}",
-                    self.what,
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The next `message` event.
-    fn next_message(&mut self) -> Value {
-        self.wait_for("message", |event| event["event"] == "message")
-    }
-
-    /// Sends SIGTERM to this child, by its PID.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {} failed", self.child.id());
-    }
-
-    /// Closes stdin and waits for the child to exit (killing it, and failing, after
-    /// [`HANG`]); returns its status and all its output.
-    fn finish(&mut self) -> Finished {
-        self.close_stdin();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("ltp can be waited for") {
-                break status;
-            }
-            if started.elapsed() > HANG {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.exited = true;
-                panic!(
-                    "{} did not exit within {HANG:?}; stdout:\n{}",
-                    self.what,
-                    self.seen.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.exited = true;
-        // The child is gone, so its stdout ends: take what is left.
-        while let Some(_line) = self.next_line() {}
-        let stderr = self
-            .stderr
-            .take()
-            .map(|reader| reader.join().unwrap_or_default())
-            .unwrap_or_default();
-        Finished {
-            status,
-            stdout: self.seen.clone(),
-            stderr,
-        }
-    }
-
-    /// Sends SIGTERM and waits for the child to exit.
-    fn stop(&mut self) -> Finished {
-        self.terminate();
-        self.finish()
-    }
-}
-
-impl Drop for Ltp {
-    fn drop(&mut self) {
-        if !self.exited {
-            // By its own handle (its PID), never by name.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `ltp serve --listen LISTEN --format json ARGS`, once it is listening; with its address.
-/// `None` if it exits without listening (the port is taken).
-fn try_serve(listen: &str, args: &[&str]) -> Option<(Ltp, String)> {
-    let mut all = vec!["serve", "--listen", listen, "--format", "json"];
-    all.extend_from_slice(args);
-    let mut server = Ltp::spawn(&all);
-    let first = server.next_line()?;
-    let event: Value = serde_json::from_str(&first).expect("a JSON line");
-    assert_eq!(event["event"], "listening", "{first}");
-    let addr = event["addr"].as_str().expect("addr").to_owned();
-    Some((server, addr))
-}
-
-/// `ltp serve` on a port of the kernel's choosing.
-fn serve(args: &[&str]) -> (Ltp, String) {
-    try_serve("127.0.0.1:0", args).expect("ltp serve listens on 127.0.0.1:0")
-}
-
-/// `ltp connect ADDR --format json ARGS`, stdin kept open.
-fn start_connect(addr: &str, args: &[&str]) -> Ltp {
-    let mut all = vec!["connect", addr, "--format", "json"];
-    all.extend_from_slice(args);
-    Ltp::spawn(&all)
-}
-
-/// `ltp connect ADDR --format json ARGS` with `input` on stdin, to completion.
-fn connect(addr: &str, args: &[&str], input: &str) -> Finished {
-    let mut client = start_connect(addr, args);
-    client.write_all_lossy(input);
-    client.finish()
-}
-
-/// `ltp ARGS` to completion with stdin closed at once.
-fn run(args: &[&str]) -> Finished {
-    let mut ltp = Ltp::spawn(args);
-    ltp.finish()
-}
-
-/// The `(type, body_hex)` of message events.
-fn bodies(messages: &[Value]) -> Vec<(u64, String)> {
-    messages
-        .iter()
-        .map(|m| {
-            (
-                m["type"].as_u64().expect("type"),
-                m["body_hex"].as_str().expect("body_hex").to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn raw(message_type: u64, body_hex: &str) -> String {
-    json!({"type": message_type, "body_hex": body_hex}).to_string()
-}
+use common::*;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Round trips with both built-in schemas.
@@ -393,11 +88,12 @@ fn round_trip_with_the_openflow_layout_and_schema() {
         &["--layout", &layout, "--schema", &schema, "--count", "3"],
         input,
     );
-    out.assert_code(0);
+    // A line was skipped: not everything was sent.
+    out.assert_code(1);
     let stderr: Vec<&str> = out
         .stderr
         .lines()
-        .filter(|l| l.contains("stdin line"))
+        .filter(|l| l.starts_with("ltp: stdin line"))
         .collect();
     assert_eq!(
         stderr,
@@ -521,7 +217,8 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
     );
     client.write_all_lossy(&input);
     let out = client.finish();
-    out.assert_code(0);
+    // Lines were skipped: not everything was sent.
+    out.assert_code(1);
 
     let expected: [(usize, &str); 12] = [
         (2, "invalid JSON: "),
@@ -538,7 +235,9 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
         (14, "unknown key `xid`"),
         (15, "body_hex: odd number of hex digits (3)"),
     ];
-    let stderr: Vec<&str> = out.stderr.lines().collect();
+    let mut stderr: Vec<&str> = out.stderr.lines().collect();
+    // The last line says why the exit code is 1.
+    assert_eq!(stderr.pop(), Some("ltp: 12 stdin lines were skipped"));
     assert_eq!(stderr.len(), expected.len(), "stderr:\n{}", out.stderr);
     for (line, (number, reason)) in stderr.iter().zip(expected) {
         let prefix = format!("ltp: stdin line {number}: ");
@@ -556,6 +255,10 @@ fn invalid_input_lines_get_one_error_line_each_and_the_rest_is_sent() {
         (1, "000000c8".to_owned()),
     ];
     assert_eq!(bodies(&out.messages()), sent);
+    assert_eq!(
+        out.events().last(),
+        Some(&json!({"event": "summary", "sent": 3, "skipped": 12, "unsent": 0, "received": 3}))
+    );
     let received: Vec<Value> = (0..3).map(|_| server.next_message()).collect();
     assert_eq!(bodies(&received), sent);
 }
@@ -581,13 +284,14 @@ fn an_over_long_stdin_line_gets_one_error_line_and_the_next_lines_are_sent() {
     );
     client.write_all_lossy(&input);
     let out = client.finish();
-    out.assert_code(0);
+    out.assert_code(1);
     // One line each, numbered as read: the long line counts, and so the next is line 3.
     assert_eq!(
         out.stderr.lines().collect::<Vec<_>>(),
         [
             "ltp: stdin line 2: longer than the 1048576-byte line limit; skipped",
             "ltp: stdin line 3: body_hex: `g` at position 1 is not a hex digit; skipped",
+            "ltp: 2 stdin lines were skipped",
         ],
         "stderr:\n{}",
         out.stderr
@@ -747,8 +451,8 @@ fn connect_queues_lines_across_a_server_restart() {
     );
 }
 
-/// Lines given while the server is not up yet, then the end of stdin: `connect` must keep
-/// trying (within `--timeout`) and send them.
+/// Lines given while the server is not up yet, then the end of stdin: `connect --retry` must
+/// keep trying (within `--timeout`) and send them.
 ///
 /// A regression test: the client's backoff sleep once checked for queued frames only when it
 /// began, so a line queued during the sleep, then the end of stdin, was dropped (exit 1).
@@ -762,6 +466,7 @@ fn connect_flushes_lines_given_before_the_server_is_up() {
     let mut client = start_connect(
         &addr,
         &[
+            "--retry",
             "--backoff-initial",
             "1",
             "--backoff-max",
@@ -1001,7 +706,8 @@ fn sigterm_shuts_serve_down_gracefully() {
     let last = events.last().expect("a last line");
     assert_eq!(
         *last,
-        json!({"event": "shutdown", "connections": 1, "forced": 0, "unsent_frames": 0})
+        json!({"event": "shutdown", "connections": 1, "forced": 0, "unsent_frames": 0,
+               "sent": 0, "skipped": 0})
     );
     let gone = &events[events.len() - 2];
     assert_eq!(gone["event"], "disconnected", "{gone}");
@@ -1020,7 +726,8 @@ fn sigterm_with_no_clients_prints_shutdown_and_exits_0() {
         out.events(),
         vec![
             json!({"event": "listening", "addr": out.events()[0]["addr"]}),
-            json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0}),
+            json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0,
+                   "sent": 0, "skipped": 0}),
         ]
     );
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::codec::{Decoder, Encoder};
 
 use ltp::ConfigError;
-use ltp::json::{message_event, parse_input_line, text_line};
+use ltp::json::{Input, message_event, parse_input, parse_input_line, text_line};
 use ltp::layout_file::{load_layout, parse_layout_toml};
 use ltp::lines::{LineError, LineReader};
 use ltp::schema::Schema;
@@ -741,11 +741,12 @@ fn input_line_errors_are_one_line_reasons() {
     );
     assert_eq!(
         err(r#"{"type":1,"xid":1}"#, &ltprotocol),
-        "unknown key `xid` (expected type, body_hex, msg, fields)"
+        "unknown key `xid` (expected type, body_hex, msg, fields, conn, ts, event, decode_error)"
     );
     assert_eq!(
         err(r#"{"type":1,"xdi":1}"#, &openflow),
-        "unknown key `xdi` (expected type, body_hex, msg, fields, version, xid)"
+        "unknown key `xdi` (expected type, body_hex, msg, fields, version, xid, conn, ts, event, \
+         decode_error)"
     );
     assert_eq!(
         err(r#"{"type":1,"xid":4294967296}"#, &openflow),
@@ -754,6 +755,88 @@ fn input_line_errors_are_one_line_reasons() {
     assert_eq!(
         err(r#"{"type":1,"length":7}"#, &ltprotocol),
         "`length` is computed from the body: leave it out"
+    );
+}
+
+#[test]
+fn a_printed_message_event_is_an_input_line_for_its_raw_bytes() {
+    let layout = HeaderLayout::openflow();
+    let schema = Schema::openflow();
+    let line = r#"{"event":"message","ts":1718000000.5,"conn":3,"type":2,"body_hex":"abcd","version":4,"xid":7,"msg":"ECHO_REQUEST","fields":{"data":"abcd"}}"#;
+    let Input::Message(message) = parse_input(line, &layout, &schema).unwrap() else {
+        panic!("a message event is a message");
+    };
+    assert_eq!(
+        encode(&layout, &message.frame),
+        b"\x04\x02\x00\x0a\x00\x00\x00\x07\xab\xcd"
+    );
+    // A recorded `conn` is where the message arrived, not where it goes.
+    assert_eq!(message.conn, None);
+    assert_eq!(message.ts, Some(1_718_000_000.5));
+
+    // The raw bytes are exact: sent as they are, whatever `fields` says, even bytes the
+    // schema cannot decode (`decode_error`), or with a schema that does not know `msg`.
+    let mismatch = r#"{"event":"message","type":2,"body_hex":"01","msg":"ECHO_REQUEST","fields":{"data":"ffff"}}"#;
+    let frame = parse_input_line(mismatch, &layout, &schema).unwrap();
+    assert_eq!(&frame.body[..], b"\x01");
+    let undecodable = r#"{"event":"message","conn":1,"type":1,"body_hex":"0001","msg":"NumMsg","decode_error":"field `num` (u32) needs 4 bytes, 2 left"}"#;
+    let demo = HeaderLayout::ltprotocol();
+    let frame = parse_input_line(undecodable, &demo, &Schema::demo()).unwrap();
+    assert_eq!(encode(&demo, &frame), b"\x00\x05\x01\x00\x01");
+    let frame = parse_input_line(undecodable, &demo, &Schema::empty()).unwrap();
+    assert_eq!(&frame.body[..], b"\x00\x01");
+    // But `msg` must name the type when the schema knows it.
+    assert_eq!(
+        parse_input_line(
+            r#"{"type":2,"body_hex":"00","msg":"NumMsg"}"#,
+            &demo,
+            &Schema::demo()
+        )
+        .unwrap_err(),
+        "type 2 does not match msg `NumMsg` (type 1)"
+    );
+}
+
+#[test]
+fn other_recorded_events_are_passed_over_and_conn_picks_a_client() {
+    let layout = HeaderLayout::ltprotocol();
+    let schema = Schema::demo();
+    for line in [
+        r#"{"event":"listening","addr":"127.0.0.1:9999"}"#,
+        r#"{"event":"connected","ts":1.5,"conn":1,"peer":"127.0.0.1:4"}"#,
+        r#"{"event":"connect_failed","attempt":1,"error":"refused","retry_in_ms":null}"#,
+        r#"{"event":"disconnected","conn":1,"reason":"closed by peer","unsent_frames":0}"#,
+        r#"{"event":"summary","sent":1,"skipped":0,"unsent":0,"received":1}"#,
+    ] {
+        let name = serde_json::from_str::<Value>(line).unwrap()["event"].clone();
+        assert_eq!(
+            parse_input(line, &layout, &schema),
+            Ok(Input::Event(name.as_str().unwrap().to_owned())),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        parse_input_line(r#"{"event":"connected"}"#, &layout, &schema).unwrap_err(),
+        "a `connected` event has no message to send"
+    );
+    assert_eq!(
+        parse_input(r#"{"event":7}"#, &layout, &schema).unwrap_err(),
+        "event: expected an event name, got 7"
+    );
+    // A line written to be sent (no `event`) picks a client of `ltp serve` with `conn`.
+    let Input::Message(message) =
+        parse_input(r#"{"type":1,"conn":2,"ts":3}"#, &layout, &schema).unwrap()
+    else {
+        panic!("a message");
+    };
+    assert_eq!((message.conn, message.ts), (Some(2), Some(3.0)));
+    assert_eq!(
+        parse_input(r#"{"type":1,"conn":-1}"#, &layout, &schema).unwrap_err(),
+        "conn: -1 is not a client"
+    );
+    assert_eq!(
+        parse_input(r#"{"type":1,"ts":"noon"}"#, &layout, &schema).unwrap_err(),
+        r#"ts: expected Unix seconds, got "noon""#
     );
 }
 

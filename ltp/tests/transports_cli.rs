@@ -282,7 +282,10 @@ fn serve_listens_on_a_tcp_socket_passed_as_fd_3() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         events(&out.stdout).pop(),
-        Some(json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0}))
+        Some(
+            json!({"event": "shutdown", "connections": 0, "forced": 0, "unsent_frames": 0,
+                    "sent": 0, "skipped": 0})
+        )
     );
 
     // Without a socket passed, fd:3 is a failed bind: exit 1, one line.

@@ -2,6 +2,7 @@
 //! to listen, `fd:N` (a listening socket handed over by systemd socket activation, or any
 //! parent that sets `LISTEN_FDS` and `LISTEN_PID` as systemd does).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -111,6 +112,17 @@ impl Endpoint {
             Self::Fd(fd) => {
                 anyhow::bail!("fd:{fd} is for listening; connect to host:port or unix:PATH")
             }
+        }
+    }
+}
+
+/// As given on the command line: `host:port`, `unix:PATH` or `fd:N`.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => f.write_str(addr),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Fd(fd) => write!(f, "fd:{fd}"),
         }
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod endpoint;
 pub(crate) mod serve;
 pub(crate) mod signals;
+pub(crate) mod stdin;
 
 use ltp::schema::Schema;
 use ltprotocol::{ConnectionHandle, Frame, HeaderFields, HeaderLayout, Unknown};

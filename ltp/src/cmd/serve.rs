@@ -1,4 +1,8 @@
-//! `ltp serve`: listen, print what arrives, and optionally echo or relay it.
+//! `ltp serve`: listen, print what arrives, and optionally echo or relay it; send each line of
+//! stdin to every client (a broadcast), or with `"conn": N` to one.
+//!
+//! The end of stdin does not stop serving: SIGINT or SIGTERM does (or, with `--strict`, a bad
+//! stdin line, exit code 2). The exit code is then 0, or 1 if a stdin line was skipped.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +14,14 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use ltprotocol::tls::{ClientAuth, ServerTls};
-use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, Server, Unknown};
+use ltprotocol::{
+    ConnectionHandle, ConnectionId, DisconnectReason, Handler, HeaderFields, Server, Unknown,
+};
 
 use super::Setup;
 use super::endpoint::Endpoint;
 use super::signals::Signals;
+use super::stdin::{InputError, LineOptions, StdinMessages};
 use crate::Common;
 use crate::output::Stdout;
 
@@ -23,6 +30,8 @@ use crate::output::Stdout;
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    lines: LineOptions,
     /// Where to listen: `HOST:PORT` (port 0 picks a free port, see the `listening` line),
     /// `unix:PATH` (a Unix-domain socket; a stale socket file is replaced, and the file is
     /// removed at shutdown) or `fd:N` (a socket passed by systemd socket activation).
@@ -124,7 +133,8 @@ pub(crate) async fn emit_disconnect(
 }
 
 pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitCode> {
-    let setup = Setup::load(&args.common, stdout)?;
+    let mut setup = Setup::load(&args.common, stdout)?;
+    setup.output.set_timestamps(args.lines.timestamps);
     let mut builder = Server::<Unknown>::builder(setup.layout.clone());
     builder.max_connections(args.max_connections);
     if let Some(max) = setup.max_frame {
@@ -146,6 +156,7 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
         }))
         .await;
     let output = setup.output.clone();
+    let mut input = StdinMessages::new(&setup, &args.lines);
     let handler = Serve {
         setup,
         mode: args.mode,
@@ -154,8 +165,21 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     let _ = handler.server.set(server.clone());
     let serving = server.clone();
     let serve_task = tokio::spawn(async move { serving.serve(handler).await });
-    let signal = signals.recv().await;
-    tracing::info!(signal, "stopping");
+
+    let mut sent = 0u64;
+    let mut stdin_open = true;
+    let bad_line = loop {
+        tokio::select! {
+            signal = signals.recv() => {
+                tracing::info!(signal, "stopping");
+                break None;
+            }
+            fed = feed_one(&server, &mut input, &mut sent), if stdin_open => match fed {
+                Ok(more) => stdin_open = more,
+                Err(err) => break Some(err),
+            },
+        }
+    };
     let report = server.shutdown(args.shutdown_timeout).await;
     // Accepting stopped with the shutdown; a join error would only repeat what was logged.
     let _ = serve_task.await;
@@ -165,9 +189,59 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
             "connections": report.connections,
             "forced": report.forced,
             "unsent_frames": report.unsent_frames,
+            "sent": sent,
+            "skipped": input.skipped(),
         }))
         .await;
+    if let Some(err) = bad_line {
+        eprintln!("ltp: {}", ltprotocol::error_chain(&err));
+        return Ok(ExitCode::from(2));
+    }
+    if let Some(skipped) = input.skipped_text() {
+        eprintln!("ltp: {skipped}");
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends the next message of stdin: to the client its `conn` names, or to every client
+/// (encoded once). Returns whether stdin has more; a message for a client that is not
+/// connected is a bad line.
+///
+/// # Errors
+///
+/// A bad line under `--strict`, or stdin that cannot be read.
+///
+/// # Cancel safety
+///
+/// Dropped only when serving stops: a line being read, paced or sent then is not sent.
+async fn feed_one(
+    server: &Server<Unknown>,
+    input: &mut StdinMessages,
+    sent: &mut u64,
+) -> Result<bool, InputError> {
+    let Some(next) = input.next().await? else {
+        return Ok(false);
+    };
+    let frame = &next.message.frame;
+    let outcome = match next.message.conn {
+        None => server
+            .broadcast_with(frame, &frame.fields)
+            .map(drop)
+            .map_err(|err| ltprotocol::error_chain(&err)),
+        Some(conn) => match server.connection(ConnectionId::new(conn)) {
+            None => Err(format!("no client {conn} is connected")),
+            Some(client) => client
+                .send_frame(frame)
+                .await
+                .map_err(|err| format!("client {conn}: {}", ltprotocol::error_chain(&err))),
+        },
+    };
+    match outcome {
+        Ok(()) => *sent += 1,
+        Err(reason) => input.reject(next.number, reason)?,
+    }
+    Ok(true)
 }
 
 /// `--tls-cert`, `--tls-key` and `--client-ca` as TLS settings; `None` without TLS.
