@@ -17,14 +17,16 @@ use ltprotocol::{
 use super::signals::Signals;
 use crate::output::Stdout;
 
-/// `ltp demo` options.
+/// `ltp demo` options: `--rounds` for the demo in one process; `server` and `client` (which
+/// run until interrupted) take their own options and not that one.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct DemoArgs {
     #[command(subcommand)]
     role: Option<Role>,
     /// Stop after the client has received this many rounds (NumMsg(200), StrMsg, NumMsg(7));
     /// the server is restarted halfway through.
-    #[arg(long, default_value_t = 4, global = true)]
+    #[arg(long, default_value_t = 4)]
     rounds: u32,
 }
 
