@@ -124,6 +124,14 @@ fn each_bench_mode_lists_only_its_own_options() {
     );
 }
 
+#[test]
+fn completions_and_man_list_their_own_options() {
+    assert_lists(&["completions"], &[]);
+    assert_lists(&["man"], &["--dir"]);
+    let top = listed_options(&[]);
+    assert!(top.contains("--version"), "{top:?}");
+}
+
 /// `ltp ARGS` is refused at parsing: exit code 2 and clap's message quoting `named`.
 fn assert_refused(args: &[&str], named: &str) {
     let out = run(args);

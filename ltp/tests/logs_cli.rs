@@ -84,7 +84,11 @@ fn run_until(
 /// Waits for `child`, killing it by its own handle if it hangs.
 fn wait(child: &mut Child, what: &str) {
     let started = Instant::now();
-    while child.try_wait().expect("the child can be waited for").is_none() {
+    while child
+        .try_wait()
+        .expect("the child can be waited for")
+        .is_none()
+    {
         if started.elapsed() > HANG {
             stop(child);
             panic!("{what} did not exit");
@@ -104,7 +108,10 @@ fn failed_connect(env: &[(&str, &str)]) -> (String, String) {
     let target = format!("127.0.0.1:{}", closed_port());
     let args = ["connect", &target, "--max-attempts", "1"];
     let mut command = Command::new(env!("CARGO_BIN_EXE_ltp"));
-    command.args(args).env_remove("LTP_LOG").env_remove("NO_COLOR");
+    command
+        .args(args)
+        .env_remove("LTP_LOG")
+        .env_remove("NO_COLOR");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -163,8 +170,14 @@ fn a_redirected_stderr_never_holds_an_escape_sequence() {
     // Every level on, and a terminal type that would take colours: still none in a pipe.
     let (_, stderr) = failed_connect(&[("LTP_LOG", "trace"), ("TERM", "xterm-256color")]);
     assert!(stderr.contains("DEBUG"), "no log lines to judge:\n{stderr}");
-    assert!(stderr.contains(" WARN "), "no log lines to judge:\n{stderr}");
-    assert!(!stderr.contains('\x1b'), "an escape sequence in:\n{stderr:?}");
+    assert!(
+        stderr.contains(" WARN "),
+        "no log lines to judge:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "an escape sequence in:\n{stderr:?}"
+    );
 }
 
 /// `ltp connect` against a closed port under `script`, which gives it a terminal (stdin,

@@ -396,11 +396,7 @@ fn codec_for(wire: &WireArgs) -> Result<FrameCodec, ConfigError> {
 }
 
 impl Load {
-    fn new(
-        mode: &'static str,
-        args: LoadOptions,
-        wire: &WireArgs,
-    ) -> Result<Self, ConfigError> {
+    fn new(mode: &'static str, args: LoadOptions, wire: &WireArgs) -> Result<Self, ConfigError> {
         let workload = Workload::new(
             mode,
             args.connections,
