@@ -17,7 +17,10 @@
 //!   (an encode into a fresh buffer and a trip through its outbox per frame).
 //! * `pingpong`: each connection switches the server to echo (ECHO), then keeps one DATA in
 //!   flight and checks each echo byte for byte. Figures: round trips per second
-//!   (`msgs_per_sec`) and `latency_us` `{p50, p99, p999, max}`.
+//!   (`msgs_per_sec`) and `latency_us` `{p50, p99, p999, max}`, from one HDR histogram that
+//!   every connection records into ([`ltp::bench_wire::LatencyRecorder`]: 3 significant
+//!   digits, the maximum exact), so that a `--duration` run of any length holds the same
+//!   memory.
 //! * `fanout`: `--connections` receivers connect (each proven registered by an END → REPORT),
 //!   then a control connection sends FANOUT; the server broadcasts `--messages` DATA frames to
 //!   every receiver, then END. Every receiver checks its count and bytes. Figures: deliveries
@@ -29,6 +32,11 @@
 //!   that process (`"server-pid"`); with `--target` alone only this client's own memory can be
 //!   read (`"client-only"`, which says nothing about the server). Then up to 100 of the idle
 //!   connections are probed with a round trip (`latency_us`).
+//!
+//! Every load mode first makes room for its connections: when this process's open-files soft
+//! limit is too low for them (two descriptors each in-process, one with `--target`, plus 64),
+//! it is raised up to the hard limit (logged at `LTP_LOG=info`); when even the hard limit is
+//! too low, the run fails at once with one line naming it.
 //! * `soak [--duration DURATION] [--connections N]`: always in-process; a relaying server and N
 //!   reconnecting clients that send sequence-numbered messages and drop their connections at
 //!   random. Its result line has its own keys (see [`soak`]): sent, delivered, lost,
@@ -92,6 +100,7 @@
 
 mod client;
 mod conns;
+mod open_files;
 mod progress;
 mod server;
 mod soak;
@@ -459,6 +468,8 @@ async fn load_command(
     args: &TargetArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut load = Load::new(mode, options, &args.wire)?;
+    // Fanout's control connection is among the spare descriptors.
+    open_files::make_room_for(load.connections, args.target.is_none())?;
     let (addr, own_server) = match &args.target {
         Some(target) => {
             if args.tls {
