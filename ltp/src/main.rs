@@ -121,6 +121,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args, stdout).await,
             // Its few lines are printed by the command's own future, never by a handler.
             Command::Bench(args) => cmd::bench::run(args).await,
+            // Printed above, before the runtime was started.
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }
     });
