@@ -84,6 +84,13 @@ pub(crate) enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Demo(args) = &cli.command
+        && let Some(problem) = args.misplaced()
+    {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, problem)
+            .exit();
+    }
     // Generated from the command line's definition; no runtime, no logs.
     match &cli.command {
         Command::Completions(args) => return docs::completions(args, Cli::command()),

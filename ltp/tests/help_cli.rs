@@ -146,7 +146,13 @@ fn assert_refused(args: &[&str], named: &str) {
 fn an_option_a_subcommand_does_not_use_is_a_usage_error() {
     assert_refused(&["demo", "server", "--rounds", "2"], "'--rounds'");
     assert_refused(&["demo", "client", "--rounds", "2"], "'--rounds'");
-    assert_refused(&["demo", "--rounds", "2", "server"], "--rounds");
+    assert_refused(
+        &["demo", "--rounds", "2", "server"],
+        "--rounds is for `ltp demo`",
+    );
+    assert_refused(&["demo", "--rounds", "0"], "'--rounds <N>'");
+    // A global option is still taken anywhere before the subcommand's own.
+    assert_lists(&["demo", "--threads", "1", "server"], &["--listen"]);
     for (mode, option, value) in [
         ("throughput", "--server-pid", "1"),
         ("pingpong", "--server-pid", "1"),
