@@ -44,7 +44,7 @@ pub fn hold(
 
 /// The result line's figures for a conns run.
 pub fn outcome(
-    mut held: IdleRun,
+    held: IdleRun,
     load: &crate::cli::Load,
     target: String,
     implementation: &'static str,
@@ -62,7 +62,7 @@ pub fn outcome(
         deliveries: 0,
         header_len: load.layout.header_len(),
         elapsed: held.elapsed,
-        latency: Latency::of(&mut held.probes),
+        latency: Latency::of(&held.probes),
         rss: Some(held.rss),
         verified: held.problems.is_empty(),
         problems: held.problems,

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cli::Load;
-use crate::outcome::{Latency, Outcome};
+use crate::outcome::{LatencyRecorder, Outcome};
 use crate::wire::{self, DATA, ECHO, END, FANOUT, Layout, REPORT};
 
 /// One client connection, framed the way a baseline frames it.
@@ -58,9 +58,12 @@ async fn end_and_report<T: FrameIo>(io: &mut T, end: &T::Prepared) -> io::Result
 struct ConnResult {
     sent: u64,
     finished: Instant,
-    latencies: Vec<Duration>,
     problems: Vec<String>,
 }
+
+/// Every connection's round trips in one HDR histogram, as `ltp bench` gathers them: memory
+/// bounded whatever the run's length. Each sample is added after its round trip is timed.
+type SharedLatencies = Arc<Mutex<LatencyRecorder>>;
 
 fn check_report(what: &str, got: (u64, u64), want: (u64, u64), problems: &mut Vec<String>) {
     if got != want {
@@ -110,13 +113,15 @@ pub async fn run<T: FrameIo>(
         mode => {
             let echo = mode == "pingpong";
             let barrier = Arc::new(Barrier::new(load.connections + 1));
+            let latencies = SharedLatencies::default();
             let mut tasks = JoinSet::new();
             for quota in shares(load.messages, load.connections) {
                 let barrier = barrier.clone();
                 let load = load.clone();
+                let latencies = latencies.clone();
                 tasks.spawn(async move {
                     if echo {
-                        pingpong_conn::<T>(&load, addr, quota, barrier).await
+                        pingpong_conn::<T>(&load, addr, quota, barrier, &latencies).await
                     } else {
                         throughput_conn::<T>(&load, addr, quota, barrier).await
                     }
@@ -124,19 +129,20 @@ pub async fn run<T: FrameIo>(
             }
             barrier.wait().await;
             let start = Instant::now();
-            let mut latencies = Vec::new();
             let mut finished = start;
             while let Some(joined) = tasks.join_next().await {
                 let conn = joined.map_err(io::Error::other)??;
                 outcome.messages += conn.sent;
                 finished = finished.max(conn.finished);
-                latencies.extend(conn.latencies);
                 outcome.problems.extend(conn.problems);
             }
             outcome.elapsed = finished - start;
             outcome.deliveries = outcome.messages;
             if echo {
-                outcome.latency = Latency::of(&mut latencies);
+                outcome.latency = latencies
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .latency();
             }
         }
     }
@@ -186,7 +192,6 @@ async fn throughput_conn<T: FrameIo>(
     Ok(ConnResult {
         sent,
         finished,
-        latencies: Vec::new(),
         problems,
     })
 }
@@ -196,6 +201,7 @@ async fn pingpong_conn<T: FrameIo>(
     addr: SocketAddr,
     quota: u64,
     barrier: Arc<Barrier>,
+    latencies: &SharedLatencies,
 ) -> io::Result<ConnResult> {
     let layout = load.layout;
     let end = T::prepare(layout, END, &[]);
@@ -211,7 +217,6 @@ async fn pingpong_conn<T: FrameIo>(
     barrier.wait().await;
     let mut io = ready?;
     let deadline = load.duration.map(|d| Instant::now() + d);
-    let mut latencies = Vec::with_capacity(quota.min(1 << 20) as usize);
     let mut problems = Vec::new();
     let mut sent = 0u64;
     let mut body = wire::pattern_body(load.body_size, 0);
@@ -228,7 +233,12 @@ async fn pingpong_conn<T: FrameIo>(
         io.feed(&frame).await?;
         io.flush().await?;
         let (message_type, echoed) = io.recv().await?.ok_or_else(eof)?;
-        latencies.push(t0.elapsed());
+        let elapsed = t0.elapsed();
+        // A panic elsewhere cannot leave a histogram half-incremented: poisoning is no matter.
+        latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(elapsed);
         sent += 1;
         if message_type != DATA || echoed[..] != body[..] {
             problems.push(format!(
@@ -248,7 +258,6 @@ async fn pingpong_conn<T: FrameIo>(
     Ok(ConnResult {
         sent,
         finished,
-        latencies,
         problems,
     })
 }

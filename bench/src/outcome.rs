@@ -6,7 +6,7 @@ use std::time::Duration;
 use ltp::bench_wire::round_to;
 use serde_json::{Value, json};
 
-pub use ltp::bench_wire::{Latency, Rss, vm_rss};
+pub use ltp::bench_wire::{Latency, LatencyRecorder, Rss, vm_rss};
 
 /// What one bench run measured.
 #[derive(Debug, Clone)]

@@ -37,8 +37,10 @@
 //! # The result line
 //!
 //! Each implementation prints its own result line (`implementation` says whose), with the
-//! same keys (`ltp bench`'s adds `tls`); what they compute alike is here: a [`Workload`]'s defaults and checks, the
-//! [`Latency`] percentiles (`latency_us`), resident memory ([`Rss`], [`vm_rss`],
+//! same keys (`ltp bench`'s adds `tls`); what they compute alike is here: a [`Workload`]'s
+//! defaults and checks, the round trips gathered in a [`LatencyRecorder`] (an HDR histogram:
+//! memory bounded whatever the run's length) and their [`Latency`] percentiles
+//! (`latency_us`), resident memory ([`Rss`], [`vm_rss`],
 //! [`rss_scope`]) and [`round_to`].
 //!
 //! # Idle connections
@@ -47,9 +49,13 @@
 //! END → REPORT (0, 0), resident memory read before and after, then a round trip on a sample
 //! of them. Each client supplies its sockets and framing as [`IdleLinks`].
 
+mod latency;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+pub use latency::{Latency, LatencyRecorder};
 
 /// Opaque body: counted by the server, or echoed back in echo mode.
 pub const DATA: u8 = 1;
@@ -374,73 +380,6 @@ impl Workload {
     }
 }
 
-/// Latency percentiles of a set of round trips, in microseconds, by nearest rank.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latency {
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Latency {
-    /// Percentiles of `samples` (sorted in place); `None` when there are none. Nearest rank:
-    /// the smallest sample with at least that share of the samples at or below it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use ltp::bench_wire::Latency;
-    ///
-    /// let mut samples: Vec<Duration> = (1..=1000).rev().map(Duration::from_micros).collect();
-    /// let latency = Latency::of(&mut samples).expect("samples");
-    /// assert_eq!(
-    ///     (latency.p50, latency.p99, latency.p999, latency.max),
-    ///     (500.0, 990.0, 999.0, 1000.0)
-    /// );
-    /// assert_eq!(Latency::of(&mut []), None);
-    /// ```
-    pub fn of(samples: &mut [Duration]) -> Option<Self> {
-        samples.sort_unstable();
-        let n = samples.len();
-        if n == 0 {
-            return None;
-        }
-        let at = |q: f64| -> Option<f64> {
-            let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-            samples.get(rank).map(|d| d.as_nanos() as f64 / 1e3)
-        };
-        Some(Self {
-            p50: at(0.50)?,
-            p99: at(0.99)?,
-            p999: at(0.999)?,
-            max: at(1.0)?,
-        })
-    }
-
-    /// The result line's `latency_us`: `{"p50":…,"p99":…,"p999":…,"max":…}`, each rounded to
-    /// 0.1 µs.
-    ///
-    /// ```
-    /// use ltp::bench_wire::Latency;
-    ///
-    /// let latency = Latency { p50: 60.44, p99: 104.96, p999: 180.0, max: 250.05 };
-    /// let json = latency.to_json();
-    /// assert_eq!((json["p50"].as_f64(), json["p99"].as_f64()), (Some(60.4), Some(105.0)));
-    /// ```
-    pub fn to_json(self) -> Value {
-        json!({
-            "p50": round_to(self.p50, 1),
-            "p99": round_to(self.p99, 1),
-            "p999": round_to(self.p999, 1),
-            "max": round_to(self.max, 1),
-        })
-    }
-}
-
 /// `x` rounded to `digits` decimal places, as the result line gives its figures.
 ///
 /// ```
@@ -738,19 +677,6 @@ mod tests {
         let body = pattern_body(600, 0x0a0b);
         assert_eq!(body[..8], [0, 0, 0, 0, 0, 0, 0x0a, 0x0b]);
         assert!((8..600).all(|i| body[i] == (i % 251) as u8));
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let mut samples: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
-        let lat = Latency::of(&mut samples).unwrap();
-        assert_eq!(
-            (lat.p50, lat.p99, lat.p999, lat.max),
-            (500.0, 990.0, 999.0, 1000.0)
-        );
-        let one = Latency::of(&mut [Duration::from_nanos(1500)]).unwrap();
-        assert_eq!((one.p50, one.max), (1.5, 1.5));
-        assert!(Latency::of(&mut []).is_none());
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! subcommand per file under `cmd/`.
 
 mod cmd;
+mod docs;
 mod logging;
 mod output;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Speak any length-type TCP protocol as JSON lines: serve, connect, run the ancestor's demo,
 /// measure speed.
@@ -33,6 +34,10 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Measure throughput, latency, fan-out and memory per connection.
     Bench(cmd::bench::BenchArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Print the man page of `ltp` or of a subcommand (roff), or write them all to a directory.
+    Man(docs::ManArgs),
 }
 
 /// Options shared by every subcommand that talks to the network.
@@ -79,6 +84,19 @@ pub(crate) enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Demo(args) = &cli.command
+        && let Some(problem) = args.misplaced()
+    {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, problem)
+            .exit();
+    }
+    // Generated from the command line's definition; no runtime, no logs.
+    match &cli.command {
+        Command::Completions(args) => return docs::completions(args, Cli::command()),
+        Command::Man(args) => return docs::man(args, Cli::command()),
+        _ => {}
+    }
     logging::init();
     let (stdout, writer) = match output::Stdout::start() {
         Ok(started) => started,
@@ -110,6 +128,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => cmd::demo::run(args, stdout).await,
             // Its few lines are printed by the command's own future, never by a handler.
             Command::Bench(args) => cmd::bench::run(args).await,
+            // Printed above, before the runtime was started.
+            Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }
     });
     // Connections still open (a client mid-reconnect, say) must not hold the exit.

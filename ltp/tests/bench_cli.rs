@@ -216,6 +216,89 @@ fn conns_measures_the_in_process_server() {
 }
 
 #[test]
+fn pingpong_by_duration_reports_ordered_percentiles() {
+    // Timed runs gather their round trips in a histogram of fixed size, not a list.
+    let result = bench(&[
+        "bench",
+        "pingpong",
+        "--duration",
+        "500ms",
+        "--connections",
+        "3",
+    ]);
+    assert!(result["messages"].as_u64().unwrap() > 0, "{result}");
+    let latency = &result["latency_us"];
+    let at = |key: &str| latency[key].as_f64().unwrap_or_else(|| panic!("{latency}"));
+    assert!(at("p50") > 0.0, "{latency}");
+    assert!(at("p50") <= at("p99"), "{latency}");
+    assert!(at("p99") <= at("p999"), "{latency}");
+    assert!(at("p999") <= at("max"), "{latency}");
+}
+
+/// `ltp bench ARGS` run by bash after `ulimit LIMIT` (e.g. `-S -n 256`), to completion.
+fn run_with_ulimit(limit: &str, args: &[&str]) -> Output {
+    let script = format!("ulimit {limit} && exec \"$0\" \"$@\"");
+    let mut child = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_ltp")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash starts");
+    let started = Instant::now();
+    while child.try_wait().expect("bash can be waited for").is_none() {
+        if started.elapsed() > HANG {
+            let _ = child.kill();
+            panic!("ulimit {limit}; ltp {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("ltp's output")
+}
+
+/// This process's hard limit on open files (`ulimit -Hn`), `None` when unlimited or unknown.
+fn hard_open_files_limit() -> Option<u64> {
+    let out = Command::new("bash")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[test]
+fn conns_raises_a_low_open_files_soft_limit() {
+    // 300 connections in-process: 600 descriptors and spares, over a soft limit of 256.
+    if hard_open_files_limit().is_some_and(|hard| hard < 1_000) {
+        println!("note: the hard open-files limit is under 1,000: nothing to raise it to");
+        return;
+    }
+    let out = run_with_ulimit("-S -n 256", &["bench", "conns", "--connections", "300"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let result: Value = serde_json::from_str(stdout.lines().last().expect("a result line"))
+        .expect("the result line is JSON");
+    assert_eq!(result["connections"], 300);
+    assert_eq!(result["verified"], true, "{result}");
+}
+
+#[test]
+fn conns_names_a_hard_limit_too_low() {
+    let out = run_with_ulimit("-n 200", &["bench", "conns", "--connections", "300"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("need about 664 file descriptors"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hard limit of 200 open files"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn bad_options_exit_2() {
     // 65,533 + 3 bytes cannot be framed with a u16 length.
     let out = run(&[

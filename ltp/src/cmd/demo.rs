@@ -17,15 +17,36 @@ use ltprotocol::{
 use super::signals::Signals;
 use crate::output::Stdout;
 
-/// `ltp demo` options.
+/// `ltp demo` options: `--rounds` for the demo in one process; `server` and `client` (which
+/// run until interrupted) take their own options and not that one (see [`Self::misplaced`]).
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     #[command(subcommand)]
     role: Option<Role>,
     /// Stop after the client has received this many rounds (NumMsg(200), StrMsg, NumMsg(7));
-    /// the server is restarted halfway through.
-    #[arg(long, default_value_t = 4, global = true)]
-    rounds: u32,
+    /// the server is restarted halfway through. Default: 4.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
+}
+
+impl DemoArgs {
+    /// Rounds when the demo runs in one process.
+    const DEFAULT_ROUNDS: u32 = 4;
+
+    /// Why these options do not go together, for a usage error: `--rounds` before `server` or
+    /// `client` (after them, clap refuses it itself). `None` when they do.
+    pub(crate) fn misplaced(&self) -> Option<String> {
+        let role = match self.role.as_ref()? {
+            Role::Server { .. } => "server",
+            Role::Client { .. } => "client",
+        };
+        self.rounds.map(|_| {
+            format!(
+                "--rounds is for `ltp demo` in one process; `ltp demo {role}` runs until \
+                 interrupted"
+            )
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +189,7 @@ pub(crate) async fn run(args: DemoArgs, out: Stdout) -> anyhow::Result<ExitCode>
             client.close(Duration::from_secs(2)).await;
             Ok(ExitCode::SUCCESS)
         }
-        None => together(args.rounds.max(1), out).await,
+        None => together(args.rounds.unwrap_or(DemoArgs::DEFAULT_ROUNDS), out).await,
     }
 }
 

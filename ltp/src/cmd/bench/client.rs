@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +24,9 @@ use ltprotocol::{
 };
 
 use super::progress::Progress;
-use super::{DATA, ECHO, END, FANOUT, Latency, Load, Outcome, REPORT};
+use ltp::bench_wire::LatencyRecorder;
+
+use super::{DATA, ECHO, END, FANOUT, Load, Outcome, REPORT};
 
 /// The codec path's write buffer: frames are encoded into it and written once it holds this
 /// much (and on flush).
@@ -308,8 +310,20 @@ struct ConnResult {
     sent: u64,
     report: (u64, u64),
     finished: Instant,
-    latencies: Vec<Duration>,
     problems: Vec<String>,
+}
+
+/// Every connection's round trips, in one histogram: its memory does not grow with the run's
+/// length or its number of connections. Each sample is added after its round trip is timed,
+/// under a lock held for a histogram increment.
+type SharedLatencies = Arc<Mutex<LatencyRecorder>>;
+
+fn record(latencies: &SharedLatencies, sample: Duration) {
+    // A panic elsewhere cannot leave a histogram half-incremented: poisoning is no matter.
+    latencies
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .record(sample);
 }
 
 /// Throughput or pingpong over `L`.
@@ -323,12 +337,14 @@ pub(super) async fn run<L: Link>(
     let barrier = Arc::new(Barrier::new(load.connections + 1));
     let mut tasks = JoinSet::new();
     let parts = load.connections as u64;
+    let latencies = SharedLatencies::default();
     for i in 0..parts {
         let quota = load.messages / parts + u64::from(i < load.messages % parts);
         let (load, barrier, done) = (load.clone(), barrier.clone(), progress.counter());
+        let latencies = latencies.clone();
         tasks.spawn(async move {
             if pingpong {
-                pingpong_conn::<L>(&load, addr, quota, barrier, done).await
+                pingpong_conn::<L>(&load, addr, quota, barrier, done, &latencies).await
             } else {
                 throughput_conn::<L>(&load, addr, quota, barrier, done).await
             }
@@ -339,14 +355,12 @@ pub(super) async fn run<L: Link>(
     let start = Instant::now();
     barrier.wait().await;
     let mut finished = start;
-    let mut latencies = Vec::new();
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         match joined.map_err(io::Error::other).and_then(|r| r) {
             Ok(conn) => {
                 outcome.messages += conn.sent;
                 finished = finished.max(conn.finished);
-                latencies.extend(conn.latencies);
                 let body = load.body_size as u64;
                 check_report(
                     outcome,
@@ -370,7 +384,10 @@ pub(super) async fn run<L: Link>(
     outcome.deliveries = outcome.messages;
     outcome.elapsed = finished - start;
     if pingpong {
-        outcome.latency = Latency::of(&mut latencies);
+        outcome.latency = latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latency();
     }
     Ok(())
 }
@@ -420,7 +437,6 @@ async fn throughput_conn<L: Link>(
         sent,
         report,
         finished,
-        latencies: Vec::new(),
         problems: Vec::new(),
     })
 }
@@ -431,6 +447,7 @@ async fn pingpong_conn<L: Link>(
     quota: u64,
     barrier: Arc<Barrier>,
     done: Arc<AtomicU64>,
+    latencies: &SharedLatencies,
 ) -> io::Result<ConnResult> {
     // Whatever happens, reach the barrier: the others (and the clock) wait for everyone.
     let ready = async {
@@ -444,7 +461,6 @@ async fn pingpong_conn<L: Link>(
     barrier.wait().await;
     let mut link = ready?;
     let deadline = load.duration.map(|d| Instant::now() + d);
-    let mut latencies = Vec::with_capacity(quota.min(1 << 20) as usize);
     let mut problems = Vec::new();
     let mut sent = 0u64;
     loop {
@@ -459,7 +475,7 @@ async fn pingpong_conn<L: Link>(
         link.send(&data).await?;
         link.flush().await?;
         let echoed = link.recv().await?.ok_or_else(eof)?;
-        latencies.push(t0.elapsed());
+        record(latencies, t0.elapsed());
         sent += 1;
         if sent.is_multiple_of(64) {
             done.fetch_add(64, Ordering::Relaxed);
@@ -478,7 +494,6 @@ async fn pingpong_conn<L: Link>(
         sent,
         report,
         finished,
-        latencies,
         problems,
     })
 }

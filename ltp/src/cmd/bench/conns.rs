@@ -23,9 +23,6 @@ use super::{DATA, ECHO, END, Latency, Load, Outcome, REPORT};
 
 pub(super) use ltp::bench_wire::vm_rss;
 
-/// File descriptors kept free for everything else.
-const SPARE_FDS: u64 = 64;
-
 pub(super) async fn run(
     load: &Load,
     addr: SocketAddr,
@@ -34,24 +31,8 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let pid = load.server_pid;
     let scope = rss_scope(pid, in_process, load.tls.is_some());
-    // In-process, each connection costs two descriptors here: ours and the server's.
-    let needed = load.connections as u64 * if in_process { 2 } else { 1 } + SPARE_FDS;
-    if let Some(limit) = open_files_limit()
-        && needed > limit
-    {
-        anyhow::bail!(
-            "{} connections need about {needed} file descriptors{}, above this process's limit \
-             of {limit}: raise it (ulimit -n) or use fewer",
-            load.connections,
-            if in_process {
-                " (both ends in this process)"
-            } else {
-                ""
-            },
-        );
-    }
     let (n, codec, tls) = (load.connections, load.codec.clone(), load.tls.clone());
-    let mut held = tokio::task::spawn_blocking(move || {
+    let held = tokio::task::spawn_blocking(move || {
         hold_idle(
             &mut Links::new(addr, n, &codec, tls.as_ref(), pid)?,
             n,
@@ -62,7 +43,7 @@ pub(super) async fn run(
     .context("the connections' thread failed")??;
     outcome.elapsed = held.elapsed;
     outcome.rss = Some(held.rss);
-    outcome.latency = Latency::of(&mut held.probes);
+    outcome.latency = Latency::of(&held.probes);
     for problem in held.problems {
         outcome.problem(problem);
     }
@@ -204,11 +185,4 @@ impl IdleLinks for Links<'_> {
         let echoed = read_frame(sock, &mut self.codec, len)?;
         Ok(echoed.message_type.value() == DATA && echoed.body == self.body[..])
     }
-}
-
-/// The soft limit on open files, from `/proc/self/limits`.
-fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
 }

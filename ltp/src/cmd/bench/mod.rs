@@ -17,7 +17,10 @@
 //!   (an encode into a fresh buffer and a trip through its outbox per frame).
 //! * `pingpong`: each connection switches the server to echo (ECHO), then keeps one DATA in
 //!   flight and checks each echo byte for byte. Figures: round trips per second
-//!   (`msgs_per_sec`) and `latency_us` `{p50, p99, p999, max}`.
+//!   (`msgs_per_sec`) and `latency_us` `{p50, p99, p999, max}`, from one HDR histogram that
+//!   every connection records into ([`ltp::bench_wire::LatencyRecorder`]: 3 significant
+//!   digits, the maximum exact), so that a `--duration` run of any length holds the same
+//!   memory.
 //! * `fanout`: `--connections` receivers connect (each proven registered by an END → REPORT),
 //!   then a control connection sends FANOUT; the server broadcasts `--messages` DATA frames to
 //!   every receiver, then END. Every receiver checks its count and bytes. Figures: deliveries
@@ -29,6 +32,11 @@
 //!   that process (`"server-pid"`); with `--target` alone only this client's own memory can be
 //!   read (`"client-only"`, which says nothing about the server). Then up to 100 of the idle
 //!   connections are probed with a round trip (`latency_us`).
+//!
+//! Every load mode first makes room for its connections: when this process's open-files soft
+//! limit is too low for them (two descriptors each in-process, one with `--target`, plus 64),
+//! it is raised up to the hard limit (logged at `LTP_LOG=info`); when even the hard limit is
+//! too low, the run fails at once with one line naming it.
 //! * `soak [--duration DURATION] [--connections N]`: always in-process; a relaying server and N
 //!   reconnecting clients that send sequence-numbered messages and drop their connections at
 //!   random. Its result line has its own keys (see [`soak`]): sent, delivered, lost,
@@ -92,6 +100,7 @@
 
 mod client;
 mod conns;
+mod open_files;
 mod progress;
 mod server;
 mod soak;
@@ -133,13 +142,13 @@ enum BenchCommand {
     /// The counting / echoing / broadcasting server only; prints the `listening` line first.
     Serve(ServeArgs),
     /// One-way pipelined DATA, then END; checks the REPORT.
-    Throughput(LoadArgs),
+    Throughput(StreamArgs),
     /// One DATA in flight per connection, echoed back; latency percentiles.
-    Pingpong(LoadArgs),
+    Pingpong(StreamArgs),
     /// A broadcast to `--connections` receivers, `--messages` times.
-    Fanout(LoadArgs),
+    Fanout(FanoutArgs),
     /// `--connections` idle connections held open; resident memory per connection.
-    Conns(LoadArgs),
+    Conns(ConnsArgs),
     /// Relaying server and reconnecting clients dropping links at random: nothing lost.
     Soak(soak::SoakArgs),
 }
@@ -232,31 +241,12 @@ impl ClientPath {
     }
 }
 
+/// Where the load goes and how it is carried: every load mode's options.
 #[derive(Debug, Args)]
-struct LoadArgs {
+struct TargetArgs {
     /// The server to load; without it one is started in this process on 127.0.0.1:0.
     #[arg(long, value_name = "ADDR")]
     target: Option<String>,
-    /// Parallel connections (receivers for fanout, idle connections for conns).
-    /// Defaults: 1; fanout 100; conns 1,000.
-    #[arg(long, value_name = "N")]
-    connections: Option<usize>,
-    /// DATA body size. Defaults: 16; fanout 64.
-    #[arg(long, value_name = "BYTES")]
-    body_size: Option<usize>,
-    /// DATA frames in all (throughput), round trips in all (pingpong), broadcasts (fanout).
-    /// Defaults: 1,000,000; pingpong 10,000; fanout 10,000.
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
-    messages: Option<u64>,
-    /// Run for this long instead of a message count (throughput and pingpong).
-    #[arg(long, value_name = "DURATION", value_parser = ltp::duration::parse)]
-    duration: Option<Duration>,
-    /// The sending path for throughput and pingpong.
-    #[arg(long, value_enum, default_value_t = ClientPath::Codec)]
-    client: ClientPath,
-    /// For conns with `--target`: the server's process id, whose memory is then measured.
-    #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
     /// Run over TLS. In-process, the server gets a self-signed certificate made at start and
     /// the client trusts that certificate only; with `--target`, the server's certificate is
     /// checked against `--ca` (or the system's roots) and `--server-name`.
@@ -272,6 +262,109 @@ struct LoadArgs {
     server_name: Option<String>,
     #[command(flatten)]
     wire: WireArgs,
+}
+
+/// `ltp bench throughput` and `ltp bench pingpong` options.
+#[derive(Debug, Args)]
+struct StreamArgs {
+    /// Parallel connections, the messages shared between them. Default: 1.
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// DATA body size. Default: 16.
+    #[arg(long, value_name = "BYTES")]
+    body_size: Option<usize>,
+    /// DATA frames in all (throughput) or round trips in all (pingpong). Defaults:
+    /// throughput 1,000,000; pingpong 10,000.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    messages: Option<u64>,
+    /// Run for this long instead of a message count.
+    #[arg(long, value_name = "DURATION", value_parser = ltp::duration::parse)]
+    duration: Option<Duration>,
+    /// The sending path.
+    #[arg(long, value_enum, default_value_t = ClientPath::Codec)]
+    client: ClientPath,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// `ltp bench fanout` options.
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    /// Receivers of every broadcast. Default: 100.
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// DATA body size. Default: 64.
+    #[arg(long, value_name = "BYTES")]
+    body_size: Option<usize>,
+    /// Broadcasts: each is one DATA to every receiver. Default: 10,000.
+    #[arg(long, value_name = "N")]
+    messages: Option<u64>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// `ltp bench conns` options.
+#[derive(Debug, Args)]
+struct ConnsArgs {
+    /// Idle connections held open. Default: 1,000. The open-files soft limit is raised
+    /// toward the hard limit when they need more descriptors.
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// With `--target`: the server's process id, whose memory is then measured.
+    #[arg(long, value_name = "PID", requires = "target")]
+    server_pid: Option<u32>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// A load mode's options, whichever subcommand gave them (what it does not take is `None`).
+#[derive(Debug, Clone, Copy)]
+struct LoadOptions {
+    connections: Option<usize>,
+    body_size: Option<usize>,
+    messages: Option<u64>,
+    duration: Option<Duration>,
+    client: ClientPath,
+    server_pid: Option<u32>,
+}
+
+impl From<&StreamArgs> for LoadOptions {
+    fn from(args: &StreamArgs) -> Self {
+        Self {
+            connections: args.connections,
+            body_size: args.body_size,
+            messages: args.messages,
+            duration: args.duration,
+            client: args.client,
+            server_pid: None,
+        }
+    }
+}
+
+impl From<&FanoutArgs> for LoadOptions {
+    fn from(args: &FanoutArgs) -> Self {
+        Self {
+            connections: args.connections,
+            body_size: args.body_size,
+            messages: args.messages,
+            duration: None,
+            client: ClientPath::Codec,
+            server_pid: None,
+        }
+    }
+}
+
+impl From<&ConnsArgs> for LoadOptions {
+    fn from(args: &ConnsArgs) -> Self {
+        Self {
+            connections: args.connections,
+            body_size: None,
+            messages: None,
+            duration: None,
+            client: ClientPath::Codec,
+            server_pid: args.server_pid,
+        }
+    }
 }
 
 /// A workload, its options resolved.
@@ -312,7 +405,7 @@ fn codec_for(wire: &WireArgs) -> Result<FrameCodec, ConfigError> {
 }
 
 impl Load {
-    fn new(mode: &'static str, args: &LoadArgs) -> Result<Self, ConfigError> {
+    fn new(mode: &'static str, args: LoadOptions, wire: &WireArgs) -> Result<Self, ConfigError> {
         let workload = Workload::new(
             mode,
             args.connections,
@@ -327,10 +420,10 @@ impl Load {
             body_size: workload.body_size,
             messages: workload.messages,
             duration: workload.duration,
-            codec: codec_for(&args.wire)?,
+            codec: codec_for(wire)?,
             // Set once the server is known (see `load_command`).
             tls: None,
-            layout_name: args.wire.layout.clone(),
+            layout_name: wire.layout.clone(),
             client: args.client,
             server_pid: args.server_pid,
         };
@@ -357,16 +450,26 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let tls = args.server_tls()?;
             server::serve_command(&args.listen, &args.wire, args.api, tls).await
         }
-        BenchCommand::Throughput(args) => load_command("throughput", &args).await,
-        BenchCommand::Pingpong(args) => load_command("pingpong", &args).await,
-        BenchCommand::Fanout(args) => load_command("fanout", &args).await,
-        BenchCommand::Conns(args) => load_command("conns", &args).await,
+        BenchCommand::Throughput(args) => {
+            load_command("throughput", (&args).into(), &args.target).await
+        }
+        BenchCommand::Pingpong(args) => {
+            load_command("pingpong", (&args).into(), &args.target).await
+        }
+        BenchCommand::Fanout(args) => load_command("fanout", (&args).into(), &args.target).await,
+        BenchCommand::Conns(args) => load_command("conns", (&args).into(), &args.target).await,
         BenchCommand::Soak(args) => soak::run(&args).await,
     }
 }
 
-async fn load_command(mode: &'static str, args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    let mut load = Load::new(mode, args)?;
+async fn load_command(
+    mode: &'static str,
+    options: LoadOptions,
+    args: &TargetArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut load = Load::new(mode, options, &args.wire)?;
+    // Fanout's control connection is among the spare descriptors.
+    open_files::make_room_for(load.connections, args.target.is_none())?;
     let (addr, own_server) = match &args.target {
         Some(target) => {
             if args.tls {
