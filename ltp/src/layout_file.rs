@@ -47,8 +47,15 @@ use crate::error::ConfigError;
 
 /// Keys of [`message_event`](crate::json::message_event)'s objects and of input lines that an
 /// extra header field may not be named after (`length` and `type` the library refuses itself).
-pub const RESERVED_FIELD_NAMES: [&str; 6] =
-    ["event", "conn", "body_hex", "msg", "fields", "decode_error"];
+pub const RESERVED_FIELD_NAMES: [&str; 7] = [
+    "event",
+    "conn",
+    "ts",
+    "body_hex",
+    "msg",
+    "fields",
+    "decode_error",
+];
 
 /// The layout named by `--layout`: `ltprotocol`, `openflow`, or the path of a TOML file.
 ///

@@ -267,6 +267,10 @@ fn layout_bad_values_carry_their_line() {
     let (line, problem) = layout_error("[[field]]\noffset = 3\ntype = \"u8\"\nname = \"conn\"\n");
     assert_eq!(line, 4);
     assert_eq!(problem, "field name `conn` is reserved for the JSON lines");
+    // `ts`: the timestamp of `--timestamps`, read back by `--pace original`.
+    let (line, problem) = layout_error("[[field]]\noffset = 3\ntype = \"u8\"\nname = \"ts\"\n");
+    assert_eq!(line, 4);
+    assert_eq!(problem, "field name `ts` is reserved for the JSON lines");
 }
 
 #[test]
