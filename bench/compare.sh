@@ -55,7 +55,7 @@ fi
 ANC_FAN100=$((FAN100 / 4)); ANC_FAN1000=$((FAN1000 / 4))
 
 echo "building release binaries…" >&2
-cargo build --release --quiet -p ltp -p bench
+cargo build --release --quiet -p ltprotocol-cli -p bench
 BIN=target/release
 
 ANCESTOR_PY=
