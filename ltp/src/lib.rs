@@ -9,6 +9,8 @@
 //!   types and their body fields, to decode bodies into JSON and encode them back.
 //! * [`json`]: the JSON lines: input lines → [`Frame`](ltprotocol::Frame)s, received frames →
 //!   `message` events, any event → a line of text.
+//! * [`dissector`]: `ltp dissector`, a Wireshark Lua dissector written from a layout and a
+//!   schema.
 //! * [`duration`]: durations on the command line (`500ms`, `2s`, `1m`, or plain seconds).
 //! * [`lines`]: input lines with a length limit, an over-long one skipped up to its newline.
 //! * [`error`]: [`ConfigError`], one line naming the file, line and problem.
@@ -25,6 +27,7 @@
 #![doc(test(no_crate_inject, attr(deny(warnings))))]
 
 pub mod bench_wire;
+pub mod dissector;
 pub mod duration;
 pub mod error;
 pub mod json;

@@ -34,6 +34,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Measure throughput, latency, fan-out and memory per connection.
     Bench(cmd::bench::BenchArgs),
+    /// Print a Wireshark Lua dissector for the protocol of `--layout` and `--schema`.
+    Dissector(cmd::dissector::DissectorArgs),
     /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
     Completions(docs::CompletionsArgs),
     /// Print the man page of `ltp` or of a subcommand (roff), or write them all to a directory.
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Completions(args) => return docs::completions(args, Cli::command()),
         Command::Man(args) => return docs::man(args, Cli::command()),
+        Command::Dissector(args) => return cmd::dissector::run(args),
         _ => {}
     }
     logging::init();
@@ -129,7 +132,9 @@ fn main() -> ExitCode {
             // Its few lines are printed by the command's own future, never by a handler.
             Command::Bench(args) => cmd::bench::run(args).await,
             // Printed above, before the runtime was started.
-            Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
+            Command::Completions(_) | Command::Man(_) | Command::Dissector(_) => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     // Connections still open (a client mid-reconnect, say) must not hold the exit.

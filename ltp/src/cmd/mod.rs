@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod connect;
 pub(crate) mod demo;
+pub(crate) mod dissector;
 pub(crate) mod endpoint;
 pub(crate) mod serve;
 pub(crate) mod signals;
