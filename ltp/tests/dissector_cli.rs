@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
+use serde_json::json;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: tshark, recording, pcap files.
@@ -372,4 +373,155 @@ fn several_messages_in_one_segment_are_each_decoded() {
     );
     assert_eq!(rows, ["NumMsg,StrMsg,NumMsg|200,7|hello world!"]);
     case.assert_clean(Some("ltp_demo"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other layouts and schemas.
+
+#[test]
+fn openflow_layout_and_schema_show_header_fields_and_bodies() {
+    if !have_tshark() {
+        return;
+    }
+    let input = [
+        json!({"msg": "HELLO", "xid": 1}),
+        json!({"msg": "FEATURES_REPLY", "xid": 2, "fields": {
+            "datapath_id": 18_446_744_073_709_551_615_u64, "n_buffers": 256, "n_tables": 254,
+            "auxiliary_id": 0, "capabilities": 79, "reserved": 0}}),
+        json!({"msg": "ECHO_REQUEST", "xid": 3, "fields": {"data": "abcd"}}),
+        json!({"msg": "ROLE_REQUEST", "xid": 4, "fields": {"role": 2, "generation_id": 9}}),
+        // FLOW_MOD is not in the schema: its body is shown as bytes, with a note.
+        json!({"type": 14, "xid": 5, "body_hex": "0102"}),
+    ];
+    let input: String = input.iter().map(|line| format!("{line}\n")).collect();
+    let args = ["--layout", "openflow", "--schema", "openflow"];
+    let rec = record(&args, &input);
+    let case = Case::new("openflow", &args, &rec, &[5]);
+    let rows = case.fields(
+        Some("ltp_openflow"),
+        "ltp_openflow",
+        &[
+            "ltp_openflow.version",
+            "ltp_openflow.type",
+            "ltp_openflow.length",
+            "ltp_openflow.xid",
+            "ltp_openflow.msg",
+            "ltp_openflow.features_reply.datapath_id",
+            "ltp_openflow.features_reply.n_tables",
+            "ltp_openflow.features_reply.capabilities",
+            "ltp_openflow.echo_request.data",
+            "ltp_openflow.role_request.role",
+            "ltp_openflow.role_request.generation_id",
+            "ltp_openflow.body",
+        ],
+    );
+    assert_eq!(
+        rows,
+        [
+            "4|0|8|1|HELLO|||||||",
+            "4|6|32|2|FEATURES_REPLY|18446744073709551615|254|79||||",
+            "4|2|10|3|ECHO_REQUEST||||abcd|||",
+            "4|24|24|4|ROLE_REQUEST|||||2|9|",
+            "4|14|10|5||||||||0102",
+        ]
+    );
+    // The unknown type is a note, not a problem.
+    case.assert_clean(Some("ltp_openflow"));
+    let notes = case.fields(
+        Some("ltp_openflow"),
+        "ltp_openflow.expert.unknown_type",
+        &["_ws.expert.message"],
+    );
+    assert_eq!(notes, ["type 14 is not in the schema"]);
+}
+
+/// A `Reading` of `schemas/telemetry.toml` with every field type, a `Blob` and a `Ping`.
+fn telemetry_input() -> String {
+    let lines = [
+        json!({"msg": "Reading", "seq": 77, "fields": {
+            "sensor": 513, "channel": 3, "gain": -2, "offset": -300, "seq": 123_456,
+            "delta": -70_000, "timestamp_ns": 18_446_744_073_709_551_615_u64,
+            "drift_ns": i64::MIN, "value": 0.5, "precise": -2.25, "ok": true,
+            "mac": "0a0b0c0d0e0f", "unit": "°C"}}),
+        json!({"msg": "Blob", "fields": {"id": 9, "data": "cafe"}}),
+        json!({"msg": "Ping"}),
+    ];
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+const TELEMETRY_FIELDS: [&str; 17] = [
+    "ltp_telemetry.msg",
+    "ltp_telemetry.reading.sensor",
+    "ltp_telemetry.reading.channel",
+    "ltp_telemetry.reading.gain",
+    "ltp_telemetry.reading.offset",
+    "ltp_telemetry.reading.seq",
+    "ltp_telemetry.reading.delta",
+    "ltp_telemetry.reading.timestamp_ns",
+    "ltp_telemetry.reading.drift_ns",
+    "ltp_telemetry.reading.value",
+    "ltp_telemetry.reading.precise",
+    "ltp_telemetry.reading.ok",
+    "ltp_telemetry.reading.reserved",
+    "ltp_telemetry.reading.mac",
+    "ltp_telemetry.reading.unit",
+    "ltp_telemetry.blob.id",
+    "ltp_telemetry.blob.data",
+];
+
+#[test]
+fn a_little_endian_layout_whose_length_counts_the_body_decodes_every_field_type() {
+    if !have_tshark() {
+        return;
+    }
+    let layout = example("layouts/little_body.toml");
+    let schema = example("schemas/telemetry.toml");
+    let args = ["--layout", layout.as_str(), "--schema", schema.as_str()];
+    let rec = record(&args, &telemetry_input());
+    // Little-endian u32 length at 0 counting the body: the Reading's body is 55 bytes
+    // (52 of fixed-size fields, 3 of UTF-8 text).
+    assert_eq!(rec.bytes.get(..4), Some(&[55, 0, 0, 0][..]));
+    let case = Case::new("little-body", &args, &rec, &[2, 3]);
+    let mut fields = vec![
+        "ltp_telemetry.length",
+        "ltp_telemetry.type",
+        "ltp_telemetry.seq",
+    ];
+    fields.extend(TELEMETRY_FIELDS);
+    let rows = case.fields(Some("ltp_telemetry"), "ltp_telemetry", &fields);
+    assert_eq!(
+        rows,
+        [
+            "55|16|77|Reading|513|3|-2|-300|123456|-70000|18446744073709551615|\
+             -9223372036854775808|0.5|-2.25|1|000000|0a0b0c0d0e0f|°C||",
+            "6|17|0|Blob|||||||||||||||9|cafe",
+            "0|18|0|Ping||||||||||||||||",
+        ]
+    );
+    case.assert_clean(Some("ltp_telemetry"));
+}
+
+#[test]
+fn a_big_endian_layout_with_little_endian_fields_decodes_them_little_endian() {
+    if !have_tshark() {
+        return;
+    }
+    let schema = example("schemas/telemetry.toml");
+    let args = ["--schema", schema.as_str()];
+    // The default layout (the ancestor's: big-endian u16 length of the whole frame) has no
+    // `seq` header field: the Reading's `seq` is the body's only.
+    let input = telemetry_input().replacen(r#""seq":77,"#, "", 1);
+    let rec = record(&args, &input);
+    let case = Case::new("big-mixed", &args, &rec, &[64]);
+    let rows = case.fields(Some("ltp_telemetry"), "ltp_telemetry", &TELEMETRY_FIELDS);
+    assert_eq!(
+        rows,
+        [
+            "Reading|513|3|-2|-300|123456|-70000|18446744073709551615|\
+             -9223372036854775808|0.5|-2.25|1|000000|0a0b0c0d0e0f|°C||",
+            // The second segment ends the Blob and holds the Ping.
+            "Blob,Ping|||||||||||||||9|cafe",
+        ]
+    );
+    case.assert_clean(Some("ltp_telemetry"));
 }
