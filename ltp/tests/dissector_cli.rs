@@ -525,3 +525,224 @@ fn a_big_endian_layout_with_little_endian_fields_decodes_them_little_endian() {
     );
     case.assert_clean(Some("ltp_telemetry"));
 }
+
+#[test]
+fn every_length_width_order_and_mode_reassembles() {
+    if !have_tshark() {
+        return;
+    }
+    // (what, layout TOML): each frames the demo messages differently.
+    let layouts = [
+        (
+            "adjusted",
+            // The length counts what follows it: whole frame = length + 2.
+            "length_counts = 2\n[length]\noffset = 0\ntype = \"u16\"\n\
+             [type]\noffset = 2\ntype = \"u16\"\n",
+        ),
+        (
+            "u8-frame",
+            "[length]\noffset = 1\ntype = \"u8\"\n[type]\noffset = 0\ntype = \"i8\"\n",
+        ),
+        (
+            "i32-big-frame",
+            "[length]\noffset = 2\ntype = \"i32\"\n[type]\noffset = 0\ntype = \"u16\"\n",
+        ),
+        (
+            "u64-little-body",
+            "byte_order = \"little\"\nlength_counts = \"body\"\nheader_len = 12\n\
+             [length]\noffset = 4\ntype = \"u64\"\n[type]\noffset = 0\ntype = \"i32\"\n",
+        ),
+        (
+            "u16-little-adjusted-negative",
+            // The length counts the frame plus 4 bytes that are not there.
+            "byte_order = \"little\"\nlength_counts = -4\n[length]\noffset = 0\ntype = \"u16\"\n\
+             [type]\noffset = 2\ntype = \"u8\"\n",
+        ),
+    ];
+    for (what, toml) in layouts {
+        let dir = TempDir::new(&format!("layout-{what}"));
+        let layout = dir.file("layout.toml");
+        std::fs::write(&layout, toml).expect("write the layout");
+        let args = ["--layout", layout.as_str(), "--schema", "demo"];
+        let rec = record(&args, DEMO_INPUT);
+        let case = Case::new(&format!("modes-{what}"), &args, &rec, &[1, 3, 2]);
+        let rows = case.fields(
+            Some("ltp_demo"),
+            "ltp_demo",
+            &["ltp_demo.msg", "ltp_demo.nummsg.num", "ltp_demo.strmsg.str"],
+        );
+        assert_eq!(
+            rows,
+            ["NumMsg|200|", "StrMsg||hello world!", "NumMsg|7|"],
+            "{what}"
+        );
+        case.assert_clean(Some("ltp_demo"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input, hostile names, usage errors.
+
+#[test]
+fn bodies_that_do_not_fit_get_expert_infos_not_lua_errors() {
+    if !have_tshark() {
+        return;
+    }
+    let dir = TempDir::new("bad-bodies-schema");
+    let schema = dir.file("schema.toml");
+    std::fs::write(
+        &schema,
+        "[[message]]\nname = \"NumMsg\"\ntype = 1\nfields = [{ name = \"num\", type = \"u32\" }]\n\
+         [[message]]\nname = \"Flag\"\ntype = 3\nfields = [{ name = \"on\", type = \"bool\" }]\n",
+    )
+    .expect("write the schema");
+    let args = ["--schema", schema.as_str()];
+    let input: String = [
+        raw(1, "0000"),       // too short for num
+        raw(1, "000000c8ff"), // a byte after num
+        raw(3, "02"),         // a bool that is 2
+        raw(9, "01"),         // a type the schema does not know
+        raw(1, "000000c8"),   // good
+    ]
+    .iter()
+    .map(|line| format!("{line}\n"))
+    .collect();
+    let mut rec = record(&args, &input);
+    // ltp never sends a bad length: this frame's length (1) is shorter than the header.
+    rec.bytes.extend_from_slice(&[0, 1, 1, 0xee]);
+    let case = Case::new("bad-bodies", &args, &rec, &[3, 1]);
+    let rows = case.fields(
+        Some("ltp_schema"),
+        "ltp_schema",
+        &[
+            "ltp_schema.msg",
+            "_ws.expert.severity",
+            "_ws.expert.message",
+            "ltp_schema.body",
+        ],
+    );
+    let error = 0x0080_0000;
+    let note = 0x0040_0000;
+    assert_eq!(
+        rows,
+        [
+            format!("NumMsg|{error}|NumMsg: field num (u32) needs 4 bytes, 2 left|0000"),
+            format!("NumMsg|{error}|NumMsg: 1 bytes left after the last field|ff"),
+            format!("Flag|{error}|Flag: field on is 2, not a bool (0 or 1)|"),
+            format!("|{note}|type 9 is not in the schema|01"),
+            "NumMsg|||".to_owned(),
+            // Its segment (3 bytes) ends with the header, and a bad length loses the framing:
+            // the byte after it is left for a frame that never completes.
+            format!("|{error}|the length field declares a 1-byte frame, outside 3..2147483647|"),
+        ]
+    );
+    let details = case.tshark(Some("ltp_schema"), &["-V"]);
+    assert!(!details.contains("Lua Error"), "{details}");
+}
+
+/// A message name and field names that would end a Lua string or comment if pasted in.
+const EVIL_MESSAGE: &str = "Evil\"]]\n\") os.exit(1) --[[ é";
+const EVIL_FIELDS: [&str; 3] = ["x\"); os.exit(1) --", "X\"); os.exit(1) --", "\\\"\t]]"];
+
+#[test]
+fn hostile_names_in_a_schema_make_a_valid_script() {
+    if !have_tshark() {
+        return;
+    }
+    let dir = TempDir::new("evil-schema");
+    let schema = dir.file("evil.toml");
+    let toml = format!(
+        "[[message]]\nname = {}\ntype = 1\nfields = [\n  {{ name = {}, type = \"u16\" }},\n  \
+         {{ name = {}, type = \"u16\" }},\n  {{ name = {}, type = \"string\" }},\n]\n",
+        json!(EVIL_MESSAGE),
+        json!(EVIL_FIELDS[0]),
+        json!(EVIL_FIELDS[1]),
+        json!(EVIL_FIELDS[2]),
+    );
+    std::fs::write(&schema, toml).expect("write the schema");
+    let args = ["--schema", schema.as_str()];
+    let line = json!({"msg": EVIL_MESSAGE, "fields": {
+        EVIL_FIELDS[0]: 1, EVIL_FIELDS[1]: 2, EVIL_FIELDS[2]: "ok"}});
+    let rec = record(&args, &format!("{line}\n"));
+    let case = Case::new("evil", &args, &rec, &[4]);
+    // Filter names: lowercase, every other character `_`; the second field, which would
+    // collide with the first, gets `_2`.
+    let message = "ltp_evil.evil_______os_exit_1________";
+    let first = format!("{message}.x____os_exit_1____");
+    let second = format!("{first}_2");
+    let third = format!("{message}._____");
+    let rows = case.fields(
+        Some("ltp_evil"),
+        "ltp_evil",
+        &["ltp_evil.msg", &first, &second, &third],
+    );
+    assert_eq!(rows, ["Evil\"]]\\n\") os.exit(1) --[[ é|1|2|ok"]);
+    case.assert_clean(Some("ltp_evil"));
+    // The labels are the names, exactly.
+    let details = case.tshark(Some("ltp_evil"), &["-V"]);
+    assert!(details.contains("x\"); os.exit(1) --: 1"), "{details}");
+    assert!(details.contains("X\"); os.exit(1) --: 2"), "{details}");
+}
+
+#[test]
+fn names_are_checked_and_default_to_the_schema_or_layout() {
+    let bad = run(&["dissector", "--schema", "demo", "--name", "Demo-2"]);
+    bad.assert_code(2);
+    assert!(
+        bad.stderr.contains("--name Demo-2: a protocol name is"),
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.stdout.is_empty());
+    let unknown = run(&["dissector", "--schema", "nonesuch"]);
+    unknown.assert_code(2);
+    assert!(
+        unknown.stderr.contains("unknown schema `nonesuch`"),
+        "{}",
+        unknown.stderr
+    );
+    // Without --name: ltp_ and the schema's name, or the layout's with --schema none.
+    let demo = run(&[
+        "dissector",
+        "--schema",
+        "demo",
+        "--port",
+        "9999",
+        "--port",
+        "9998",
+    ]);
+    demo.assert_code(0);
+    assert!(demo.stdout.contains(
+        &r#"local proto = Proto("ltp_demo", "ltp_demo (written by ltp dissector)")"#.to_owned()
+    ));
+    let registered: Vec<&String> = demo
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("tcp_port:add("))
+        .collect();
+    assert_eq!(
+        registered,
+        ["tcp_port:add(9999, proto)", "tcp_port:add(9998, proto)"]
+    );
+    let none = run(&[
+        "dissector",
+        "--schema",
+        "none",
+        "--layout",
+        "openflow",
+        "--name",
+        "of",
+    ]);
+    none.assert_code(0);
+    assert!(
+        none.stdout
+            .iter()
+            .any(|l| l.starts_with(r#"local proto = Proto("of","#))
+    );
+    let none = run(&["dissector", "--schema", "none", "--layout", "openflow"]);
+    assert!(
+        none.stdout
+            .iter()
+            .any(|l| l.starts_with(r#"local proto = Proto("ltp_openflow","#))
+    );
+}
