@@ -161,20 +161,19 @@ impl FilterNames {
     }
 }
 
-/// The Lua expression reading an integer of kind `int` at `offset` of TvbRange-able `tvb`,
-/// as a Lua number (64-bit values through `UInt64`/`Int64`, exact up to 2^53).
-fn read_int_expr(tvb: &str, offset: &str, int: Int, order: ByteOrder) -> String {
+/// The Lua expression reading an integer of kind `int` at `offset` of `tvb`, as a Lua
+/// number (64-bit values through `UInt64`/`Int64`, exact up to 2^53).
+fn read_int_expr(offset: &str, int: Int, order: ByteOrder) -> String {
     let le = if order == ByteOrder::Little {
         "le_"
     } else {
         ""
     };
-    let width = int.width();
     match (int.width(), int.is_signed()) {
-        (8, false) => format!("{tvb}({offset}, 8):{le}uint64():tonumber()"),
-        (8, true) => format!("{tvb}({offset}, 8):{le}int64():tonumber()"),
-        (_, false) => format!("{tvb}({offset}, {width}):{le}uint()"),
-        (_, true) => format!("{tvb}({offset}, {width}):{le}int()"),
+        (8, false) => format!("tvb({offset}, 8):{le}uint64():tonumber()"),
+        (8, true) => format!("tvb({offset}, 8):{le}int64():tonumber()"),
+        (width, false) => format!("tvb({offset}, {width}):{le}uint()"),
+        (width, true) => format!("tvb({offset}, {width}):{le}int()"),
     }
 }
 
@@ -229,6 +228,44 @@ fn body_field_decl(abbrev: &str, label: &str, kind: FieldKind) -> String {
     }
 }
 
+/// The fixed part of every dissector, after the generated tables and functions it uses.
+const RUNTIME: &str = include_str!("dissector_runtime.lua");
+
+/// The expert infos: key, summary, group, severity.
+const EXPERTS: [(&str, &str, &str, &str); 5] = [
+    ("bad_length", "Bad length", "MALFORMED", "ERROR"),
+    (
+        "short_body",
+        "Body too short for its fields",
+        "MALFORMED",
+        "ERROR",
+    ),
+    (
+        "trailing_bytes",
+        "Bytes after the last field",
+        "MALFORMED",
+        "ERROR",
+    ),
+    ("bad_bool", "Bool other than 0 or 1", "MALFORMED", "ERROR"),
+    (
+        "unknown_type",
+        "Type unknown to the schema",
+        "UNDECODED",
+        "NOTE",
+    ),
+];
+
+/// A script being written, line by line.
+#[derive(Default)]
+struct Script(String);
+
+impl Script {
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.0.push_str(text.as_ref());
+        self.0.push('\n');
+    }
+}
+
 /// The Wireshark Lua dissector for messages framed by `layout` and described by `schema`;
 /// see the [module documentation](self).
 ///
@@ -239,147 +276,137 @@ fn body_field_decl(abbrev: &str, label: &str, kind: FieldKind) -> String {
 /// let lua = lua_dissector(&ltprotocol::HeaderLayout::ltprotocol(), &Schema::demo(), &options);
 /// assert!(lua.contains(r#"ProtoField.uint32("ltp_demo.nummsg.num", "num", base.DEC)"#));
 /// assert!(lua.contains("dissect_tcp_pdus(tvb, tree, HEADER_LEN, get_pdu_len, dissect_pdu, true)"));
+/// assert!(lua.ends_with("tcp_port:add(9999, proto)\n"));
 /// ```
 pub fn lua_dissector(layout: &HeaderLayout, schema: &Schema, options: &DissectorOptions) -> String {
-    let order = layout.byte_order();
-    let add = if order == ByteOrder::Little {
-        "add_le"
-    } else {
-        "add"
-    };
     let mut names = FilterNames::new(&options.name);
-    let mut out = String::new();
-    let mut line = |text: &str| {
-        out.push_str(text);
-        out.push('\n');
-    };
-
-    line("-- A Wireshark dissector written by `ltp dissector` from a header layout and a schema.");
-    line("-- Load it with `wireshark -X lua_script:THIS_FILE` (or tshark), or put it in");
-    line("-- Wireshark's personal Lua plugins folder. Regenerate it rather than editing it.");
-    line("");
-    let proto_name = lua_string(&options.name);
-    let description = lua_string(&format!("{} (written by ltp dissector)", options.name));
-    line(&format!("local proto = Proto({proto_name}, {description})"));
-    line(&format!("local HEADER_LEN = {}", layout.header_len()));
-    line(&format!(
-        "local LENGTH_ADJUSTMENT = {}",
-        layout.length_adjustment()
+    let mut script = Script::default();
+    script.line("-- A Wireshark dissector written by `ltp dissector` from a header layout and a");
+    script
+        .line("-- schema. Load it with `wireshark -X lua_script:THIS_FILE` (or tshark), or put it");
+    script
+        .line("-- in Wireshark's personal Lua plugins folder. Regenerate it rather than edit it.");
+    script.line("");
+    script.line(format!(
+        "local proto = Proto({}, {})",
+        lua_string(&options.name),
+        lua_string(&format!("{} (written by ltp dissector)", options.name))
     ));
-    line(&format!("local MAX_PDU_LEN = {MAX_PDU_LEN}"));
-    line("");
+    script.line(format!("local HEADER_LEN = {}", layout.header_len()));
+    script.line(format!("local MAX_PDU_LEN = {MAX_PDU_LEN}"));
+    script.line("");
+    write_header(&mut script, &mut names, layout, schema);
+    write_experts(&mut script, &mut names);
+    write_messages(&mut script, &mut names, layout.byte_order(), schema);
+    script.0.push_str(RUNTIME);
+    for port in &options.ports {
+        script.line(format!("tcp_port:add({port}, proto)"));
+    }
+    script.0
+}
 
-    // Header fields.
+/// `F`, `HEADER_FIELDS`, `TYPE_OFFSET`, `TYPE_WIDTH`, `frame_len` and `type_key`.
+fn write_header(
+    script: &mut Script,
+    names: &mut FilterNames,
+    layout: &HeaderLayout,
+    schema: &Schema,
+) {
+    let order = layout.byte_order();
     let length = layout.length_field();
     let message_type = layout.type_field();
-    let mut value_string = String::from("{");
-    for msg in schema.messages() {
-        let value = msg.message_type().value();
-        if message_type.int().width() <= 4 && message_type.int().holds(value) {
-            let _ = write!(value_string, " [{value}] = {},", lua_string(msg.name()));
-        }
-    }
-    value_string.push_str(" }");
-    let declare_int = |names: &mut FilterNames, key: &str, label: &str, int: Int, vs: &str| {
-        let abbrev = names.claim(&[key]);
-        let extra = if vs.is_empty() {
-            String::new()
-        } else {
-            format!(", {vs}")
-        };
+    let int_decl = |names: &mut FilterNames, key: &str, label: &str, int: Int, vs: &str| {
         format!(
-            "{}({}, {}, base.DEC{extra})",
+            "{}({}, {}, base.DEC{vs})",
             int_constructor(int),
-            lua_string(&abbrev),
+            lua_string(&names.claim(&[key])),
             lua_string(label)
         )
     };
-    let length_decl = declare_int(&mut names, "length", "Length", length.int(), "");
-    let type_vs = if message_type.int().width() <= 4 {
-        value_string.as_str()
-    } else {
-        ""
-    };
-    let type_decl = declare_int(&mut names, "type", "Type", message_type.int(), type_vs);
-    let msg_abbrev = names.claim(&["msg"]);
-    let body_abbrev = names.claim(&["body"]);
-    line("local F = {}");
-    line(&format!("F.length = {length_decl}"));
-    line(&format!("F.type = {type_decl}"));
-    line(&format!(
-        "F.msg = ProtoField.string({}, \"Message\")",
-        lua_string(&msg_abbrev)
+    // Wireshark's value strings are for fields of up to 32 bits; F.msg names every type.
+    let mut value_string = String::new();
+    if message_type.int().width() <= 4 {
+        value_string.push_str(", {");
+        for msg in schema.messages() {
+            let value = msg.message_type().value();
+            if message_type.int().holds(value) {
+                let _ = write!(value_string, " [{value}] = {},", lua_string(msg.name()));
+            }
+        }
+        value_string.push_str(" }");
+    }
+    script.line("local F = {}");
+    let length_decl = int_decl(names, "length", "Length", length.int(), "");
+    script.line(format!("F.length = {length_decl}"));
+    let type_decl = int_decl(names, "type", "Type", message_type.int(), &value_string);
+    script.line(format!("F.type = {type_decl}"));
+    let msg = lua_string(&names.claim(&["msg"]));
+    script.line(format!("F.msg = ProtoField.string({msg}, \"Message\")"));
+    let body = lua_string(&names.claim(&["body"]));
+    script.line(format!(
+        "F.body = ProtoField.bytes({body}, \"Undecoded bytes\")"
     ));
-    line(&format!(
-        "F.body = ProtoField.bytes({}, \"Undecoded bytes\")",
-        lua_string(&body_abbrev)
-    ));
-    line("local HEADER_FIELDS = {");
-    line(&format!(
-        "  {{ pf = F.length, offset = {}, width = {} }},",
-        length.offset(),
-        length.int().width()
-    ));
-    line(&format!(
-        "  {{ pf = F.type, offset = {}, width = {} }},",
-        message_type.offset(),
-        message_type.int().width()
-    ));
-    let mut extras: Vec<&FieldSpec> = layout.extra_fields().iter().collect();
-    extras.sort_by_key(|f| f.offset());
-    for field in &extras {
-        let decl = declare_int(&mut names, field.name(), field.name(), field.int(), "");
-        line(&format!(
-            "  {{ pf = {decl}, offset = {}, width = {} }},",
+    let mut header: Vec<(String, &FieldSpec)> = vec![
+        ("F.length".to_owned(), length),
+        ("F.type".to_owned(), message_type),
+    ];
+    for field in layout.extra_fields() {
+        let decl = int_decl(names, field.name(), field.name(), field.int(), "");
+        header.push((decl, field));
+    }
+    header.sort_by_key(|(_, field)| field.offset());
+    let le = order == ByteOrder::Little;
+    script.line("local HEADER_FIELDS = {");
+    for (pf, field) in &header {
+        script.line(format!(
+            "  {{ pf = {pf}, offset = {}, width = {}, le = {le} }},",
             field.offset(),
             field.int().width()
         ));
     }
-    line("}");
-    line("");
+    script.line("}");
+    script.line(format!("local TYPE_OFFSET = {}", message_type.offset()));
+    script.line(format!("local TYPE_WIDTH = {}", message_type.int().width()));
+    script.line("");
+    script.line("-- The whole frame's length: the length field plus the layout's adjustment.");
+    script.line("local function frame_len(tvb, base)");
+    let offset = format!("base + {}", length.offset());
+    script.line(format!(
+        "  return {} + {}",
+        read_int_expr(&offset, length.int(), order),
+        layout.length_adjustment()
+    ));
+    script.line("end");
+    script.line("");
+    script.line("-- The type field as a decimal string, the key of MESSAGES.");
+    script.line("local function type_key(tvb)");
+    script.line(format!("  return {}", type_key_expr(message_type, order)));
+    script.line("end");
+    script.line("");
+}
 
-    // Experts.
-    let experts: [(&str, &str, &str, &str); 5] = [
-        ("bad_length", "Bad length", "MALFORMED", "ERROR"),
-        (
-            "short_body",
-            "Body too short for its fields",
-            "MALFORMED",
-            "ERROR",
-        ),
-        (
-            "trailing_bytes",
-            "Bytes after the last field",
-            "MALFORMED",
-            "ERROR",
-        ),
-        ("bad_bool", "Bool other than 0 or 1", "MALFORMED", "ERROR"),
-        (
-            "unknown_type",
-            "Type unknown to the schema",
-            "UNDECODED",
-            "NOTE",
-        ),
-    ];
-    line("local E = {}");
-    for (key, text, group, severity) in experts {
+/// `E`, the expert infos.
+fn write_experts(script: &mut Script, names: &mut FilterNames) {
+    script.line("local E = {}");
+    for (key, summary, group, severity) in EXPERTS {
         let abbrev = names.claim(&["expert", key]);
-        line(&format!(
+        script.line(format!(
             "E.{key} = ProtoExpert.new({}, {}, expert.group.{group}, expert.severity.{severity})",
             lua_string(&abbrev),
-            lua_string(text)
+            lua_string(summary)
         ));
     }
-    line("");
+    script.line("");
+}
 
-    // Messages.
-    line("-- Body fields per type number (as a decimal string); width nil: the rest of the body.");
-    line("local MESSAGES = {}");
+/// `MESSAGES`, the body fields per type.
+fn write_messages(script: &mut Script, names: &mut FilterNames, order: ByteOrder, schema: &Schema) {
+    script.line("local MESSAGES = {}");
     for msg in schema.messages() {
         let key = msg.message_type().value().to_string();
-        line(&format!("MESSAGES[{}] = {{", lua_string(&key)));
-        line(&format!("  name = {},", lua_string(msg.name())));
-        line("  fields = {");
+        script.line(format!("MESSAGES[{}] = {{", lua_string(&key)));
+        script.line(format!("  name = {},", lua_string(msg.name())));
+        script.line("  fields = {");
         for field in msg.fields() {
             let kind = field.kind();
             let abbrev = names.claim(&[msg.name(), field.name()]);
@@ -387,154 +414,186 @@ pub fn lua_dissector(layout: &HeaderLayout, schema: &Schema, options: &Dissector
                 FieldKind::Pad(_) => format!("{} (padding)", field.name()),
                 _ => field.name().to_owned(),
             };
-            let le = field.byte_order().unwrap_or(order) == ByteOrder::Little && kind.is_number();
+            let le = kind.is_number() && field.byte_order().unwrap_or(order) == ByteOrder::Little;
             let width = kind
                 .width()
                 .map_or_else(|| "nil".to_owned(), |w| w.to_string());
-            line(&format!(
+            script.line(format!(
                 "    {{ pf = {}, name = {}, kind = {}, width = {width}, le = {le} }},",
                 body_field_decl(&abbrev, &label, kind),
                 lua_string(field.name()),
                 lua_string(&kind.to_string()),
             ));
         }
-        line("  },");
-        line("}");
+        script.line("  },");
+        script.line("}");
     }
-    line("");
-    line("local field_list = { F.length, F.type, F.msg, F.body }");
-    line("for _, h in ipairs(HEADER_FIELDS) do");
-    line("  if h.pf ~= F.length and h.pf ~= F.type then table.insert(field_list, h.pf) end");
-    line("end");
-    line("for _, m in pairs(MESSAGES) do");
-    line("  for _, f in ipairs(m.fields) do table.insert(field_list, f.pf) end");
-    line("end");
-    line("proto.fields = field_list");
-    line(
-        "proto.experts = { E.bad_length, E.short_body, E.trailing_bytes, E.bad_bool, E.unknown_type }",
-    );
-    line("");
+    script.line("");
+}
 
-    // Runtime.
-    line("-- The whole frame's length, from the length field.");
-    line("local function frame_len(tvb, base)");
-    line(&format!(
-        "  return {} + LENGTH_ADJUSTMENT",
-        read_int_expr(
-            "tvb",
-            &format!("base + {}", length.offset()),
-            length.int(),
-            order
-        )
-    ));
-    line("end");
-    line("");
-    line("-- dissect_tcp_pdus calls this with at least HEADER_LEN bytes at offset. A bad length");
-    line("-- takes the rest of the segment, which dissect_pdu then flags.");
-    line("local function get_pdu_len(tvb, pinfo, offset)");
-    line("  local len = frame_len(tvb, offset)");
-    line("  if len < HEADER_LEN or len > MAX_PDU_LEN then return tvb:len() - offset end");
-    line("  return len");
-    line("end");
-    line("");
-    line("local function dissect_body(tvb, tree, msg)");
-    line("  local total = tvb:len()");
-    line("  local offset = HEADER_LEN");
-    line("  for _, field in ipairs(msg.fields) do");
-    line("    local left = total - offset");
-    line("    if field.width == nil then");
-    line("      if field.kind == \"string\" then");
-    line("        tree:add_packet_field(field.pf, tvb:range(offset, left), ENC_UTF_8)");
-    line("      else");
-    line("        tree:add(field.pf, tvb:range(offset, left))");
-    line("      end");
-    line("      offset = total");
-    line("    elseif left < field.width then");
-    line("      tree:add_proto_expert_info(E.short_body, string.format(");
-    line(
-        "        \"%s: field %s (%s) needs %d bytes, %d left\", msg.name, field.name, field.kind, field.width, left))",
-    );
-    line("      if left > 0 then tree:add(F.body, tvb:range(offset, left)) end");
-    line("      return");
-    line("    else");
-    line("      local range = tvb:range(offset, field.width)");
-    line("      local item");
-    line(
-        "      if field.le then item = tree:add_le(field.pf, range) else item = tree:add(field.pf, range) end",
-    );
-    line("      if field.kind == \"bool\" and range:uint() > 1 then");
-    line("        item:add_proto_expert_info(E.bad_bool, string.format(");
-    line(
-        "          \"%s: field %s is %d, not a bool (0 or 1)\", msg.name, field.name, range:uint()))",
-    );
-    line("      end");
-    line("      offset = offset + field.width");
-    line("    end");
-    line("  end");
-    line("  if offset < total then");
-    line("    tree:add_proto_expert_info(E.trailing_bytes, string.format(");
-    line("      \"%s: %d bytes left after the last field\", msg.name, total - offset))");
-    line("    tree:add(F.body, tvb:range(offset, total - offset))");
-    line("  end");
-    line("end");
-    line("");
-    line("local function dissect_pdu(tvb, pinfo, tree)");
-    line("  local total = tvb:len()");
-    line("  local item = tree:add(proto, tvb:range(0, total))");
-    line("  for _, h in ipairs(HEADER_FIELDS) do");
-    line(&format!(
-        "    item:{add}(h.pf, tvb:range(h.offset, h.width))"
-    ));
-    line("  end");
-    line("  local len = frame_len(tvb, 0)");
-    line("  if len < HEADER_LEN or len > MAX_PDU_LEN then");
-    line("    item:add_proto_expert_info(E.bad_length, string.format(");
-    line(
-        "      \"the length field declares a %.0f-byte frame, outside %d..%d\", len, HEADER_LEN, MAX_PDU_LEN))",
-    );
-    line(
-        "    if total > HEADER_LEN then item:add(F.body, tvb:range(HEADER_LEN, total - HEADER_LEN)) end",
-    );
-    line("    pinfo.cols.info:append(\" [bad length]\")");
-    line("    return total");
-    line("  end");
-    line(&format!(
-        "  local key = {}",
-        type_key_expr(message_type, order)
-    ));
-    line("  local msg = MESSAGES[key]");
-    line("  if msg == nil then");
-    line("    item:append_text(\", type \" .. key)");
-    line("    pinfo.cols.info:append(\" type=\" .. key)");
-    line(
-        "    item:add_proto_expert_info(E.unknown_type, \"type \" .. key .. \" is not in the schema\")",
-    );
-    line(
-        "    if total > HEADER_LEN then item:add(F.body, tvb:range(HEADER_LEN, total - HEADER_LEN)) end",
-    );
-    line("    return total");
-    line("  end");
-    line(&format!(
-        "  item:add(F.msg, tvb:range({}, {}), msg.name):set_generated()",
-        message_type.offset(),
-        message_type.int().width()
-    ));
-    line("  item:append_text(\", \" .. msg.name)");
-    line("  pinfo.cols.info:append(\" \" .. msg.name)");
-    line("  dissect_body(tvb, item, msg)");
-    line("  return total");
-    line("end");
-    line("");
-    line("function proto.dissector(tvb, pinfo, tree)");
-    line("  pinfo.cols.protocol:set(proto.name)");
-    line("  pinfo.cols.info:set(\"\")");
-    line("  return dissect_tcp_pdus(tvb, tree, HEADER_LEN, get_pdu_len, dissect_pdu, true)");
-    line("end");
-    line("");
-    line("local tcp_port = DissectorTable.get(\"tcp.port\")");
-    line("tcp_port:add_for_decode_as(proto)");
-    for port in &options.ports {
-        line(&format!("tcp_port:add({port}, proto)"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ltprotocol::LengthCounts;
+
+    /// Reads a literal written by `lua_string` back, as Lua would.
+    fn unescape(literal: &str) -> Vec<u8> {
+        let inner = literal
+            .strip_prefix('"')
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("quoted");
+        let bytes = inner.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\\' {
+                let digits = std::str::from_utf8(&bytes[i + 1..i + 4]).expect("ASCII");
+                out.push(digits.parse().expect("three decimal digits"));
+                i += 4;
+            } else {
+                assert_ne!(bytes[i], b'"', "an unescaped quote in {literal}");
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
     }
-    out
+
+    #[test]
+    fn lua_strings_are_one_ascii_line_that_reads_back_exactly() {
+        let every_char: String = (0u32..0x300).filter_map(char::from_u32).collect();
+        for text in [
+            "",
+            "plain",
+            "a\"]]\n--[[\\",
+            "\u{0}\u{7f}é\r\t",
+            &every_char,
+        ] {
+            let literal = lua_string(text);
+            assert!(
+                literal.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                "{literal}"
+            );
+            assert_eq!(unescape(&literal), text.as_bytes(), "{literal}");
+        }
+    }
+
+    #[test]
+    fn filter_names_are_lowercase_words_made_unique() {
+        let mut names = FilterNames::new("p");
+        assert_eq!(names.claim(&["NumMsg", "num"]), "p.nummsg.num");
+        assert_eq!(names.claim(&["Num Msg", "num"]), "p.num_msg.num");
+        assert_eq!(names.claim(&["num_msg", "NUM"]), "p.num_msg.num_2");
+        assert_eq!(names.claim(&["num_msg", "num"]), "p.num_msg.num_3");
+        assert_eq!(names.claim(&["", "é"]), "p._._");
+    }
+
+    #[test]
+    fn proto_names_are_checked() {
+        for good in ["ltp_demo", "a", "x2_y"] {
+            assert_eq!(check_proto_name(good), Ok(()), "{good}");
+        }
+        let long = "a".repeat(65);
+        for bad in ["", "Demo", "2x", "_x", "a-b", "a.b", "a b", long.as_str()] {
+            assert!(check_proto_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(default_proto_name("openflow"), "ltp_openflow");
+        assert_eq!(default_proto_name("dir/x.y.toml"), "ltp_x_y");
+    }
+
+    #[test]
+    fn the_length_is_read_at_its_width_sign_and_order() {
+        let cases = [
+            (Int::U8, ByteOrder::Big, "tvb(base + 0, 1):uint()"),
+            (Int::I16, ByteOrder::Little, "tvb(base + 0, 2):le_int()"),
+            (Int::U32, ByteOrder::Little, "tvb(base + 0, 4):le_uint()"),
+            (Int::I32, ByteOrder::Big, "tvb(base + 0, 4):int()"),
+            (
+                Int::U64,
+                ByteOrder::Big,
+                "tvb(base + 0, 8):uint64():tonumber()",
+            ),
+            (
+                Int::I64,
+                ByteOrder::Little,
+                "tvb(base + 0, 8):le_int64():tonumber()",
+            ),
+        ];
+        for (int, order, read) in cases {
+            assert_eq!(
+                read_int_expr("base + 0", int, order),
+                read,
+                "{int:?} {order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_length_mode_adds_its_adjustment() {
+        let options = DissectorOptions {
+            name: "p".to_owned(),
+            ports: Vec::new(),
+        };
+        let cases = [
+            (LengthCounts::Frame, "+ 0\n"),
+            (LengthCounts::Body, "+ 7\n"),
+            (LengthCounts::Adjusted(-2), "+ -2\n"),
+        ];
+        for (counts, adjustment) in cases {
+            let layout = HeaderLayout::builder()
+                .length(3, Int::U32)
+                .message_type(0, Int::U16)
+                .byte_order(ByteOrder::Little)
+                .length_counts(counts)
+                .build()
+                .expect("a valid layout");
+            let lua = lua_dissector(&layout, &Schema::demo(), &options);
+            let expected = format!("  return tvb(base + 3, 4):le_uint() {adjustment}");
+            assert!(lua.contains(&expected), "{counts:?}:\n{lua}");
+        }
+    }
+
+    #[test]
+    fn every_field_kind_has_its_proto_field() {
+        let cases = [
+            (
+                FieldKind::Int(Int::I8),
+                "ProtoField.int8(\"a\", \"b\", base.DEC)",
+            ),
+            (
+                FieldKind::Int(Int::U64),
+                "ProtoField.uint64(\"a\", \"b\", base.DEC)",
+            ),
+            (FieldKind::F32, "ProtoField.float(\"a\", \"b\")"),
+            (FieldKind::F64, "ProtoField.double(\"a\", \"b\")"),
+            (FieldKind::Bytes(6), "ProtoField.bytes(\"a\", \"b\")"),
+            (FieldKind::Pad(2), "ProtoField.bytes(\"a\", \"b\")"),
+            (FieldKind::RestBytes, "ProtoField.bytes(\"a\", \"b\")"),
+            (
+                FieldKind::String,
+                "ProtoField.string(\"a\", \"b\", base.UNICODE)",
+            ),
+        ];
+        for (kind, decl) in cases {
+            assert_eq!(body_field_decl("a", "b", kind), decl);
+        }
+        assert!(body_field_decl("a", "b", FieldKind::Bool).contains("[1] = \"true\""));
+    }
+
+    #[test]
+    fn wide_type_fields_have_no_value_string_and_keys_from_uint64() {
+        let layout = HeaderLayout::builder()
+            .length(0, Int::U16)
+            .message_type(2, Int::U64)
+            .build()
+            .expect("a valid layout");
+        let options = DissectorOptions {
+            name: "p".to_owned(),
+            ports: Vec::new(),
+        };
+        let lua = lua_dissector(&layout, &Schema::demo(), &options);
+        assert!(lua.contains("F.type = ProtoField.uint64(\"p.type\", \"Type\", base.DEC)\n"));
+        assert!(lua.contains("return tostring(tvb(2, 8):uint64())"));
+        assert!(lua.contains("MESSAGES[\"1\"] = {"));
+    }
 }

@@ -544,13 +544,13 @@ fn every_length_width_order_and_mode_reassembles() {
             "[length]\noffset = 1\ntype = \"u8\"\n[type]\noffset = 0\ntype = \"i8\"\n",
         ),
         (
-            "i32-big-frame",
-            "[length]\noffset = 2\ntype = \"i32\"\n[type]\noffset = 0\ntype = \"u16\"\n",
+            "i32-big-frame-u64-type",
+            "[length]\noffset = 8\ntype = \"i32\"\n[type]\noffset = 0\ntype = \"u64\"\n",
         ),
         (
-            "u64-little-body",
-            "byte_order = \"little\"\nlength_counts = \"body\"\nheader_len = 12\n\
-             [length]\noffset = 4\ntype = \"u64\"\n[type]\noffset = 0\ntype = \"i32\"\n",
+            "u64-little-body-i64-type",
+            "byte_order = \"little\"\nlength_counts = \"body\"\nheader_len = 20\n\
+             [length]\noffset = 8\ntype = \"u64\"\n[type]\noffset = 0\ntype = \"i64\"\n",
         ),
         (
             "u16-little-adjusted-negative",
