@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const HANG: Duration = Duration::from_secs(60);
 
 /// Every subcommand at every depth, as its man page's name.
-const PAGES: [&str; 15] = [
+const PAGES: [&str; 16] = [
     "ltp",
     "ltp-serve",
     "ltp-connect",
@@ -27,6 +27,7 @@ const PAGES: [&str; 15] = [
     "ltp-bench-fanout",
     "ltp-bench-conns",
     "ltp-bench-soak",
+    "ltp-dissector",
     "ltp-completions",
     "ltp-man",
 ];
