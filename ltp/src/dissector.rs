@@ -18,7 +18,7 @@
 //! Display-filter names ([`FilterNames`] computes them): `<proto>.length`, `<proto>.type`,
 //! `<proto>.msg` (the message's name), `<proto>.<header field>` for each extra header field,
 //! `<proto>.<message>.<field>` for each body field, `<proto>.body` for undecoded bytes, and
-//! `<proto>.expert.{bad_length,short_body,trailing_bytes,bad_bool,unknown_type}` for the
+//! `<proto>.expert.{bad_length,short_body,trailing_bytes,bad_bool,bad_utf8,unknown_type}` for the
 //! expert infos. Every part is lowercased, with any character other than `a-z`, `0-9` and
 //! `_` turned into `_`; a name that collides with one before it gets `_2`, `_3`…
 //!
@@ -232,7 +232,7 @@ fn body_field_decl(abbrev: &str, label: &str, kind: FieldKind) -> String {
 const RUNTIME: &str = include_str!("dissector_runtime.lua");
 
 /// The expert infos: key, summary, group, severity.
-const EXPERTS: [(&str, &str, &str, &str); 5] = [
+const EXPERTS: [(&str, &str, &str, &str); 6] = [
     ("bad_length", "Bad length", "MALFORMED", "ERROR"),
     (
         "short_body",
@@ -247,6 +247,7 @@ const EXPERTS: [(&str, &str, &str, &str); 5] = [
         "ERROR",
     ),
     ("bad_bool", "Bool other than 0 or 1", "MALFORMED", "ERROR"),
+    ("bad_utf8", "String that is not UTF-8", "MALFORMED", "ERROR"),
     (
         "unknown_type",
         "Type unknown to the schema",

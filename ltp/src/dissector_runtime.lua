@@ -12,7 +12,9 @@ for _, m in pairs(MESSAGES) do
   for _, f in ipairs(m.fields) do table.insert(field_list, f.pf) end
 end
 proto.fields = field_list
-proto.experts = { E.bad_length, E.short_body, E.trailing_bytes, E.bad_bool, E.unknown_type }
+proto.experts = {
+  E.bad_length, E.short_body, E.trailing_bytes, E.bad_bool, E.bad_utf8, E.unknown_type,
+}
 
 -- dissect_tcp_pdus calls this with at least HEADER_LEN bytes at offset. A bad length takes
 -- the rest of the segment, which dissect_pdu then flags.
@@ -36,6 +38,33 @@ local function show_in_info(pinfo, text)
   end
 end
 
+-- The offset of the first byte of s that does not start a well-formed UTF-8 sequence
+-- (Unicode's table 3-7: no overlong forms, no surrogates, nothing past U+10FFFF), or nil.
+local function invalid_utf8_at(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len, lo, hi = 1, 0x80, 0xBF
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c == 0xE0 then len, lo = 3, 0xA0
+    elseif c == 0xED then len, hi = 3, 0x9F
+    elseif c >= 0xE1 and c <= 0xEF then len = 3
+    elseif c == 0xF0 then len, lo = 4, 0x90
+    elseif c == 0xF4 then len, hi = 4, 0x8F
+    elseif c >= 0xF1 and c <= 0xF3 then len = 4
+    else return i - 1 end
+    for k = 1, len - 1 do
+      local b = s:byte(i + k)
+      if b == nil then return i - 1 end
+      if k == 1 and (b < lo or b > hi) then return i - 1 end
+      if k > 1 and (b < 0x80 or b > 0xBF) then return i - 1 end
+    end
+    i = i + len
+  end
+  return nil
+end
+
 local function dissect_body(tvb, tree, msg)
   local total = tvb:len()
   local offset = HEADER_LEN
@@ -43,7 +72,13 @@ local function dissect_body(tvb, tree, msg)
     local left = total - offset
     if field.width == nil then
       if field.kind == "string" then
-        tree:add_packet_field(field.pf, tvb:range(offset, left), ENC_UTF_8)
+        local range = tvb:range(offset, left)
+        local item = tree:add_packet_field(field.pf, range, ENC_UTF_8)
+        local bad = invalid_utf8_at(range:raw())
+        if bad ~= nil then
+          item:add_proto_expert_info(E.bad_utf8, string.format(
+            "%s: field %s: invalid UTF-8 at byte %d", msg.name, field.name, bad))
+        end
       else
         tree:add(field.pf, tvb:range(offset, left))
       end

@@ -593,16 +593,23 @@ fn bodies_that_do_not_fit_get_expert_infos_not_lua_errors() {
     std::fs::write(
         &schema,
         "[[message]]\nname = \"NumMsg\"\ntype = 1\nfields = [{ name = \"num\", type = \"u32\" }]\n\
-         [[message]]\nname = \"Flag\"\ntype = 3\nfields = [{ name = \"on\", type = \"bool\" }]\n",
+         [[message]]\nname = \"Flag\"\ntype = 3\nfields = [{ name = \"on\", type = \"bool\" }]\n\
+         [[message]]\nname = \"Text\"\ntype = 4\nfields = [{ name = \"s\", type = \"string\" }]\n",
     )
     .expect("write the schema");
     let args = ["--schema", schema.as_str()];
     let input: String = [
-        raw(1, "0000"),       // too short for num
-        raw(1, "000000c8ff"), // a byte after num
-        raw(3, "02"),         // a bool that is 2
-        raw(9, "01"),         // a type the schema does not know
-        raw(1, "000000c8"),   // good
+        raw(1, "0000"),         // too short for num
+        raw(1, "000000c8ff"),   // a byte after num
+        raw(3, "02"),           // a bool that is 2
+        raw(9, "01"),           // a type the schema does not know
+        raw(1, "000000c8"),     // good
+        raw(4, "c3a9f09f9880"), // good: "é😀"
+        raw(4, "68ff69"),       // not UTF-8 from byte 1
+        raw(4, "6869e282"),     // a sequence cut short at byte 2
+        raw(4, "eda080"),       // a surrogate
+        raw(4, "f4908080"),     // past U+10FFFF
+        raw(4, "c0af"),         // an overlong form
     ]
     .iter()
     .map(|line| format!("{line}\n"))
@@ -631,6 +638,12 @@ fn bodies_that_do_not_fit_get_expert_infos_not_lua_errors() {
             format!("Flag|{error}|Flag: field on is 2, not a bool (0 or 1)|"),
             format!("|{note}|type 9 is not in the schema|01"),
             "NumMsg|||".to_owned(),
+            "Text|||".to_owned(),
+            format!("Text|{error}|Text: field s: invalid UTF-8 at byte 1|"),
+            format!("Text|{error}|Text: field s: invalid UTF-8 at byte 2|"),
+            format!("Text|{error}|Text: field s: invalid UTF-8 at byte 0|"),
+            format!("Text|{error}|Text: field s: invalid UTF-8 at byte 0|"),
+            format!("Text|{error}|Text: field s: invalid UTF-8 at byte 0|"),
             // Its segment (3 bytes) ends with the header, and a bad length loses the framing:
             // the byte after it is left for a frame that never completes.
             format!("|{error}|the length field declares a 1-byte frame, outside 3..2147483647|"),

@@ -128,7 +128,10 @@ fn each_bench_mode_lists_only_its_own_options() {
 fn completions_and_man_list_their_own_options() {
     assert_lists(&["completions"], &[]);
     assert_lists(&["man"], &["--dir"]);
-    assert_lists(&["dissector"], &["--layout", "--schema", "--port", "--name"]);
+    assert_lists(
+        &["dissector"],
+        &["--layout", "--schema", "--port", "--name"],
+    );
     let top = listed_options(&[]);
     assert!(top.contains("--version"), "{top:?}");
 }
