@@ -759,3 +759,59 @@ fn names_are_checked_and_default_to_the_schema_or_layout() {
             .any(|l| l.starts_with(r#"local proto = Proto("ltp_openflow","#))
     );
 }
+
+#[test]
+fn random_bodies_and_types_never_raise_a_lua_error() {
+    if !have_tshark() {
+        return;
+    }
+    // Frames of the default layout (big-endian u16 length of the whole frame, u8 type) with
+    // the telemetry schema's types and one it does not know, bodies of random bytes and sizes:
+    // short bodies, trailing bytes, bools that are not, text that is not UTF-8.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut bytes = Vec::new();
+    let frames = 300;
+    for _ in 0..frames {
+        let message_type = [16, 17, 18, 99][(next() % 4) as usize];
+        let body_len = (next() % 80) as usize;
+        let len = u16::try_from(3 + body_len).expect("small");
+        bytes.extend_from_slice(&len.to_be_bytes());
+        bytes.push(message_type);
+        bytes.extend((0..body_len).map(|_| next() as u8));
+    }
+    // Made here, not sent by ltp: the addresses are made up too.
+    let rec = Recorded {
+        client: "127.0.0.1:40000".parse().expect("an address"),
+        server: "127.0.0.1:9999".parse().expect("an address"),
+        bytes,
+    };
+    let schema = example("schemas/telemetry.toml");
+    let case = Case::new(
+        "random",
+        &["--schema", schema.as_str()],
+        &rec,
+        &[1, 7, 64, 3, 200, 2],
+    );
+    let lengths = case.fields(
+        Some("ltp_telemetry"),
+        "ltp_telemetry",
+        &["ltp_telemetry.length"],
+    );
+    let decoded: usize = lengths.iter().map(|row| row.split(',').count()).sum();
+    assert_eq!(decoded, frames, "every frame is found");
+    let details = case.tshark(Some("ltp_telemetry"), &["-V"]);
+    assert!(!details.contains("Lua Error"), "{details}");
+    // The problems are reported as expert infos.
+    let problems = case.fields(
+        Some("ltp_telemetry"),
+        "ltp_telemetry.expert.short_body || ltp_telemetry.expert.trailing_bytes",
+        &["frame.number"],
+    );
+    assert!(!problems.is_empty());
+}
