@@ -7,7 +7,7 @@
 //!   string) and extra fields (`xid`…), each in the layout's byte order;
 //! * shows a known message's body fields by name and type as the schema declares them; a body
 //!   that does not fit its fields (too short, bytes left after the last field, a bool other
-//!   than 0 or 1) gets an expert info (group *Malformed*, severity *Error*) and the bytes it
+//!   than 0 or 1, a string that is not UTF-8) gets an expert info (group *Malformed*, severity *Error*) and the bytes it
 //!   could not place as `<proto>.body`, never a Lua error; an unknown type's body is shown as
 //!   `<proto>.body` with a *Note*;
 //! * reassembles messages split across TCP segments (`dissect_tcp_pdus`), reading the
@@ -128,7 +128,7 @@ fn filter_part(text: &str) -> String {
 }
 
 /// The display-filter names of a protocol's fields, each unique.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FilterNames {
     proto: String,
     used: BTreeSet<String>,
