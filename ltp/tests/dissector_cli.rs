@@ -170,6 +170,22 @@ fn openflow_layout_and_schema_show_header_fields_and_bodies() {
         &["_ws.expert.message"],
     );
     assert_eq!(notes, ["type 14 is not in the schema"]);
+
+    // With --schema none, the same capture shows headers and bodies as bytes; the name comes
+    // from the layout.
+    let case = Case::new(
+        "openflow-none",
+        &["--layout", "openflow", "--schema", "none"],
+        &rec,
+        &[64],
+    );
+    let rows = case.fields(
+        Some("ltp_openflow"),
+        "ltp_openflow",
+        &["ltp_openflow.type", "ltp_openflow.xid", "ltp_openflow.msg"],
+    );
+    assert_eq!(rows, ["0,6,2|1,2,3|", "24,14|4,5|"]);
+    case.assert_clean(Some("ltp_openflow"));
 }
 
 /// A `Reading` of `schemas/telemetry.toml` with every field type, a `Blob` and a `Ping`.
