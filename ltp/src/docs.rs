@@ -110,7 +110,7 @@ fn write_pages(root: &clap::Command, dir: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to stdout. A reader that stopped early (`ltp man | head`) is no error.
-fn print(bytes: &[u8]) -> ExitCode {
+pub(crate) fn print(bytes: &[u8]) -> ExitCode {
     let mut stdout = io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,

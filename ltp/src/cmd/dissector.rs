@@ -1,7 +1,6 @@
 //! `ltp dissector`: prints a Wireshark Lua dissector for the protocol that `--layout` and
 //! `--schema` describe (see `ltp::dissector`).
 
-use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -29,22 +28,11 @@ pub(crate) struct DissectorArgs {
     name: Option<String>,
 }
 
-/// Prints the dissector to stdout; a bad layout, schema or name is a usage error (exit 2).
+/// Prints the dissector to stdout (a closed stdout, as in `| head`, is no error); a bad
+/// layout, schema or name is a usage error (exit 2).
 pub(crate) fn run(args: &DissectorArgs) -> ExitCode {
     match script(args) {
-        Ok(lua) => {
-            let mut stdout = io::stdout().lock();
-            match stdout
-                .write_all(lua.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("ltp: cannot write the dissector: {err}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Ok(lua) => crate::docs::print(lua.as_bytes()),
         Err(err) => {
             eprintln!("ltp: {}", ltprotocol::escape_controls(&err.to_string()));
             ExitCode::from(2)
