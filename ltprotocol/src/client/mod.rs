@@ -598,6 +598,8 @@ impl Actor {
         };
         #[cfg(not(feature = "tls"))]
         let transport = Transport::plain(stream);
+        let mut transport = transport;
+        transport.capture(&self.options, &handle, false);
         let transport = Mutex::new(transport);
         // What was left unconfirmed by the last connection is written again whole.
         self.queue.restart();

@@ -228,9 +228,19 @@ impl fmt::Display for Addr {
     }
 }
 
-/// A connection's stream as its engine runs it: plain, or TLS over the plain stream.
+/// A connection's stream as its engine runs it: plain or TLS, and what captures its bytes
+/// (feature `pcap`).
 #[derive(Debug)]
-pub(crate) enum Transport {
+pub(crate) struct Transport {
+    io: Io,
+    /// `None` unless the server or client captures: one check per read or write.
+    #[cfg(feature = "pcap")]
+    capture: Option<Box<crate::capture::StreamCapture>>,
+}
+
+/// The stream itself.
+#[derive(Debug)]
+enum Io {
     /// Plain; its first bytes are watched, to recognise a TLS peer on a plain port.
     Plain(Sniff<BoxStream>),
     /// TLS, its handshake done. Feature `tls`.
@@ -240,7 +250,41 @@ pub(crate) enum Transport {
 
 impl Transport {
     pub(crate) fn plain(stream: BoxStream) -> Self {
-        Self::Plain(Sniff::new(stream))
+        Self::new(Io::Plain(Sniff::new(stream)))
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(stream: tokio_rustls::TlsStream<BoxStream>) -> Self {
+        Self::new(Io::Tls(Box::new(stream)))
+    }
+
+    fn new(io: Io) -> Self {
+        Self {
+            io,
+            #[cfg(feature = "pcap")]
+            capture: None,
+        }
+    }
+
+    /// Captures what this stream carries from now on (above TLS: the plaintext), when the
+    /// options say so. `server`: the connection was accepted.
+    pub(crate) fn capture(
+        &mut self,
+        options: &crate::connection::ConnectionOptions,
+        handle: &crate::ConnectionHandle,
+        server: bool,
+    ) {
+        #[cfg(feature = "pcap")]
+        if let Some(capture) = &options.capture {
+            self.capture = Some(Box::new(crate::capture::StreamCapture::open(
+                capture,
+                handle.local_addr(),
+                handle.peer(),
+                server,
+            )));
+        }
+        #[cfg(not(feature = "pcap"))]
+        let _ = (options, handle, server);
     }
 
     /// The final say on why a connection over this stream ended: a TLS failure hidden in an
@@ -250,16 +294,16 @@ impl Transport {
         reason: crate::DisconnectReason,
         handle: &crate::ConnectionHandle,
     ) -> crate::DisconnectReason {
-        match self {
+        match &self.io {
             #[cfg(feature = "tls")]
-            Self::Plain(sniff) => tls_stream::plain_reason(reason, sniff, handle),
+            Io::Plain(sniff) => tls_stream::plain_reason(reason, sniff, handle),
             #[cfg(not(feature = "tls"))]
-            Self::Plain(_) => {
+            Io::Plain(_) => {
                 let _ = handle;
                 reason
             }
             #[cfg(feature = "tls")]
-            Self::Tls(_) => tls_stream::established_reason(reason),
+            Io::Tls(_) => tls_stream::established_reason(reason),
         }
     }
 }
@@ -273,11 +317,11 @@ pub(crate) fn lock(stream: &std::sync::Mutex<Transport>) -> std::sync::MutexGuar
 
 impl Stream for Transport {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
-        match self {
-            Self::Plain(sniff) => sniff.inner.poll_read_ready(cx),
+        match &self.io {
+            Io::Plain(sniff) => sniff.inner.poll_read_ready(cx),
             // TLS decrypts into buffers of its own: a TLS stream is always read at once.
             #[cfg(feature = "tls")]
-            Self::Tls(_) => None,
+            Io::Tls(_) => None,
         }
     }
 }
@@ -288,10 +332,12 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut *self {
-            Self::Plain(sniff) => Pin::new(sniff).poll_read(cx, buf),
+        #[cfg(feature = "pcap")]
+        let before = buf.filled().len();
+        let polled = match &mut self.io {
+            Io::Plain(sniff) => Pin::new(sniff).poll_read(cx, buf),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => match Pin::new(&mut **stream).poll_read(cx, buf) {
+            Io::Tls(stream) => match Pin::new(&mut **stream).poll_read(cx, buf) {
                 // A peer that closes the TCP connection without TLS's close_notify: an
                 // ordinary close. The framing still tells a cut frame from a clean end, as
                 // on plain TCP.
@@ -300,7 +346,15 @@ impl AsyncRead for Transport {
                 }
                 polled => polled,
             },
+        };
+        #[cfg(feature = "pcap")]
+        if let (Some(capture), Poll::Ready(Ok(()))) = (&mut self.capture, &polled) {
+            // Nothing new with room in `buf`: the peer's end of the stream.
+            if buf.remaining() > 0 || buf.filled().len() > before {
+                capture.received(buf.filled().get(before..).unwrap_or_default());
+            }
         }
+        polled
     }
 }
 
@@ -310,11 +364,16 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut *self {
-            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write(cx, buf),
+        let polled = match &mut self.io {
+            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write(cx, buf),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+            Io::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+        };
+        #[cfg(feature = "pcap")]
+        if let (Some(capture), Poll::Ready(Ok(written))) = (&mut self.capture, &polled) {
+            capture.sent(&[io::IoSlice::new(buf)], *written);
         }
+        polled
     }
 
     fn poll_write_vectored(
@@ -322,35 +381,45 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut *self {
-            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write_vectored(cx, bufs),
+        let polled = match &mut self.io {
+            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write_vectored(cx, bufs),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_write_vectored(cx, bufs),
+            Io::Tls(stream) => Pin::new(&mut **stream).poll_write_vectored(cx, bufs),
+        };
+        #[cfg(feature = "pcap")]
+        if let (Some(capture), Poll::Ready(Ok(written))) = (&mut self.capture, &polled) {
+            capture.sent(bufs, *written);
         }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(sniff) => sniff.inner.is_write_vectored(),
+        match &self.io {
+            Io::Plain(sniff) => sniff.inner.is_write_vectored(),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.is_write_vectored(),
+            Io::Tls(stream) => stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut *self {
-            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_flush(cx),
+        match &mut self.io {
+            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_flush(cx),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
+            Io::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut *self {
-            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_shutdown(cx),
+        let polled = match &mut self.io {
+            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_shutdown(cx),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
+            Io::Tls(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
+        };
+        #[cfg(feature = "pcap")]
+        if let (Some(capture), Poll::Ready(Ok(()))) = (&mut self.capture, &polled) {
+            capture.shut_down();
         }
+        polled
     }
 }
 
