@@ -55,6 +55,9 @@ pub(crate) struct Record {
     /// Bytes each end had sent before this record.
     pub(crate) client_sent: u64,
     pub(crate) server_sent: u64,
+    /// Each end's FIN was recorded before this record (a FIN takes one sequence number).
+    pub(crate) client_fin: bool,
+    pub(crate) server_fin: bool,
     pub(crate) payload: Vec<u8>,
 }
 
@@ -162,6 +165,14 @@ impl StreamCapture {
         } else {
             (self.sent, self.received)
         };
+        // The FIN being recorded now counts from the next record on.
+        let fin_sent = self.fin_sent && !(kind == RecordKind::Fin && ours);
+        let fin_received = self.fin_received && !(kind == RecordKind::Fin && !ours);
+        let (client_fin, server_fin) = if self.server {
+            (fin_received, fin_sent)
+        } else {
+            (fin_sent, fin_received)
+        };
         self.capture.offer(Record {
             ends: self.ends,
             kind,
@@ -169,6 +180,8 @@ impl StreamCapture {
             at,
             client_sent,
             server_sent,
+            client_fin,
+            server_fin,
             payload,
         });
     }

@@ -71,11 +71,13 @@ fn write_record(
     let client_seq = ends
         .client_isn
         .wrapping_add(1)
-        .wrapping_add(record.client_sent as u32);
+        .wrapping_add(record.client_sent as u32)
+        .wrapping_add(u32::from(record.client_fin));
     let server_seq = ends
         .server_isn
         .wrapping_add(1)
-        .wrapping_add(record.server_sent as u32);
+        .wrapping_add(record.server_sent as u32)
+        .wrapping_add(u32::from(record.server_fin));
     let (from, to, seq, ack) = if record.from_client {
         (ends.client, ends.server, client_seq, server_seq)
     } else {
