@@ -88,7 +88,7 @@ pub(crate) struct StreamCapture {
 impl StreamCapture {
     /// Starts capturing one connection (and records its opening). `server`: we accepted it.
     pub(crate) fn open(capture: &Capture, local: &Addr, peer: &Addr, server: bool) -> Self {
-        let key = capture.shared.next_stream.fetch_add(1, Ordering::Relaxed);
+        let key = capture.shared.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
         let (ours, theirs) = endpoints(local, peer, server, key);
         let (client, server_addr) = if server {
             (theirs, ours)
