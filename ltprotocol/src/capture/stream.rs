@@ -166,8 +166,8 @@ impl StreamCapture {
             (self.sent, self.received)
         };
         // The FIN being recorded now counts from the next record on.
-        let fin_sent = self.fin_sent && !(kind == RecordKind::Fin && ours);
-        let fin_received = self.fin_received && !(kind == RecordKind::Fin && !ours);
+        let fin_sent = self.fin_sent && (!ours || kind != RecordKind::Fin);
+        let fin_received = self.fin_received && (ours || kind != RecordKind::Fin);
         let (client_fin, server_fin) = if self.server {
             (fin_received, fin_sent)
         } else {
