@@ -249,3 +249,66 @@ impl Capture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::stream::{Ends, RecordKind};
+    use super::*;
+
+    fn record(len: usize) -> Record {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Record {
+            ends: Ends {
+                client: addr,
+                server: addr,
+                client_isn: 1,
+                server_isn: 1,
+            },
+            kind: RecordKind::Data,
+            from_client: true,
+            at: Duration::ZERO,
+            client_sent: 0,
+            server_sent: 0,
+            client_fin: false,
+            server_fin: false,
+            payload: vec![0; len],
+        }
+    }
+
+    /// A capture whose writer never reads: its queue of `records` fills.
+    fn stalled(records: usize) -> (Capture, mpsc::Receiver<Message>) {
+        let (sender, receiver) = mpsc::channel(records);
+        let capture = Capture {
+            records: sender,
+            shared: Arc::new(Shared::default()),
+        };
+        (capture, receiver)
+    }
+
+    #[test]
+    fn a_full_queue_drops_records_and_counts_their_packets_and_bytes() {
+        let (capture, _queue) = stalled(1);
+        capture.offer(record(10));
+        capture.offer(record(MAX_SEGMENT + 1));
+        capture.offer(record(5));
+        let summary = capture.summary();
+        // The first is queued; the second would have been two segments.
+        assert_eq!(summary.dropped_frames, 3);
+        assert_eq!(summary.dropped_bytes, (MAX_SEGMENT + 1 + 5) as u64);
+        assert_eq!(capture.shared.queued_bytes.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn the_queue_holds_a_bounded_number_of_bytes() {
+        let (capture, _queue) = stalled(QUEUE_RECORDS);
+        for _ in 0..QUEUE_BYTES / MAX_SEGMENT + 10 {
+            capture.offer(record(MAX_SEGMENT));
+        }
+        assert!(capture.shared.queued_bytes.load(Ordering::Relaxed) <= QUEUE_BYTES);
+        // As many whole records as the byte bound holds are queued; the rest are dropped.
+        assert_eq!(capture.summary().dropped_frames, 10);
+    }
+}
