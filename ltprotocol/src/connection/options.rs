@@ -78,7 +78,9 @@ pub struct Keepalive {
     pub idle: Duration,
     /// How long to wait for anything after the probe.
     pub timeout: Duration,
-    /// The frame sent as a probe (with its header fields).
+    /// The frame sent as a probe (with its header fields). With
+    /// [`correlation`](Builder::correlation), each probe's correlation field is set to a fresh
+    /// id, as [`send_fresh`](crate::ConnectionHandle::send_fresh) does.
     pub probe: Frame,
 }
 
