@@ -23,16 +23,26 @@
 //! from the capture (never from the session) and counted: see [`CaptureSummary`]. A
 //! connection without a capture pays one check per read or write.
 //!
-//! ```no_run
+//! ```
+//! use std::time::Duration;
 //! use ltprotocol::capture::Capture;
 //! use ltprotocol::{HeaderLayout, Server, Unknown};
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let capture = Capture::builder("session.pcapng").max_file_size(100_000_000).open()?;
-//! let mut builder = Server::<Unknown>::builder(HeaderLayout::ltprotocol());
-//! builder.capture(capture.clone());
-//! // … run the server, shut it down …
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("ltp-capture-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let path = dir.join("session.pcapng");
+//! let capture = Capture::builder(&path).max_file_size(100_000_000).open()?;
+//! let server = Server::<Unknown>::builder(HeaderLayout::ltprotocol())
+//!     .capture(capture.clone())
+//!     .bind("127.0.0.1:0")
+//!     .await?;
+//! // … serve (`server.serve(handler)`), then:
+//! server.shutdown(Duration::from_secs(5)).await;
 //! let summary = capture.finish().await;
-//! println!("{} frames captured, {} dropped", summary.frames, summary.dropped_frames);
+//! println!("{} packets captured, {} dropped", summary.frames, summary.dropped_frames);
+//! assert_eq!(summary.files, [path]);
+//! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(()) }
 //! ```
 
