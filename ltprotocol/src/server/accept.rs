@@ -178,9 +178,7 @@ fn run_connection<P: Protocol, H: Handler<P>>(
                 handle.close_with(DisconnectReason::Shutdown);
             }
             info!(conn = %handle.id(), peer = %handle.peer(), "connected");
-            let mut transport = transport;
-            transport.capture(&inner.options, handle, true);
-            let transport = Mutex::new(transport);
+            let transport = Mutex::new(transport.captured(&inner.options, handle, true));
             let mut drive = std::pin::pin!(connection::drive::<P, H>(
                 &transport,
                 handle,

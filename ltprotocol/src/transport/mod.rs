@@ -228,63 +228,73 @@ impl fmt::Display for Addr {
     }
 }
 
-/// A connection's stream as its engine runs it: plain or TLS, and what captures its bytes
-/// (feature `pcap`).
+/// A connection's stream as its engine runs it: plain, or boxed (TLS over the plain stream,
+/// or either of them captured). Two variants, the second boxed: what a connection's task
+/// holds stays at 24 bytes, as small as a plain stream.
 #[derive(Debug)]
-pub(crate) struct Transport {
-    io: Io,
-    /// `None` unless the server or client captures: one check per read or write.
-    #[cfg(feature = "pcap")]
-    capture: Option<Box<crate::capture::StreamCapture>>,
-}
-
-/// The stream itself.
-#[derive(Debug)]
-enum Io {
+pub(crate) enum Transport {
     /// Plain; its first bytes are watched, to recognise a TLS peer on a plain port.
     Plain(Sniff<BoxStream>),
+    /// TLS, or a captured stream.
+    #[cfg(any(feature = "tls", feature = "pcap"))]
+    Boxed(Box<Boxed>),
+}
+
+/// The streams a [`Transport`] holds boxed.
+#[cfg(any(feature = "tls", feature = "pcap"))]
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxed whole in Transport; a captured stream's box is as large as a TLS one's"
+)]
+pub(crate) enum Boxed {
     /// TLS, its handshake done. Feature `tls`.
     #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::TlsStream<BoxStream>>),
+    Tls(tokio_rustls::TlsStream<BoxStream>),
+    /// A plain or TLS stream whose application bytes (above TLS) are captured. Feature
+    /// `pcap`.
+    #[cfg(feature = "pcap")]
+    Captured {
+        inner: Transport,
+        capture: crate::capture::StreamCapture,
+    },
 }
 
 impl Transport {
     pub(crate) fn plain(stream: BoxStream) -> Self {
-        Self::new(Io::Plain(Sniff::new(stream)))
+        Self::Plain(Sniff::new(stream))
     }
 
+    /// A TLS stream whose handshake is done.
     #[cfg(feature = "tls")]
     pub(crate) fn tls(stream: tokio_rustls::TlsStream<BoxStream>) -> Self {
-        Self::new(Io::Tls(Box::new(stream)))
+        Self::Boxed(Box::new(Boxed::Tls(stream)))
     }
 
-    fn new(io: Io) -> Self {
-        Self {
-            io,
-            #[cfg(feature = "pcap")]
-            capture: None,
-        }
-    }
-
-    /// Captures what this stream carries from now on (above TLS: the plaintext), when the
-    /// options say so. `server`: the connection was accepted.
-    pub(crate) fn capture(
-        &mut self,
+    /// This stream, captured from now on when the options ask for it (above TLS: the
+    /// plaintext). `server`: the connection was accepted.
+    pub(crate) fn captured(
+        self,
         options: &crate::connection::ConnectionOptions,
         handle: &crate::ConnectionHandle,
         server: bool,
-    ) {
+    ) -> Self {
         #[cfg(feature = "pcap")]
         if let Some(capture) = &options.capture {
-            self.capture = Some(Box::new(crate::capture::StreamCapture::open(
+            let capture = crate::capture::StreamCapture::open(
                 capture,
                 handle.local_addr(),
                 handle.peer(),
                 server,
-            )));
+            );
+            return Self::Boxed(Box::new(Boxed::Captured {
+                inner: self,
+                capture,
+            }));
         }
         #[cfg(not(feature = "pcap"))]
         let _ = (options, handle, server);
+        self
     }
 
     /// The final say on why a connection over this stream ended: a TLS failure hidden in an
@@ -294,16 +304,21 @@ impl Transport {
         reason: crate::DisconnectReason,
         handle: &crate::ConnectionHandle,
     ) -> crate::DisconnectReason {
-        match &self.io {
+        match self {
             #[cfg(feature = "tls")]
-            Io::Plain(sniff) => tls_stream::plain_reason(reason, sniff, handle),
+            Self::Plain(sniff) => tls_stream::plain_reason(reason, sniff, handle),
             #[cfg(not(feature = "tls"))]
-            Io::Plain(_) => {
+            Self::Plain(_) => {
                 let _ = handle;
                 reason
             }
-            #[cfg(feature = "tls")]
-            Io::Tls(_) => tls_stream::established_reason(reason),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &**boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(_) => tls_stream::established_reason(reason),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => inner.explain(reason, handle),
+            },
         }
     }
 }
@@ -317,11 +332,16 @@ pub(crate) fn lock(stream: &std::sync::Mutex<Transport>) -> std::sync::MutexGuar
 
 impl Stream for Transport {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
-        match &self.io {
-            Io::Plain(sniff) => sniff.inner.poll_read_ready(cx),
-            // TLS decrypts into buffers of its own: a TLS stream is always read at once.
-            #[cfg(feature = "tls")]
-            Io::Tls(_) => None,
+        match self {
+            Self::Plain(sniff) => sniff.inner.poll_read_ready(cx),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &**boxed {
+                // TLS decrypts into buffers of its own: a TLS stream is always read at once.
+                #[cfg(feature = "tls")]
+                Boxed::Tls(_) => None,
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => inner.poll_read_ready(cx),
+            },
         }
     }
 }
@@ -332,29 +352,34 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        #[cfg(feature = "pcap")]
-        let before = buf.filled().len();
-        let polled = match &mut self.io {
-            Io::Plain(sniff) => Pin::new(sniff).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            Io::Tls(stream) => match Pin::new(&mut **stream).poll_read(cx, buf) {
-                // A peer that closes the TCP connection without TLS's close_notify: an
-                // ordinary close. The framing still tells a cut frame from a clean end, as
-                // on plain TCP.
-                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(()))
+        match &mut *self {
+            Self::Plain(sniff) => Pin::new(sniff).poll_read(cx, buf),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => match Pin::new(stream).poll_read(cx, buf) {
+                    // A peer that closes the TCP connection without TLS's close_notify: an
+                    // ordinary close. The framing still tells a cut frame from a clean end,
+                    // as on plain TCP.
+                    Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                        Poll::Ready(Ok(()))
+                    }
+                    polled => polled,
+                },
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let before = buf.filled().len();
+                    let polled = Pin::new(inner).poll_read(cx, buf);
+                    // Nothing new with room in `buf`: the peer's end of the stream.
+                    if matches!(polled, Poll::Ready(Ok(())))
+                        && (buf.remaining() > 0 || buf.filled().len() > before)
+                    {
+                        capture.received(buf.filled().get(before..).unwrap_or_default());
+                    }
+                    polled
                 }
-                polled => polled,
             },
-        };
-        #[cfg(feature = "pcap")]
-        if let (Some(capture), Poll::Ready(Ok(()))) = (&mut self.capture, &polled) {
-            // Nothing new with room in `buf`: the peer's end of the stream.
-            if buf.remaining() > 0 || buf.filled().len() > before {
-                capture.received(buf.filled().get(before..).unwrap_or_default());
-            }
         }
-        polled
     }
 }
 
@@ -364,16 +389,22 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = match &mut self.io {
-            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            Io::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
-        };
-        #[cfg(feature = "pcap")]
-        if let (Some(capture), Poll::Ready(Ok(written))) = (&mut self.capture, &polled) {
-            capture.sent(&[io::IoSlice::new(buf)], *written);
+        match &mut *self {
+            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write(cx, buf),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let polled = Pin::new(inner).poll_write(cx, buf);
+                    if let Poll::Ready(Ok(written)) = polled {
+                        capture.sent(&[io::IoSlice::new(buf)], written);
+                    }
+                    polled
+                }
+            },
         }
-        polled
     }
 
     fn poll_write_vectored(
@@ -381,45 +412,67 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = match &mut self.io {
-            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "tls")]
-            Io::Tls(stream) => Pin::new(&mut **stream).poll_write_vectored(cx, bufs),
-        };
-        #[cfg(feature = "pcap")]
-        if let (Some(capture), Poll::Ready(Ok(written))) = (&mut self.capture, &polled) {
-            capture.sent(bufs, *written);
+        match &mut *self {
+            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write_vectored(cx, bufs),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let polled = Pin::new(inner).poll_write_vectored(cx, bufs);
+                    if let Poll::Ready(Ok(written)) = polled {
+                        capture.sent(bufs, written);
+                    }
+                    polled
+                }
+            },
         }
-        polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(sniff) => sniff.inner.is_write_vectored(),
-            #[cfg(feature = "tls")]
-            Io::Tls(stream) => stream.is_write_vectored(),
+        match self {
+            Self::Plain(sniff) => sniff.inner.is_write_vectored(),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &**boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => stream.is_write_vectored(),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => inner.is_write_vectored(),
+            },
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
-            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            Io::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
+        match &mut *self {
+            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_flush(cx),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_flush(cx),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => Pin::new(inner).poll_flush(cx),
+            },
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = match &mut self.io {
-            Io::Plain(sniff) => Pin::new(&mut sniff.inner).poll_shutdown(cx),
-            #[cfg(feature = "tls")]
-            Io::Tls(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
-        };
-        #[cfg(feature = "pcap")]
-        if let (Some(capture), Poll::Ready(Ok(()))) = (&mut self.capture, &polled) {
-            capture.shut_down();
+        match &mut *self {
+            Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_shutdown(cx),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let polled = Pin::new(inner).poll_shutdown(cx);
+                    if let Poll::Ready(Ok(())) = polled {
+                        capture.shut_down();
+                    }
+                    polled
+                }
+            },
         }
-        polled
     }
 }
 
