@@ -386,3 +386,28 @@ fn openflow_decodes_with_wiresharks_own_dissector() {
     assert_eq!(problems(&file, &["-d", &decode_as]), "");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_text_format_says_what_the_capture_wrote_and_dropped() {
+    // No tshark needed: only the last line is read.
+    let dir = temp_dir("text");
+    let file = dir.join("text.pcapng");
+    let file_arg = file.to_str().expect("UTF-8 path");
+    let (_server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
+    let mut client = Ltp::spawn(&[
+        "connect", &addr, "--format", "text", "--schema", "demo", "--count", "2", "--pcap",
+        file_arg,
+    ]);
+    client.write_all_lossy(DEMO_INPUT);
+    let out = client.finish();
+    out.assert_code(0);
+    let last = out.stdout.last().expect("a last line");
+    // How many segments the 44 bytes took depends on how reads and writes batched them.
+    let capture = last
+        .strip_prefix("summary: 2 sent, 0 skipped, 0 unsent, 2 received; capture: ")
+        .unwrap_or_else(|| panic!("{last}"));
+    let (packets, rest) = capture.split_once(" packets ").expect("packets");
+    assert!(packets.parse::<u32>().expect("a count") >= 7, "{last}");
+    assert_eq!(rest, "(44 bytes) in 1 file, 0 packets dropped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
