@@ -411,3 +411,56 @@ fn the_text_format_says_what_the_capture_wrote_and_dropped() {
     assert_eq!(rest, "(44 bytes) in 1 file, 0 packets dropped");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sslkeylogfile_gets_the_session_secrets_of_both_ends() {
+    // No tshark needed: the key log files are read directly.
+    let dir = temp_dir("keylog");
+    let (ca, cert, key) = certificates(&dir);
+    let server_log = dir.join("server.keys");
+    let client_log = dir.join("client.keys");
+    let mut server = Ltp::spawn_env(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+            "--mode",
+            "echo",
+            "--schema",
+            "demo",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        &[("SSLKEYLOGFILE", server_log.to_str().expect("UTF-8 path"))],
+    );
+    let listening: Value =
+        serde_json::from_str(&server.next_line().expect("a listening line")).expect("JSON");
+    let addr = listening["addr"].as_str().expect("addr").to_owned();
+    let mut client = Ltp::spawn_env(
+        &[
+            "connect", &addr, "--format", "json", "--schema", "demo", "--count", "2", "--tls",
+            "--ca", &ca,
+        ],
+        &[("SSLKEYLOGFILE", client_log.to_str().expect("UTF-8 path"))],
+    );
+    client.write_all_lossy(DEMO_INPUT);
+    client.finish().assert_code(0);
+    server.stop();
+    // One TLS 1.3 session: its secrets, named by the same client random, at both ends.
+    let secrets = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+            .lines()
+            .filter(|line| line.starts_with("CLIENT_TRAFFIC_SECRET_0 "))
+            .map(|line| line.split(' ').nth(1).expect("a client random").to_owned())
+            .collect()
+    };
+    let (on_server, on_client) = (secrets(&server_log), secrets(&client_log));
+    assert_eq!(on_client.len(), 1, "{on_client:?}");
+    assert_eq!(on_server, on_client);
+    let _ = std::fs::remove_dir_all(&dir);
+}
