@@ -441,6 +441,21 @@ pub fn unix_seconds(time: SystemTime) -> Value {
     text.parse::<f64>().map_or(Value::Null, Value::from)
 }
 
+/// The `pcap` key of a `shutdown` or `summary` line, as text: empty without one.
+fn capture_text(pcap: Option<&Value>) -> String {
+    let Some(pcap) = pcap else {
+        return String::new();
+    };
+    let files = pcap["files"].as_array().map_or(0, Vec::len);
+    format!(
+        "; capture: {} packets ({} bytes) in {files} file{}, {} packets dropped",
+        plain(&pcap["frames"]),
+        plain(&pcap["bytes"]),
+        if files == 1 { "" } else { "s" },
+        plain(&pcap["dropped_frames"]),
+    )
+}
+
 fn text_form(event: &Value) -> Option<String> {
     let object = event.as_object()?;
     let text = |key: &str| object.get(key).and_then(Value::as_str);
@@ -474,15 +489,18 @@ fn text_form(event: &Value) -> Option<String> {
             if let (Some(sent), Some(skipped)) = (object.get("sent"), object.get("skipped")) {
                 line += &format!("; stdin: {sent} sent, {skipped} skipped");
             }
-            line
+            line + &capture_text(object.get("pcap"))
         }
-        "summary" => format!(
-            "summary: {} sent, {} skipped, {} unsent, {} received",
-            plain(object.get("sent")?),
-            plain(object.get("skipped")?),
-            plain(object.get("unsent")?),
-            plain(object.get("received")?)
-        ),
+        "summary" => {
+            let line = format!(
+                "summary: {} sent, {} skipped, {} unsent, {} received",
+                plain(object.get("sent")?),
+                plain(object.get("skipped")?),
+                plain(object.get("unsent")?),
+                plain(object.get("received")?)
+            );
+            line + &capture_text(object.get("pcap"))
+        }
         "message" => {
             let message_type = plain(object.get("type")?);
             let body_hex = text("body_hex")?;

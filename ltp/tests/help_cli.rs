@@ -120,6 +120,8 @@ fn each_bench_mode_lists_only_its_own_options() {
             "--layout",
             "--max-frame",
             "--outbox-bytes",
+            "--pcap",
+            "--pcap-max-size",
         ],
     );
 }

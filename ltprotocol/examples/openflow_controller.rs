@@ -42,7 +42,11 @@ impl Handler<OpenFlow13> for Controller {
             info.map_or(0, |i| i.version),
             info.and_then(|i| i.n_tables).unwrap_or_default(),
         ));
-        if let Err(err) = switch.send(&FlowMod::table_miss_to_controller()).await {
+        // A fresh xid: an ERROR the switch returns for this FLOW_MOD carries it.
+        if let Err(err) = switch
+            .send_fresh(&FlowMod::table_miss_to_controller())
+            .await
+        {
             eprintln!("cannot install the table-miss flow on {switch}: {err}");
         }
     }

@@ -238,6 +238,29 @@ impl HandshakeContext<'_> {
         Ok(())
     }
 
+    /// Like [`send`](Self::send), with the correlation field set to a fresh id (see
+    /// [`ConnectionHandle::send_fresh`](crate::ConnectionHandle::send_fresh)), which it
+    /// returns; without correlation, as `send`, returning `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); [`HandshakeError::Rejected`] when every id is in flight.
+    pub async fn send_fresh<M: Encode + ?Sized>(
+        &mut self,
+        msg: &M,
+    ) -> Result<Option<i128>, HandshakeError> {
+        let Some(table) = self.handle.request_table().cloned() else {
+            self.send(msg).await?;
+            return Ok(None);
+        };
+        let id = table
+            .next_id()
+            .map_err(|_| HandshakeError::Rejected("no free request id".into()))?;
+        self.send_with(msg, &HeaderFields::new().with(table.config.field, id))
+            .await?;
+        Ok(Some(id))
+    }
+
     /// The next frame from the peer (frames set aside by [`request`](Self::request) first).
     ///
     /// # Errors

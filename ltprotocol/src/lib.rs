@@ -110,6 +110,8 @@ use std::fmt::Write as _;
 #[allow(unused_extern_crates)]
 extern crate self as ltprotocol;
 
+#[cfg(feature = "pcap")]
+pub mod capture;
 pub mod client;
 pub mod codec;
 pub mod connection;

@@ -425,7 +425,9 @@ impl Handshake for OpenFlowHandshake {
     async fn run(&self, ctx: &mut HandshakeContext<'_>) -> Result<SwitchInfo, HandshakeError> {
         let layout = ctx.layout().clone();
         let order = layout.byte_order();
-        ctx.send(&Hello::with_versions(&[OFP13_VERSION])).await?;
+        // A message we originate: a fresh xid, so that an ERROR for it can be told apart.
+        ctx.send_fresh(&Hello::with_versions(&[OFP13_VERSION]))
+            .await?;
         let frame = ctx.recv().await?;
         let hello = match OpenFlow13::decode(frame.message_type, Body::from(&frame.body), order)? {
             OpenFlow13::Hello(hello) => hello,
@@ -460,8 +462,13 @@ impl Handshake for OpenFlowHandshake {
                 code: 0,
                 data: Bytes::from_static(b"OpenFlow 1.3 (version 0x04) is required"),
             };
-            // Best effort: the peer is about to be dropped anyway.
-            let _ = ctx.send(&error).await;
+            // Best effort: the peer is about to be dropped anyway. A reply to its HELLO: with
+            // that HELLO's xid.
+            let mut fields = HeaderFields::new();
+            if let Some(xid) = layout.field("xid") {
+                fields.set(xid, frame.fields.get(xid).unwrap_or_default());
+            }
+            let _ = ctx.send_with(&error, &fields).await;
             return Err(HandshakeError::Rejected(format!(
                 "peer does not speak OpenFlow 1.3 (HELLO version {peer_version:#04x})"
             )));
@@ -502,8 +509,9 @@ pub fn echo_reply(frame: FrameRef<'_>) -> Option<Frame> {
     })
 }
 
-/// Open vSwitch's own rhythm: after 5 s of silence send ECHO_REQUEST (xid 0), and give up
-/// 5 s later. The peer's ECHO_REPLY arrives as an ordinary message.
+/// Open vSwitch's own rhythm: after 5 s of silence send ECHO_REQUEST, and give up 5 s later.
+/// With correlation (as [`Configurable`] sets it up) each probe carries a fresh xid; the
+/// peer's ECHO_REPLY arrives as an ordinary message.
 pub fn keepalive() -> Keepalive {
     let layout = HeaderLayout::openflow();
     let mut fields = HeaderFields::new();

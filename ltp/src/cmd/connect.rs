@@ -95,6 +95,8 @@ pub(crate) struct ConnectArgs {
     /// The private key of `--cert` (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    pcap: super::pcap::PcapArgs,
 }
 
 /// The handler: prints events, counts messages, and decides when connecting is given up.
@@ -261,6 +263,10 @@ pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<Exi
     if let Some(tls) = client_tls(&args)? {
         builder.tls(tls);
     }
+    let capture = args.pcap.open()?;
+    if let Some(capture) = &capture {
+        builder.capture(capture.clone());
+    }
     let handler = Arc::new(Connect {
         setup: setup.clone(),
         target: args.addr.to_string(),
@@ -302,16 +308,17 @@ pub(crate) async fn run(args: ConnectArgs, stdout: Stdout) -> anyhow::Result<Exi
     let unsent_queued = report.map_or(tally.queued, |r| r.unsent_frames as u64);
     let unsent = unsent_queued + tally.refused;
     let received = handler.received.load(Ordering::Acquire);
-    setup
-        .output
-        .emit(&json!({
-            "event": "summary",
-            "sent": tally.queued.saturating_sub(unsent_queued),
-            "skipped": input.skipped(),
-            "unsent": unsent,
-            "received": received,
-        }))
-        .await;
+    let mut summary = json!({
+        "event": "summary",
+        "sent": tally.queued.saturating_sub(unsent_queued),
+        "skipped": input.skipped(),
+        "unsent": unsent,
+        "received": received,
+    });
+    if let Some(pcap) = super::pcap::finish(capture.as_ref()).await {
+        summary["pcap"] = pcap;
+    }
+    setup.output.emit(&summary).await;
 
     // Every reason for a non-zero exit, one line each.
     let mut code = 0;

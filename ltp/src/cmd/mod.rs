@@ -5,6 +5,7 @@ pub(crate) mod connect;
 pub(crate) mod demo;
 pub(crate) mod dissector;
 pub(crate) mod endpoint;
+pub(crate) mod pcap;
 pub(crate) mod serve;
 pub(crate) mod signals;
 pub(crate) mod stdin;

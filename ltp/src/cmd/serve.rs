@@ -55,6 +55,8 @@ pub(crate) struct ServeArgs {
     /// Require client certificates issued by a CA in this bundle (PEM): mutual TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pcap: super::pcap::PcapArgs,
 }
 
 /// What `serve` does with each message.
@@ -146,6 +148,10 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     if let Some(tls) = server_tls(&args)? {
         builder.tls(tls);
     }
+    let capture = args.pcap.open()?;
+    if let Some(capture) = &capture {
+        builder.capture(capture.clone());
+    }
     let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let server = args.listen.bind(&builder).await?;
     setup
@@ -183,16 +189,18 @@ pub(crate) async fn run(args: ServeArgs, stdout: Stdout) -> anyhow::Result<ExitC
     let report = server.shutdown(args.shutdown_timeout).await;
     // Accepting stopped with the shutdown; a join error would only repeat what was logged.
     let _ = serve_task.await;
-    output
-        .emit(&json!({
-            "event": "shutdown",
-            "connections": report.connections,
-            "forced": report.forced,
-            "unsent_frames": report.unsent_frames,
-            "sent": sent,
-            "skipped": input.skipped(),
-        }))
-        .await;
+    let mut shutdown = json!({
+        "event": "shutdown",
+        "connections": report.connections,
+        "forced": report.forced,
+        "unsent_frames": report.unsent_frames,
+        "sent": sent,
+        "skipped": input.skipped(),
+    });
+    if let Some(pcap) = super::pcap::finish(capture.as_ref()).await {
+        shutdown["pcap"] = pcap;
+    }
+    output.emit(&shutdown).await;
     if let Some(err) = bad_line {
         eprintln!("ltp: {}", ltprotocol::error_chain(&err));
         return Ok(ExitCode::from(2));

@@ -598,7 +598,7 @@ impl Actor {
         };
         #[cfg(not(feature = "tls"))]
         let transport = Transport::plain(stream);
-        let transport = Mutex::new(transport);
+        let transport = Mutex::new(transport.captured(&self.options, &handle, false));
         // What was left unconfirmed by the last connection is written again whole.
         self.queue.restart();
         info!(conn = %id, %peer, "connected");

@@ -222,6 +222,30 @@ impl ConnectionHandle {
         inner.outbox.send(&inner.codec, msg, fields, inner.id).await
     }
 
+    /// Like [`send`](Self::send), with the correlation field (see
+    /// [`correlation`](crate::Builder::correlation)) set to a fresh id, which it returns:
+    /// the one [`request`](Self::request) would take next, never 0 for OpenFlow's `xid` nor
+    /// an id in flight. For a message this side originates without waiting for a reply (an
+    /// OpenFlow FLOW_MOD, say): an error the peer returns for it carries that id, and so can be
+    /// told from one for any other message. Without correlation it sends as `send` does and
+    /// returns `None`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); [`SendError::NoFreeId`] when every id is in flight.
+    pub async fn send_fresh<M: Encode + ?Sized>(&self, msg: &M) -> Result<Option<i128>, SendError> {
+        let Some(table) = self.request_table() else {
+            self.send(msg).await?;
+            return Ok(None);
+        };
+        let id = table
+            .next_id()
+            .map_err(|_| SendError::NoFreeId { id: self.id() })?;
+        self.send_with(msg, &HeaderFields::new().with(table.config.field, id))
+            .await?;
+        Ok(Some(id))
+    }
+
     /// Queues a raw frame with its own header fields, waiting while the outbox is full.
     ///
     /// # Errors

@@ -78,7 +78,9 @@ pub struct Keepalive {
     pub idle: Duration,
     /// How long to wait for anything after the probe.
     pub timeout: Duration,
-    /// The frame sent as a probe (with its header fields).
+    /// The frame sent as a probe (with its header fields). With
+    /// [`correlation`](Builder::correlation), each probe's correlation field is set to a fresh
+    /// id, as [`send_fresh`](crate::ConnectionHandle::send_fresh) does.
     pub probe: Frame,
 }
 
@@ -110,6 +112,8 @@ pub(crate) struct ConnectionOptions {
     pub(crate) queue_outlives_connection: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls_timeout: Duration,
+    #[cfg(feature = "pcap")]
+    pub(crate) capture: Option<crate::capture::Capture>,
 }
 
 impl ConnectionOptions {
@@ -129,7 +133,18 @@ impl ConnectionOptions {
             queue_outlives_connection: false,
             #[cfg(feature = "tls")]
             tls_timeout: crate::tls::DEFAULT_TLS_TIMEOUT,
+            #[cfg(feature = "pcap")]
+            capture: None,
         }
+    }
+}
+
+impl ConnectionOptions {
+    fn capture_enabled(&self) -> bool {
+        #[cfg(feature = "pcap")]
+        return self.capture.is_some();
+        #[cfg(not(feature = "pcap"))]
+        false
     }
 }
 
@@ -147,6 +162,7 @@ impl fmt::Debug for ConnectionOptions {
             .field("auto_reply", &self.auto_reply.is_some())
             .field("outbox_bytes", &self.outbox_bytes)
             .field("event_capacity", &self.event_capacity)
+            .field("capture", &self.capture_enabled())
             .finish_non_exhaustive()
     }
 }
@@ -287,6 +303,24 @@ impl<Side> Builder<Side> {
     #[cfg(feature = "tls")]
     pub fn tls_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.options.tls_timeout = timeout;
+        self
+    }
+
+    /// Writes every connection's application bytes, both directions (over TLS, the
+    /// plaintext), to `capture`'s pcapng file, one TCP stream per connection; see
+    /// [`capture`](crate::capture). Default: none. Feature `pcap`.
+    ///
+    /// ```no_run
+    /// # use ltprotocol::{HeaderLayout, ReconnectingClient, Unknown};
+    /// use ltprotocol::capture::Capture;
+    /// let capture = Capture::to_file("client.pcapng")?;
+    /// let mut builder = ReconnectingClient::<Unknown>::builder(HeaderLayout::ltprotocol());
+    /// builder.capture(capture.clone());
+    /// # Ok::<(), ltprotocol::capture::CaptureError>(())
+    /// ```
+    #[cfg(feature = "pcap")]
+    pub fn capture(&mut self, capture: crate::capture::Capture) -> &mut Self {
+        self.options.capture = Some(capture);
         self
     }
 }

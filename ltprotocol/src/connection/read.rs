@@ -123,8 +123,17 @@ impl ReadState {
     pub(super) fn probe(&mut self, handle: &ConnectionHandle, options: &ConnectionOptions) {
         self.probe_sent = Some(Instant::now());
         if let Some(keepalive) = &options.keepalive {
+            // A message we originate: with correlation, a fresh id (OpenFlow: a fresh xid,
+            // so that a reply or error for it can be told apart).
+            let fresh = handle
+                .request_table()
+                .and_then(|table| Some((table.config.field, table.next_id().ok()?)));
+            let fields = match fresh {
+                Some((field, id)) => keepalive.probe.fields.clone().with(field, id),
+                None => keepalive.probe.fields.clone(),
+            };
             // A full outbox means traffic is flowing our way anyway.
-            let _ = handle.try_send_with(&keepalive.probe, &keepalive.probe.fields);
+            let _ = handle.try_send_with(&keepalive.probe, &fields);
         }
     }
 }

@@ -148,4 +148,11 @@ pub enum SendError {
     /// or a type or header field out of range); nothing was queued.
     #[error("cannot encode message")]
     Encode(#[from] EncodeError),
+    /// [`send_fresh`](crate::ConnectionHandle::send_fresh) found no free correlation id:
+    /// every one is in flight.
+    #[error("connection {id} has no free correlation id (every one is in flight)")]
+    NoFreeId {
+        /// The connection.
+        id: ConnectionId,
+    },
 }

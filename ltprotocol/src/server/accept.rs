@@ -178,7 +178,7 @@ fn run_connection<P: Protocol, H: Handler<P>>(
                 handle.close_with(DisconnectReason::Shutdown);
             }
             info!(conn = %handle.id(), peer = %handle.peer(), "connected");
-            let transport = Mutex::new(transport);
+            let transport = Mutex::new(transport.captured(&inner.options, handle, true));
             let mut drive = std::pin::pin!(connection::drive::<P, H>(
                 &transport,
                 handle,

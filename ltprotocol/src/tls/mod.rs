@@ -26,6 +26,18 @@
 //!   `connect_failed` ([`Event::ConnectFailed`](crate::Event)) with the reason, and retried
 //!   after the backoff.
 //!
+//! # `SSLKEYLOGFILE`
+//!
+//! Servers and clients whose TLS settings this module builds from files ([`ServerTls`],
+//! [`ClientTls`]; not those made with `from_config`, whose configuration is the
+//! application's) append their TLS session secrets to the file named by the environment
+//! variable `SSLKEYLOGFILE` when it is set (rustls's `KeyLogFile`; unset, nothing is written).
+//! With that file, Wireshark decrypts a capture of the wire made by another tool
+//! (`tcpdump`). **Risk**: whoever reads that file can decrypt every session it covers, past
+//! and future captures alike; set it only while debugging, on a machine you control, and
+//! delete the file afterwards. A session capture of the library (module `capture`, feature `pcap`)
+//! needs none of this: it holds the plaintext.
+//!
 //! With TLS 1.3 a client finishes its handshake before the server has checked the client's
 //! certificate, so a client whose certificate the server rejects is connected for a moment:
 //! it then sees [`DisconnectReason::Tls`](crate::DisconnectReason::Tls) with [`TlsError::PeerRejected`] (or an I/O error, if
@@ -279,13 +291,14 @@ impl ServerTlsBuilder {
                 versions.with_client_cert_verifier(verifier)
             }
         };
-        let config = builder.with_single_cert(chain, key).map_err(|source| {
+        let mut config = builder.with_single_cert(chain, key).map_err(|source| {
             TlsConfigError::CertificateKey {
                 cert: self.cert_chain.clone(),
                 key: self.key.clone(),
                 source,
             }
         })?;
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
         Ok(ServerTls {
             config: Arc::new(config),
         })
@@ -441,7 +454,7 @@ impl ClientTlsBuilder {
             .with_safe_default_protocol_versions()
             .map_err(TlsConfigError::Settings)?
             .with_root_certificates(roots);
-        let config = match &self.identity {
+        let mut config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
                 let chain = read_certificates(cert)?;
@@ -455,6 +468,7 @@ impl ClientTlsBuilder {
                     })?
             }
         };
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
         Ok(ClientTls {
             config: Arc::new(config),
             server_name,

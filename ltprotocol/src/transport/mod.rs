@@ -228,19 +228,73 @@ impl fmt::Display for Addr {
     }
 }
 
-/// A connection's stream as its engine runs it: plain, or TLS over the plain stream.
+/// A connection's stream as its engine runs it: plain, or boxed (TLS over the plain stream,
+/// or either of them captured). Two variants, the second boxed: what a connection's task
+/// holds stays at 24 bytes, as small as a plain stream.
 #[derive(Debug)]
 pub(crate) enum Transport {
     /// Plain; its first bytes are watched, to recognise a TLS peer on a plain port.
     Plain(Sniff<BoxStream>),
+    /// TLS, or a captured stream.
+    #[cfg(any(feature = "tls", feature = "pcap"))]
+    Boxed(Box<Boxed>),
+}
+
+/// The streams a [`Transport`] holds boxed.
+#[cfg(any(feature = "tls", feature = "pcap"))]
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxed whole in Transport; a captured stream's box is as large as a TLS one's"
+)]
+pub(crate) enum Boxed {
     /// TLS, its handshake done. Feature `tls`.
     #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::TlsStream<BoxStream>>),
+    Tls(tokio_rustls::TlsStream<BoxStream>),
+    /// A plain or TLS stream whose application bytes (above TLS) are captured. Feature
+    /// `pcap`.
+    #[cfg(feature = "pcap")]
+    Captured {
+        inner: Transport,
+        capture: crate::capture::StreamCapture,
+    },
 }
 
 impl Transport {
     pub(crate) fn plain(stream: BoxStream) -> Self {
         Self::Plain(Sniff::new(stream))
+    }
+
+    /// A TLS stream whose handshake is done.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(stream: tokio_rustls::TlsStream<BoxStream>) -> Self {
+        Self::Boxed(Box::new(Boxed::Tls(stream)))
+    }
+
+    /// This stream, captured from now on when the options ask for it (above TLS: the
+    /// plaintext). `server`: the connection was accepted.
+    pub(crate) fn captured(
+        self,
+        options: &crate::connection::ConnectionOptions,
+        handle: &crate::ConnectionHandle,
+        server: bool,
+    ) -> Self {
+        #[cfg(feature = "pcap")]
+        if let Some(capture) = &options.capture {
+            let capture = crate::capture::StreamCapture::open(
+                capture,
+                handle.local_addr(),
+                handle.peer(),
+                server,
+            );
+            return Self::Boxed(Box::new(Boxed::Captured {
+                inner: self,
+                capture,
+            }));
+        }
+        #[cfg(not(feature = "pcap"))]
+        let _ = (options, handle, server);
+        self
     }
 
     /// The final say on why a connection over this stream ended: a TLS failure hidden in an
@@ -258,8 +312,13 @@ impl Transport {
                 let _ = handle;
                 reason
             }
-            #[cfg(feature = "tls")]
-            Self::Tls(_) => tls_stream::established_reason(reason),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &**boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(_) => tls_stream::established_reason(reason),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => inner.explain(reason, handle),
+            },
         }
     }
 }
@@ -275,9 +334,14 @@ impl Stream for Transport {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
         match self {
             Self::Plain(sniff) => sniff.inner.poll_read_ready(cx),
-            // TLS decrypts into buffers of its own: a TLS stream is always read at once.
-            #[cfg(feature = "tls")]
-            Self::Tls(_) => None,
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &**boxed {
+                // TLS decrypts into buffers of its own: a TLS stream is always read at once.
+                #[cfg(feature = "tls")]
+                Boxed::Tls(_) => None,
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => inner.poll_read_ready(cx),
+            },
         }
     }
 }
@@ -290,15 +354,30 @@ impl AsyncRead for Transport {
     ) -> Poll<io::Result<()>> {
         match &mut *self {
             Self::Plain(sniff) => Pin::new(sniff).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => match Pin::new(&mut **stream).poll_read(cx, buf) {
-                // A peer that closes the TCP connection without TLS's close_notify: an
-                // ordinary close. The framing still tells a cut frame from a clean end, as
-                // on plain TCP.
-                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(()))
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => match Pin::new(stream).poll_read(cx, buf) {
+                    // A peer that closes the TCP connection without TLS's close_notify: an
+                    // ordinary close. The framing still tells a cut frame from a clean end,
+                    // as on plain TCP.
+                    Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                        Poll::Ready(Ok(()))
+                    }
+                    polled => polled,
+                },
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let before = buf.filled().len();
+                    let polled = Pin::new(inner).poll_read(cx, buf);
+                    // Nothing new with room in `buf`: the peer's end of the stream.
+                    if matches!(polled, Poll::Ready(Ok(())))
+                        && (buf.remaining() > 0 || buf.filled().len() > before)
+                    {
+                        capture.received(buf.filled().get(before..).unwrap_or_default());
+                    }
+                    polled
                 }
-                polled => polled,
             },
         }
     }
@@ -312,8 +391,19 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match &mut *self {
             Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_write(cx, buf),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let polled = Pin::new(inner).poll_write(cx, buf);
+                    if let Poll::Ready(Ok(written)) = polled {
+                        capture.sent(&[io::IoSlice::new(buf)], written);
+                    }
+                    polled
+                }
+            },
         }
     }
 
@@ -324,32 +414,64 @@ impl AsyncWrite for Transport {
     ) -> Poll<io::Result<usize>> {
         match &mut *self {
             Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_write_vectored(cx, bufs),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let polled = Pin::new(inner).poll_write_vectored(cx, bufs);
+                    if let Poll::Ready(Ok(written)) = polled {
+                        capture.sent(bufs, written);
+                    }
+                    polled
+                }
+            },
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Self::Plain(sniff) => sniff.inner.is_write_vectored(),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.is_write_vectored(),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &**boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => stream.is_write_vectored(),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => inner.is_write_vectored(),
+            },
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut *self {
             Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_flush(cx),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_flush(cx),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, .. } => Pin::new(inner).poll_flush(cx),
+            },
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut *self {
             Self::Plain(sniff) => Pin::new(&mut sniff.inner).poll_shutdown(cx),
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(&mut **stream).poll_shutdown(cx),
+            #[cfg(any(feature = "tls", feature = "pcap"))]
+            Self::Boxed(boxed) => match &mut **boxed {
+                #[cfg(feature = "tls")]
+                Boxed::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+                #[cfg(feature = "pcap")]
+                Boxed::Captured { inner, capture } => {
+                    let polled = Pin::new(inner).poll_shutdown(cx);
+                    if let Poll::Ready(Ok(())) = polled {
+                        capture.shut_down();
+                    }
+                    polled
+                }
+            },
         }
     }
 }

@@ -66,7 +66,7 @@ pub(crate) async fn accept(
             handle.set_tls(PeerIdentity::from_chain(
                 stream.get_ref().1.peer_certificates(),
             ));
-            Ok(Transport::Tls(Box::new(stream.into())))
+            Ok(Transport::tls(stream.into()))
         }
         Ok(Err(err)) => Err(tls_failed(handshake_error(err, None))),
         Err(_) => Err(tls_failed(TlsError::TimedOut { after: tls.timeout })),
@@ -107,7 +107,7 @@ pub(crate) async fn connect(
             handle.set_tls(PeerIdentity::from_chain(
                 stream.get_ref().1.peer_certificates(),
             ));
-            Ok(Transport::Tls(Box::new(stream.into())))
+            Ok(Transport::tls(stream.into()))
         }
         Ok(Err(err)) => Err(tls_failed(handshake_error(err, Some(&expected)))),
         Err(_) => Err(tls_failed(TlsError::TimedOut { after: tls.timeout })),

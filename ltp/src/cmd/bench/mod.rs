@@ -202,6 +202,9 @@ struct ServeArgs {
     api: server::Api,
     #[command(flatten)]
     wire: WireArgs,
+    /// Capture every connection (see `ltp serve --pcap`): what the capture costs.
+    #[command(flatten)]
+    pcap: crate::cmd::pcap::PcapArgs,
 }
 
 impl ServeArgs {
@@ -448,7 +451,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Serve(args) => {
             let tls = args.server_tls()?;
-            server::serve_command(&args.listen, &args.wire, args.api, tls).await
+            let capture = args.pcap.open()?;
+            server::serve_command(&args.listen, &args.wire, args.api, tls, capture).await
         }
         BenchCommand::Throughput(args) => {
             load_command("throughput", (&args).into(), &args.target).await
@@ -486,7 +490,7 @@ async fn load_command(
             } else {
                 None
             };
-            let server = server::start(&args.wire, "127.0.0.1:0", true, server_tls)
+            let server = server::start(&args.wire, "127.0.0.1:0", true, server_tls, None)
                 .await
                 .context("cannot start the in-process server")?;
             let addr = server

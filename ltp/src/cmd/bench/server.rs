@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use ltp::bench_wire::check_fanout;
+use ltprotocol::capture::Capture;
 use ltprotocol::{
     ConnectionHandle, FrameRef, Handler, HeaderFields, Inspected, Message, MessageType, Protocol,
     SendError, Server, Unknown,
@@ -316,8 +317,9 @@ pub(super) async fn start(
     listen: &str,
     in_place: bool,
     tls: Option<ltprotocol::tls::ServerTls>,
+    capture: Option<&Capture>,
 ) -> anyhow::Result<Server<Unknown>> {
-    let server = bind(wire, listen, tls).await?;
+    let server = bind(wire, listen, tls, capture).await?;
     let shared = server.clone();
     spawn_serving(&server, move |_| BenchHandler {
         server: shared.clone(),
@@ -332,6 +334,7 @@ async fn bind<P: Protocol>(
     wire: &WireArgs,
     listen: &str,
     tls: Option<ltprotocol::tls::ServerTls>,
+    capture: Option<&Capture>,
 ) -> anyhow::Result<Server<P>> {
     let codec = super::codec_for(wire)?;
     let mut builder = Server::<P>::builder(codec.layout().clone());
@@ -343,6 +346,9 @@ async fn bind<P: Protocol>(
     }
     if let Some(tls) = tls {
         builder.tls(tls);
+    }
+    if let Some(capture) = capture {
+        builder.capture(capture.clone());
     }
     builder
         .bind(listen)
@@ -363,30 +369,38 @@ fn spawn_serving<P: Protocol, H: Handler<P>>(
     });
 }
 
-/// `ltp bench serve`: prints the `listening` line, serves until SIGINT or SIGTERM.
+/// `ltp bench serve`: prints the `listening` line, serves until SIGINT or SIGTERM; with
+/// `capture`, every connection is captured (`--pcap`), and the `shutdown` line says what the
+/// capture wrote and dropped.
 pub(super) async fn serve_command(
     listen: &str,
     wire: &WireArgs,
     api: Api,
     tls: Option<ltprotocol::tls::ServerTls>,
+    capture: Option<Capture>,
 ) -> anyhow::Result<ExitCode> {
+    let capture = capture.as_ref();
     match api {
         Api::Inspect | Api::Frame => {
-            serve_until_signal(start(wire, listen, api == Api::Inspect, tls).await?).await
+            let server = start(wire, listen, api == Api::Inspect, tls, capture).await?;
+            serve_until_signal(server, capture).await
         }
         Api::TypedAsync => {
-            let server = bind::<Bench>(wire, listen, tls).await?;
+            let server = bind::<Bench>(wire, listen, tls, capture).await?;
             let shared = server.clone();
             spawn_serving(&server, move |_| TypedHandler {
                 server: shared.clone(),
                 counters: Counters::default(),
             });
-            serve_until_signal(server).await
+            serve_until_signal(server, capture).await
         }
     }
 }
 
-async fn serve_until_signal<P: Protocol>(server: Server<P>) -> anyhow::Result<ExitCode> {
+async fn serve_until_signal<P: Protocol>(
+    server: Server<P>,
+    capture: Option<&Capture>,
+) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     println!(
         "{}",
@@ -395,10 +409,12 @@ async fn serve_until_signal<P: Protocol>(server: Server<P>) -> anyhow::Result<Ex
     let signal = signals.recv().await;
     tracing::info!(signal, "stopping");
     let report = server.shutdown(Duration::from_secs(5)).await;
-    println!(
-        "{}",
-        json!({"event": "shutdown", "connections": report.connections, "forced": report.forced})
-    );
+    let mut shutdown =
+        json!({"event": "shutdown", "connections": report.connections, "forced": report.forced});
+    if let Some(pcap) = crate::cmd::pcap::finish(capture).await {
+        shutdown["pcap"] = pcap;
+    }
+    println!("{shutdown}");
     Ok(ExitCode::SUCCESS)
 }
 
