@@ -176,6 +176,68 @@ fn a_demo_session_reads_back_as_one_tcp_stream_with_the_exact_bytes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The two halves of #23 together: what `ltp connect --pcap` captured, read by `tshark` with
+/// the dissector `ltp dissector` wrote for the same schema.
+#[test]
+fn a_captured_demo_session_decodes_with_the_generated_dissector() {
+    if !have_tshark("a_captured_demo_session_decodes_with_the_generated_dissector") {
+        return;
+    }
+    let dir = temp_dir("dissected");
+    let file = dir.join("demo.pcapng");
+    let (_server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
+    let file_arg = file.to_str().expect("UTF-8 path");
+    let out = connect(
+        &addr,
+        &["--schema", "demo", "--count", "2", "--pcap", file_arg],
+        DEMO_INPUT,
+    );
+    out.assert_code(0);
+    let port = addr.rsplit(':').next().expect("port");
+    let script = run(&["dissector", "--schema", "demo", "--port", port]);
+    script.assert_code(0);
+    let lua = dir.join("demo.lua");
+    std::fs::write(&lua, script.stdout.join("\n")).expect("write the dissector");
+    let lua_arg = format!("lua_script:{}", lua.display());
+    let fields = [
+        "-X",
+        &lua_arg,
+        "-Y",
+        "ltp_demo",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-e",
+        "ltp_demo.msg",
+        "-e",
+        "ltp_demo.nummsg.num",
+        "-e",
+        "ltp_demo.strmsg.str",
+    ];
+    let rows: Vec<String> = tshark(&file, &fields).lines().map(str::to_owned).collect();
+    // What the client sent, then the server's echo of it: each message where TCP put it.
+    let messages: String = rows.join(";");
+    assert_eq!(
+        messages.matches("NumMsg").count(),
+        2,
+        "NumMsg sent and echoed: {rows:?}"
+    );
+    assert!(messages.contains("200"), "{rows:?}");
+    assert_eq!(messages.matches("hello world!").count(), 2, "{rows:?}");
+    let problems = tshark(
+        &file,
+        &[
+            "-X",
+            &lua_arg,
+            "-Y",
+            r#"_ws.malformed || _ws.expert.severity >= "Warning""#,
+        ],
+    );
+    assert_eq!(problems, "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_served_session_is_captured_by_the_server_too() {
     if !have_tshark("a_served_session_is_captured_by_the_server_too") {
