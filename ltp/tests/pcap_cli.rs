@@ -18,21 +18,6 @@ use serde_json::Value;
 use common::*;
 
 /// Whether tshark is here; without it (and without `LTP_REQUIRE_TSHARK=1`) a test is skipped.
-fn have_tshark(test: &str) -> bool {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("LTP_REQUIRE_TSHARK").is_none_or(|v| v != "1"),
-            "tshark is missing and LTP_REQUIRE_TSHARK=1"
-        );
-        eprintln!("note: {test} skipped: tshark is not installed");
-    }
-    found
-}
-
 /// A fresh directory of this test's own.
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ltp-pcap-{}-{name}", std::process::id()));
@@ -129,12 +114,11 @@ const DEMO_INPUT: &str = concat!(
 /// NumMsg(200) then StrMsg("hello world!") on the wire: length, type, body.
 const DEMO_HEX: &str = "000701000000c8000f0268656c6c6f20776f726c6421";
 
-#[test]
-fn a_demo_session_reads_back_as_one_tcp_stream_with_the_exact_bytes() {
-    if !have_tshark("a_demo_session_reads_back_as_one_tcp_stream_with_the_exact_bytes") {
-        return;
-    }
-    let dir = temp_dir("demo");
+/// A demo session against an echoing `ltp serve`, captured by `ltp connect --pcap` into
+/// `DIR/demo.pcapng` (a fresh directory named `name`): the directory, the file, the server's
+/// address and what `ltp connect` printed.
+fn capture_demo_session(name: &str) -> (PathBuf, PathBuf, String, Finished) {
+    let dir = temp_dir(name);
     let file = dir.join("demo.pcapng");
     let (_server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
     let file_arg = file.to_str().expect("UTF-8 path");
@@ -144,6 +128,16 @@ fn a_demo_session_reads_back_as_one_tcp_stream_with_the_exact_bytes() {
         DEMO_INPUT,
     );
     out.assert_code(0);
+    (dir, file, addr, out)
+}
+
+#[test]
+fn a_demo_session_reads_back_as_one_tcp_stream_with_the_exact_bytes() {
+    if !have_tshark() {
+        return;
+    }
+    let (dir, file, addr, out) = capture_demo_session("demo");
+    let file_arg = file.to_str().expect("UTF-8 path");
     let report = pcap_report(&out.stdout);
     assert_eq!(report["dropped_frames"], 0, "{report}");
     assert_eq!(report["bytes"], 44, "{report}");
@@ -180,19 +174,10 @@ fn a_demo_session_reads_back_as_one_tcp_stream_with_the_exact_bytes() {
 /// the dissector `ltp dissector` wrote for the same schema.
 #[test]
 fn a_captured_demo_session_decodes_with_the_generated_dissector() {
-    if !have_tshark("a_captured_demo_session_decodes_with_the_generated_dissector") {
+    if !have_tshark() {
         return;
     }
-    let dir = temp_dir("dissected");
-    let file = dir.join("demo.pcapng");
-    let (_server, addr) = serve(&["--mode", "echo", "--schema", "demo"]);
-    let file_arg = file.to_str().expect("UTF-8 path");
-    let out = connect(
-        &addr,
-        &["--schema", "demo", "--count", "2", "--pcap", file_arg],
-        DEMO_INPUT,
-    );
-    out.assert_code(0);
+    let (dir, file, addr, _out) = capture_demo_session("dissected");
     let port = addr.rsplit(':').next().expect("port");
     let script = run(&["dissector", "--schema", "demo", "--port", port]);
     script.assert_code(0);
@@ -240,7 +225,7 @@ fn a_captured_demo_session_decodes_with_the_generated_dissector() {
 
 #[test]
 fn a_served_session_is_captured_by_the_server_too() {
-    if !have_tshark("a_served_session_is_captured_by_the_server_too") {
+    if !have_tshark() {
         return;
     }
     let dir = temp_dir("served");
@@ -267,7 +252,7 @@ fn a_served_session_is_captured_by_the_server_too() {
 
 #[test]
 fn a_tls_session_is_captured_as_plaintext() {
-    if !have_tshark("a_tls_session_is_captured_as_plaintext") {
+    if !have_tshark() {
         return;
     }
     let dir = temp_dir("tls");
@@ -324,7 +309,7 @@ fn certificates(dir: &Path) -> (String, String, String) {
 
 #[test]
 fn a_size_limit_rotates_into_files_that_each_open() {
-    if !have_tshark("a_size_limit_rotates_into_files_that_each_open") {
+    if !have_tshark() {
         return;
     }
     let dir = temp_dir("rotate");
@@ -378,7 +363,7 @@ fn a_size_limit_rotates_into_files_that_each_open() {
 
 #[test]
 fn openflow_decodes_with_wiresharks_own_dissector() {
-    if !have_tshark("openflow_decodes_with_wiresharks_own_dissector") {
+    if !have_tshark() {
         return;
     }
     let dir = temp_dir("openflow");

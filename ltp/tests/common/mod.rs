@@ -323,3 +323,20 @@ pub(crate) fn bodies(messages: &[Value]) -> Vec<(u64, String)> {
 pub(crate) fn raw(message_type: u64, body_hex: &str) -> String {
     json!({"type": message_type, "body_hex": body_hex}).to_string()
 }
+
+/// Whether `tshark` can run here, for the tests that read captures back with it. When it
+/// cannot, the test is skipped with a note, unless `LTP_REQUIRE_TSHARK=1` (CI), when it fails.
+pub(crate) fn have_tshark() -> bool {
+    let found = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("LTP_REQUIRE_TSHARK").is_none_or(|v| v != "1"),
+            "tshark cannot run here and LTP_REQUIRE_TSHARK=1"
+        );
+        eprintln!("note: skipped: tshark is not installed (LTP_REQUIRE_TSHARK=1 fails instead)");
+    }
+    found
+}

@@ -12,24 +12,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::common::{HANG, connect, run};
 
-/// Whether `tshark` can run here; panics when it cannot and `LTP_REQUIRE_TSHARK` is set.
-pub(crate) fn have_tshark() -> bool {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("LTP_REQUIRE_TSHARK").is_none(),
-            "LTP_REQUIRE_TSHARK is set but tshark cannot run"
-        );
-        eprintln!(
-            "note: tshark is not installed; skipping (set LTP_REQUIRE_TSHARK to fail instead)"
-        );
-    }
-    found
-}
-
 /// A fresh directory for one test's files, removed when dropped.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
