@@ -4,42 +4,15 @@
 //! prints a note and passes, unless `LTP_REQUIRE_TSHARK=1` (CI).
 
 mod common;
+mod tshark_support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Demo, NumMsg, within};
 use ltprotocol::capture::Capture;
 use ltprotocol::transport::UnixConnector;
 use ltprotocol::{Event, HeaderLayout, ReconnectingClient, Server};
-
-fn have_tshark() -> bool {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("LTP_REQUIRE_TSHARK").is_none_or(|v| v != "1"),
-            "tshark is missing and LTP_REQUIRE_TSHARK=1"
-        );
-        eprintln!("note: skipped: tshark is not installed");
-    }
-    found
-}
-
-fn tshark(args: &[&str]) -> String {
-    let out = Command::new("tshark")
-        .args(args)
-        .output()
-        .expect("tshark runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
+use tshark_support::{have_tshark, tshark};
 
 #[tokio::test]
 async fn a_unix_socket_session_is_captured_with_synthetic_addresses() {

@@ -4,24 +4,36 @@
 //!
 //! Skipped (with a message) when Open vSwitch is not installed, unless `LTP_REQUIRE_OVS=1`,
 //! which CI sets after installing it.
+//!
+//! The controller's session is captured (feature `pcap`) and read back by `tshark` with
+//! Wireshark's own OpenFlow dissector, an independent check of our encodings: every message
+//! type of the session decodes, with no malformed packet and no expert warning.
 
 mod ovs_support;
+mod tshark_support;
 
 use std::time::Duration;
 
+use ltprotocol::capture::Capture;
 use ltprotocol::openflow::{
     self, BarrierReply, BarrierRequest, FlowMod, MultipartReply, MultipartRequest, OpenFlow13,
     SwitchInfo,
 };
 use ltprotocol::{Body, Event, Message, Protocol, ReconnectingClient, Server};
 use ovs_support::{Ovs, free_port, next_connected, within};
+use tshark_support::{have_tshark, tshark};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
     if !Ovs::available() {
         return;
     }
+    let dir = std::env::temp_dir().join(format!("ltp-ovs-capture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("controller.pcapng");
+    let capture = Capture::to_file(&file).unwrap();
     let server = openflow::controller::<Server<OpenFlow13>>()
+        .capture(capture.clone())
         .bind("127.0.0.1:0")
         .await
         .unwrap();
@@ -161,6 +173,11 @@ async fn controller_handshakes_matches_replies_and_keeps_ovs_connected() {
 
     // Restart the controller on the same port: OVS reconnects and the handshake runs again.
     server.shutdown(Duration::from_secs(5)).await;
+    let summary = within("the capture to finish", 20, capture.finish()).await;
+    assert!(summary.error.is_none(), "{summary:?}");
+    assert_eq!(summary.dropped_frames, 0, "{summary:?}");
+    check_capture_with_wiresharks_dissector(&file, port);
+    let _ = std::fs::remove_dir_all(&dir);
     let server = loop {
         match openflow::controller::<Server<OpenFlow13>>()
             .bind(("127.0.0.1", port))
@@ -255,4 +272,52 @@ async fn reconnecting_client_handshakes_with_ovs_passive_listener() {
     );
     let report = client.close(Duration::from_secs(5)).await;
     assert_eq!(report.unsent_frames, 0);
+}
+
+/// Reads the controller's capture with Wireshark's OpenFlow dissector (decoded as OpenFlow on
+/// the test's port): the session's message types are all there, none malformed, no expert
+/// warning.
+fn check_capture_with_wiresharks_dissector(file: &std::path::Path, port: u16) {
+    if !have_tshark() {
+        return;
+    }
+    let file = file.to_str().unwrap();
+    let decode_as = format!("tcp.port=={port},openflow");
+    let types = tshark(&[
+        "-r",
+        file,
+        "-d",
+        &decode_as,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "separator=,",
+        "-e",
+        "openflow_v4.type",
+    ]);
+    let seen: std::collections::BTreeSet<u8> = types
+        .lines()
+        .flat_map(|line| line.split(','))
+        .filter_map(|t| t.trim().parse().ok())
+        .collect();
+    // HELLO 0, ECHO_REQUEST 2, ECHO_REPLY 3, FEATURES_REQUEST 5, FEATURES_REPLY 6,
+    // PACKET_IN 10, PORT_STATUS 12, FLOW_MOD 14, MULTIPART_REQUEST 18, MULTIPART_REPLY 19,
+    // BARRIER_REQUEST 20, BARRIER_REPLY 21.
+    for expected in [0, 2, 3, 5, 6, 10, 12, 14, 18, 19, 20, 21] {
+        assert!(
+            seen.contains(&expected),
+            "type {expected} missing: {seen:?}"
+        );
+    }
+    let problems = tshark(&[
+        "-r",
+        file,
+        "-d",
+        &decode_as,
+        "-Y",
+        r#"_ws.malformed || _ws.expert.severity >= "Warning""#,
+    ]);
+    assert_eq!(problems, "", "malformed packets or expert warnings");
 }
