@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// Whether `tshark` can run here. When it cannot, the test is skipped with a note, unless
 /// `LTP_REQUIRE_TSHARK=1` (CI), when it fails.
-pub fn have_tshark() -> bool {
+pub(crate) fn have_tshark() -> bool {
     let found = Command::new("tshark")
         .arg("--version")
         .output()
@@ -22,7 +22,7 @@ pub fn have_tshark() -> bool {
 }
 
 /// Runs `tshark` with `args`; its standard output. Panics, with its stderr, if it fails.
-pub fn tshark(args: &[&str]) -> String {
+pub(crate) fn tshark(args: &[&str]) -> String {
     let out = Command::new("tshark")
         .args(args)
         .output()
