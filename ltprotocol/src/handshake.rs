@@ -253,11 +253,10 @@ impl HandshakeContext<'_> {
             self.send(msg).await?;
             return Ok(None);
         };
-        let id = table
-            .next_id()
+        let (id, fields) = table
+            .fresh_fields(HeaderFields::new())
             .map_err(|_| HandshakeError::Rejected("no free request id".into()))?;
-        self.send_with(msg, &HeaderFields::new().with(table.config.field, id))
-            .await?;
+        self.send_with(msg, &fields).await?;
         Ok(Some(id))
     }
 
@@ -309,11 +308,10 @@ impl HandshakeContext<'_> {
             .ok_or(HandshakeError::NoCorrelation)?
             .clone();
         let field = table.config.field;
-        let id = table
-            .next_id()
+        let (id, fields) = table
+            .fresh_fields(HeaderFields::new())
             .map_err(|_| HandshakeError::Rejected("no free request id".into()))?;
-        self.send_with(msg, &HeaderFields::new().with(field, id))
-            .await?;
+        self.send_with(msg, &fields).await?;
         loop {
             let frame = self.read_frame().await?;
             if frame.fields.get(field) == Some(id) {

@@ -1,20 +1,19 @@
 //! [`ConnectionHandle`]: the application's handle on one connection: its id and addresses,
-//! sending, closing, requests, and the state it keeps for the application.
+//! sending, closing, and the state it keeps for the application. Its requests (`request`,
+//! `request_stream`, `send_fresh`) are written beside the request table, in
+//! [`crate::request`].
 
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::outbox::{NotQueued, Outbox};
 use super::reason::{ConnectionId, DisconnectReason, SendError};
 use crate::codec::{EncodedFrame, FrameCodec};
 use crate::frame::{Frame, HeaderFields};
 use crate::protocol::Encode;
-use crate::request::{Correlation, ReplyStream, RequestError, RequestTable};
+use crate::request::{Correlation, RequestTable};
 use crate::transport::Addr;
 
 #[derive(Debug)]
@@ -220,30 +219,6 @@ impl ConnectionHandle {
         self.check_open()?;
         let inner = &*self.inner;
         inner.outbox.send(&inner.codec, msg, fields, inner.id).await
-    }
-
-    /// Like [`send`](Self::send), with the correlation field (see
-    /// [`correlation`](crate::Builder::correlation)) set to a fresh id, which it returns:
-    /// the one [`request`](Self::request) would take next, never 0 for OpenFlow's `xid` nor
-    /// an id in flight. For a message this side originates without waiting for a reply (an
-    /// OpenFlow FLOW_MOD, say): an error the peer returns for it carries that id, and so can be
-    /// told from one for any other message. Without correlation it sends as `send` does and
-    /// returns `None`.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send); [`SendError::NoFreeId`] when every id is in flight.
-    pub async fn send_fresh<M: Encode + ?Sized>(&self, msg: &M) -> Result<Option<i128>, SendError> {
-        let Some(table) = self.request_table() else {
-            self.send(msg).await?;
-            return Ok(None);
-        };
-        let id = table
-            .next_id()
-            .map_err(|_| SendError::NoFreeId { id: self.id() })?;
-        self.send_with(msg, &HeaderFields::new().with(table.config.field, id))
-            .await?;
-        Ok(Some(id))
     }
 
     /// Queues a raw frame with its own header fields, waiting while the outbox is full.
@@ -568,149 +543,6 @@ impl ConnectionHandle {
     #[cfg(feature = "tls")]
     pub(crate) fn set_tls(&self, identity: Option<crate::tls::PeerIdentity>) {
         let _ = self.inner.tls.set(identity.map(Box::new));
-    }
-
-    /// Sends `msg` with a fresh correlation id and waits for the frame carrying the same id
-    /// (or an error message carrying it: it resolves the request as well). Frames that match
-    /// no pending request go to the handler or event stream as usual.
-    ///
-    /// # Errors
-    ///
-    /// [`RequestError::NoCorrelation`] when the server or client has no correlation field;
-    /// [`RequestError::TimedOut`] after the correlation's timeout;
-    /// [`RequestError::Disconnected`] if the connection ends first; [`RequestError::Send`].
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future forgets the request; a late reply then goes the ordinary way.
-    ///
-    /// # Example
-    ///
-    /// A protocol of our own with a `seq` header field: the server answers type 1 with type
-    /// 2 carrying the same `seq`, and announces itself (type 3) unprompted, which does not
-    /// disturb the pairing. A keepalive probes a quiet server after a minute.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use ltprotocol::{
-    ///     ConnectionHandle, Correlation, Event, Frame, Handler, HeaderFields, HeaderLayout, Int,
-    ///     Keepalive, MessageType, ReconnectingClient, Server, Unknown,
-    /// };
-    ///
-    /// struct Answer;
-    ///
-    /// impl Handler<Unknown> for Answer {
-    ///     async fn connected(&self, conn: &ConnectionHandle) {
-    ///         let hello = Unknown { message_type: MessageType::new(3), body: "hi".into() };
-    ///         let _ = conn.send(&hello).await;
-    ///     }
-    ///
-    ///     async fn message(&self, conn: &ConnectionHandle, msg: Unknown, fields: &HeaderFields) {
-    ///         let reply = Unknown { message_type: MessageType::new(2), body: msg.body };
-    ///         let _ = conn.send_with(&reply, &fields).await; // same seq
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let layout = HeaderLayout::builder()
-    ///     .length(0, Int::U16)
-    ///     .message_type(2, Int::U8)
-    ///     .field("seq", 3, Int::U32)
-    ///     .build()?;
-    /// let server = Server::<Unknown>::builder(layout.clone()).bind("127.0.0.1:0").await?;
-    /// let serving = server.clone();
-    /// tokio::spawn(async move { serving.serve(Answer).await });
-    ///
-    /// let (client, mut events) = ReconnectingClient::<Unknown>::builder(layout.clone())
-    ///     .correlation(Correlation::new(&layout, "seq").unwrap())
-    ///     .keepalive(Keepalive {
-    ///         idle: Duration::from_secs(60),
-    ///         timeout: Duration::from_secs(10),
-    ///         probe: Frame::new(MessageType::new(4), bytes::Bytes::new()),
-    ///     })
-    ///     .connect(server.local_addr().to_string());
-    /// let conn = client.wait_connected().await.unwrap();
-    /// let ask = Unknown { message_type: MessageType::new(1), body: "42?".into() };
-    /// let reply = conn.request(&ask).await?;
-    /// assert_eq!((reply.message_type, &reply.body[..]), (MessageType::new(2), &b"42?"[..]));
-    /// // The unsolicited hello went to the ordinary event stream.
-    /// loop {
-    ///     if let Some(Event::Message { message, .. }) = events.next().await {
-    ///         assert_eq!(message.message_type, MessageType::new(3));
-    ///         break;
-    ///     }
-    /// }
-    /// client.close(Duration::from_secs(5)).await;
-    /// server.shutdown(Duration::from_secs(5)).await;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn request<M: Encode + ?Sized>(&self, msg: &M) -> Result<Frame, RequestError> {
-        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
-        let timeout = table.config.timeout;
-        self.request_timeout(msg, timeout).await
-    }
-
-    /// Like [`request`](Self::request), with its own timeout.
-    ///
-    /// # Errors
-    ///
-    /// As [`request`](Self::request).
-    pub async fn request_timeout<M: Encode + ?Sized>(
-        &self,
-        msg: &M,
-        timeout: Duration,
-    ) -> Result<Frame, RequestError> {
-        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
-        let id = table.next_id()?;
-        let (rx, pending) = table.register_one(id);
-        let fields = HeaderFields::new().with(table.config.field, id);
-        self.send_with(msg, &fields).await?;
-        let conn = self.id();
-        let reply = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(frame)) => Ok(frame),
-            Ok(Err(_)) => Err(RequestError::Disconnected { conn, id }),
-            Err(_) => Err(RequestError::TimedOut {
-                conn,
-                id,
-                after: timeout,
-            }),
-        };
-        drop(pending);
-        reply
-    }
-
-    /// Sends `msg` with a fresh correlation id and returns every frame carrying that id, until
-    /// `is_last` says a frame was the last (OpenFlow multipart replies without the MORE flag).
-    ///
-    /// # Errors
-    ///
-    /// As [`request`](Self::request), for sending.
-    pub async fn request_stream<M: Encode + ?Sized>(
-        &self,
-        msg: &M,
-        is_last: fn(&Frame) -> bool,
-    ) -> Result<ReplyStream, RequestError> {
-        let table = self.request_table().ok_or(RequestError::NoCorrelation)?;
-        let id = table.next_id()?;
-        let (parts, pending) = table.register_many(id);
-        let fields = HeaderFields::new().with(table.config.field, id);
-        let config = &table.config;
-        let deadline = (
-            Instant::now() + config.stream_deadline,
-            config.stream_deadline,
-        );
-        self.send_with(msg, &fields).await?;
-        Ok(ReplyStream {
-            parts,
-            pending: Some(pending),
-            conn: self.id(),
-            timeout: config.timeout,
-            deadline,
-            limits: (config.max_stream_parts, config.max_stream_bytes),
-            is_last,
-        })
     }
 }
 

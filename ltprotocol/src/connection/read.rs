@@ -125,12 +125,12 @@ impl ReadState {
         if let Some(keepalive) = &options.keepalive {
             // A message we originate: with correlation, a fresh id (OpenFlow: a fresh xid,
             // so that a reply or error for it can be told apart).
-            let fresh = handle
-                .request_table()
-                .and_then(|table| Some((table.config.field, table.next_id().ok()?)));
-            let fields = match fresh {
-                Some((field, id)) => keepalive.probe.fields.clone().with(field, id),
-                None => keepalive.probe.fields.clone(),
+            let probe_fields = keepalive.probe.fields.clone();
+            let fields = match handle.request_table() {
+                Some(table) => table
+                    .fresh_fields(probe_fields.clone())
+                    .map_or(probe_fields, |(_, fields)| fields),
+                None => probe_fields,
             };
             // A full outbox means traffic is flowing our way anyway.
             let _ = handle.try_send_with(&keepalive.probe, &fields);
