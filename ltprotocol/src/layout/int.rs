@@ -157,16 +157,32 @@ impl Int {
     /// Returns `None` when `out` is shorter than the width.
     #[inline]
     pub fn write(self, value: i128, out: &mut [u8], order: ByteOrder) -> Option<()> {
-        let width = self.width();
-        let low_bytes = (value as u64).to_be_bytes();
-        let field = low_bytes.get(low_bytes.len() - width..)?;
-        let out = out.get_mut(..width)?;
-        out.copy_from_slice(field);
-        if order == ByteOrder::Little {
-            out.reverse();
+        // One fixed-width store per kind, as `read` loads: a width known only at run time
+        // would cost a `memcpy` call per header field.
+        match self.width() {
+            1 => write_field::<1>(value, out, order),
+            2 => write_field::<2>(value, out, order),
+            4 => write_field::<4>(value, out, order),
+            _ => write_field::<8>(value, out, order),
         }
-        Some(())
     }
+}
+
+/// Writes the low `N` bytes of `value` into the first `N` bytes of `out` in `order`;
+/// `None` when `out` is shorter.
+#[inline]
+fn write_field<const N: usize>(value: i128, out: &mut [u8], order: ByteOrder) -> Option<()> {
+    let bits = value as u64;
+    let wide = match order {
+        ByteOrder::Big => bits.to_be_bytes(),
+        ByteOrder::Little => bits.to_le_bytes(),
+    };
+    let field: &[u8; N] = match order {
+        ByteOrder::Big => wide.last_chunk()?,
+        ByteOrder::Little => wide.first_chunk()?,
+    };
+    out.first_chunk_mut::<N>()?.copy_from_slice(field);
+    Some(())
 }
 
 /// The first `N` bytes of `bytes`, most significant first whatever the wire `order`;
