@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    NumMsg, Recorder, SEQ_TYPE, connect, connection_of, demo_server, read_frame, read_num,
-    seq_msg, start_server, within,
+    NumMsg, Recorder, SEQ_TYPE, connect, connection_of, demo_server, read_frame, read_num, seq_msg,
+    start_server, within,
 };
 use ltprotocol::SendError;
 
