@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::{Demo, NumMsg, within};
@@ -12,7 +14,7 @@ use ltprotocol::transport::{Addr, FnConnector, Listener, UnixConnector};
 use ltprotocol::{
     Correlation, Event, HeaderLayout, Int, MessageType, ReconnectingClient, Server, Unknown,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
 /// A socket path of this test's own, in a fresh directory.
@@ -113,24 +115,25 @@ async fn a_listener_the_application_already_has_is_served() {
     within(server.shutdown(Duration::from_secs(5))).await;
 }
 
-/// A listener of in-memory streams: each connection is one end of a duplex pair, the other
-/// end handed out by [`MemoryListener::connector`].
-struct MemoryListener {
-    incoming: mpsc::UnboundedReceiver<DuplexStream>,
+/// A listener of in-memory streams: each connection is one end of a duplex pair (or another
+/// stream), the other end kept by whoever sent it through the channel [`MemoryListener::new`]
+/// returns.
+struct MemoryListener<S = DuplexStream> {
+    incoming: mpsc::UnboundedReceiver<S>,
     count: u64,
 }
 
-impl MemoryListener {
-    fn new() -> (Self, mpsc::UnboundedSender<DuplexStream>) {
+impl<S> MemoryListener<S> {
+    fn new() -> (Self, mpsc::UnboundedSender<S>) {
         let (tx, incoming) = mpsc::unbounded_channel();
         (Self { incoming, count: 0 }, tx)
     }
 }
 
-impl Listener for MemoryListener {
-    type Stream = DuplexStream;
+impl<S: ltprotocol::transport::Stream> Listener for MemoryListener<S> {
+    type Stream = S;
 
-    async fn accept(&mut self) -> std::io::Result<(DuplexStream, Addr)> {
+    async fn accept(&mut self) -> std::io::Result<(S, Addr)> {
         let stream = self.incoming.recv().await.ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotConnected, "no more clients")
         })?;
@@ -140,6 +143,39 @@ impl Listener for MemoryListener {
 
     fn local_addr(&self) -> std::io::Result<Addr> {
         Ok(Addr::other("memory"))
+    }
+}
+
+/// A duplex stream that writes one slice per call, as streams without vectored writes do.
+struct OneSliceAtATime(DuplexStream);
+
+impl ltprotocol::transport::Stream for OneSliceAtATime {}
+
+impl AsyncRead for OneSliceAtATime {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for OneSliceAtATime {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -252,5 +288,48 @@ async fn a_duplex_stream_carries_the_ancestors_demo() {
     let mut echoed = [0u8; 15];
     within(peer.read_exact(&mut echoed)).await.unwrap();
     assert_eq!(&echoed, hello);
+    within(server.shutdown(Duration::from_secs(5))).await;
+}
+
+/// A stream that writes one slice per call (it cannot gather): frames encoded once, each
+/// queued as a handle to its one encoding, still arrive whole and in order among the
+/// connection's own frames, through a pipe far smaller than what is sent.
+#[tokio::test]
+async fn a_stream_that_cannot_gather_gets_shared_frames_whole_and_in_order() {
+    const FRAMES: u32 = 5_000;
+    let (listener, dial) = MemoryListener::new();
+    let server = Server::<Demo>::builder(HeaderLayout::ltprotocol())
+        .listen(listener)
+        .unwrap();
+    echo_server(&server).await;
+    let (mut peer, theirs) = tokio::io::duplex(1024);
+    let theirs = OneSliceAtATime(theirs);
+    assert!(!theirs.is_write_vectored());
+    dial.send(theirs).unwrap();
+    within(async {
+        while server.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let conn = server.connections().remove(0);
+    let sending = tokio::spawn(async move {
+        for num in 0..FRAMES {
+            if num % 3 == 0 {
+                conn.send(&NumMsg { num }).await.unwrap();
+            } else {
+                let frame = server.encode(&NumMsg { num }).unwrap();
+                conn.send_encoded(&frame).await.unwrap();
+            }
+        }
+        server
+    });
+    for num in 0..FRAMES {
+        let mut frame = [0u8; 7];
+        within(peer.read_exact(&mut frame)).await.unwrap();
+        assert_eq!(frame[..3], [0, 7, 1], "frame {num}");
+        assert_eq!(frame[3..], num.to_be_bytes(), "frame {num}");
+    }
+    let server = within(sending).await.unwrap();
     within(server.shutdown(Duration::from_secs(5))).await;
 }

@@ -3,17 +3,19 @@
 //!
 //! Frames are kept as the bytes that will be written. A message sent with room to spare is
 //! encoded straight into the open batch buffer, under the queue's lock: no buffer of its own,
-//! no copy, and the batch is what the writer writes. A frame encoded once for many
-//! connections (a broadcast) is copied into the batch when small, and kept as its own `Bytes`
-//! when large (at least [`OWN_SEGMENT`] bytes). The writer takes everything queued at once;
-//! only the first frame queued after a take wakes it.
+//! no copy, and the batch is what the writer writes. A frame already encoded (a broadcast's,
+//! encoded once for every connection) is queued as a handle to its `Bytes`, a reference count
+//! rather than a copy: a broadcast to a thousand connections writes a thousand 32-byte
+//! handles, not a thousand copies of the frame into a thousand cold buffers, and the kernel
+//! copies the frame from one place when the writer gathers the handles into a vectored write.
+//! The writer takes everything queued at once; only the first frame queued after a take wakes
+//! it.
 //!
 //! Room is a byte budget (a semaphore, so that waiting senders are served in order): a frame
 //! holds its size in it, but never more than the whole budget (a frame larger than the outbox
 //! is accepted when the outbox is empty), until the writer confirms it written.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -25,10 +27,6 @@ use super::reason::{ConnectionId, SendError};
 use crate::codec::FrameCodec;
 use crate::frame::HeaderFields;
 use crate::protocol::Encode;
-
-/// Encoded frames at least this large, queued by a broadcast, are written from their own
-/// `Bytes` rather than copied into the batch.
-pub(crate) const OWN_SEGMENT: usize = 16 * 1024;
 
 /// The sending end of a connection's queue: shared by every handle of the connection (or of
 /// the client), cheap to clone.
@@ -62,8 +60,9 @@ struct Queue {
     frames: VecDeque<usize>,
     /// Their bytes and the room they hold, in all.
     totals: Totals,
-    /// Their bytes, in order: the segments, then `open`.
-    segments: VecDeque<Segment>,
+    /// Their bytes, in order: the segments (each a closed batch or one shared frame), then
+    /// `open`.
+    segments: VecDeque<Bytes>,
     /// The batch small frames are encoded into.
     open: BytesMut,
 }
@@ -73,31 +72,6 @@ struct Queue {
 struct Totals {
     bytes: usize,
     permits: usize,
-}
-
-/// Bytes of whole frames, in order.
-#[derive(Debug)]
-pub(crate) enum Segment {
-    /// A batch of frames encoded one after another.
-    Batch(BytesMut),
-    /// One frame, encoded once and shared (a broadcast).
-    Shared(Bytes),
-}
-
-impl Segment {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Self::Batch(bytes) => bytes,
-            Self::Shared(bytes) => bytes,
-        }
-    }
-
-    fn advance(&mut self, count: usize) {
-        match self {
-            Self::Batch(bytes) => bytes.advance(count.min(bytes.len())),
-            Self::Shared(bytes) => bytes.advance(count.min(bytes.len())),
-        }
-    }
 }
 
 /// Why a frame was not queued at once.
@@ -313,14 +287,10 @@ impl Queue {
     /// Appends an encoded frame whose room is taken; says whether it is the first since the
     /// writer last took.
     fn push(&mut self, frame: &Bytes, capacity: usize) -> bool {
-        if frame.len() < OWN_SEGMENT {
-            self.open.extend_from_slice(frame);
-        } else {
-            if !self.open.is_empty() {
-                self.segments.push_back(Segment::Batch(self.open.split()));
-            }
-            self.segments.push_back(Segment::Shared(frame.clone()));
+        if !self.open.is_empty() {
+            self.segments.push_back(self.open.split().freeze());
         }
+        self.segments.push_back(frame.clone());
         self.count(frame.len(), capacity)
     }
 
@@ -349,7 +319,7 @@ struct Taken {
     /// The lengths of the frames, in order.
     frames: VecDeque<usize>,
     /// Their bytes; the first segment starts with the first unconfirmed frame.
-    segments: VecDeque<Segment>,
+    segments: VecDeque<Bytes>,
     /// Bytes of the first unconfirmed frame written on this connection.
     written: usize,
     /// The frames' bytes and room, in all.
@@ -398,36 +368,31 @@ impl OutboxReceiver {
         } else {
             taken.frames.append(&mut queue.frames);
         }
-        taken.segments.append(&mut queue.segments);
+        if taken.segments.is_empty() {
+            std::mem::swap(&mut queue.segments, &mut taken.segments);
+        } else {
+            taken.segments.append(&mut queue.segments);
+        }
         taken.totals.bytes += queue.totals.bytes;
         taken.totals.permits += queue.totals.permits;
         queue.totals = Totals::default();
         if !queue.open.is_empty() {
             // The rest of the buffer stays the queue's, for the next frames.
-            taken.segments.push_back(Segment::Batch(queue.open.split()));
+            taken.segments.push_back(queue.open.split().freeze());
         }
         true
     }
 
-    /// Fills `slices` with what is left to write, first the rest of the first frame; returns
-    /// how many it filled.
-    pub(crate) fn unwritten<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let Some(taken) = &self.taken else {
-            return 0;
-        };
-        let mut filled = 0;
-        for (index, segment) in taken.segments.iter().enumerate() {
-            let from = if index == 0 { taken.written } else { 0 };
-            let Some(rest) = segment.bytes().get(from..).filter(|rest| !rest.is_empty()) else {
-                continue;
-            };
-            let Some(slot) = slices.get_mut(filled) else {
-                break;
-            };
-            *slot = IoSlice::new(rest);
-            filled += 1;
-        }
-        filled
+    /// What is left to write, in order: the rest of the first segment (it starts with the
+    /// first unconfirmed frame), then each segment whole.
+    pub(crate) fn unwritten(&self) -> impl Iterator<Item = &[u8]> {
+        self.taken.iter().flat_map(|taken| {
+            let segments = taken.segments.iter().enumerate();
+            segments.filter_map(|(index, segment)| {
+                let from = if index == 0 { taken.written } else { 0 };
+                segment.get(from..).filter(|rest| !rest.is_empty())
+            })
+        })
     }
 
     /// Counts `count` more bytes written, and confirms the frames now written whole: their
@@ -459,8 +424,8 @@ impl OutboxReceiver {
             taken.totals.permits -= permits;
             // A frame lies within one segment: drop its bytes, and the segment once empty.
             if let Some(segment) = taken.segments.front_mut() {
-                segment.advance(len);
-                if segment.bytes().is_empty() {
+                segment.advance(len.min(segment.len()));
+                if segment.is_empty() {
                     taken.segments.pop_front();
                 }
             }

@@ -2,6 +2,7 @@
 //! each frame confirmed once the kernel has all of it, under a write timeout about progress.
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -10,8 +11,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::handle::ConnectionHandle;
 use super::outbox::{Outbox, OutboxReceiver};
 
-/// The most slices one write gathers (a vectored write of the queue's segments).
-const MAX_SLICES: usize = 16;
+/// The most slices one vectored write gathers: Linux's `IOV_MAX`, as many as one `writev`
+/// takes (a broadcast's frames are one slice each; 16 KiB of stack while a write is polled).
+const MAX_SLICES: usize = 1024;
+/// For a stream that cannot gather: pieces shorter than this are copied together.
+const COPY_BELOW: usize = 4 * 1024;
+/// For a stream that cannot gather: the most bytes one write copies together.
+const COPY_LIMIT: usize = 64 * 1024;
 
 const WRITE_TIMED_OUT: &str = "a write made no progress within the write timeout";
 
@@ -74,13 +80,26 @@ async fn write_taken<W>(
 where
     W: AsyncWrite + Unpin + Send,
 {
+    let gathers = writer.is_write_vectored();
+    // Small frames copied together for a stream that cannot gather; allocated only then.
+    let mut scratch = Vec::new();
     while queue.has_taken() {
         let written = {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let filled = queue.unwritten(&mut slices);
-            let slices = slices.get(..filled).unwrap_or_default();
+            let (queue, writer, scratch) = (&*queue, &mut *writer, &mut scratch);
+            // The slices are gathered anew at each poll: no borrow of the queue is kept across
+            // a wait, and the array lives on the stack, not in this future.
+            let write = std::future::poll_fn(|cx| {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let filled = if gathers {
+                    fill(queue.unwritten(), &mut slices)
+                } else {
+                    copy_small(queue.unwritten(), scratch, &mut slices)
+                };
+                let slices = slices.get(..filled).unwrap_or_default();
+                Pin::new(&mut *writer).poll_write_vectored(cx, slices)
+            });
             // Each write has the whole timeout to make progress.
-            timed(limit, writer.write_vectored(slices)).await?
+            timed(limit, write).await?
         };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -91,6 +110,45 @@ where
         queue.written(outbox, written);
     }
     Ok(())
+}
+
+/// Fills `slices` with the first `pieces`, one each; returns how many it filled.
+fn fill<'a>(pieces: impl Iterator<Item = &'a [u8]>, slices: &mut [IoSlice<'a>]) -> usize {
+    let mut filled = 0;
+    for (slot, piece) in slices.iter_mut().zip(pieces) {
+        *slot = IoSlice::new(piece);
+        filled += 1;
+    }
+    filled
+}
+
+/// For a stream that writes one slice per call: when the first two pieces are small (a
+/// broadcast's frames, queued as one handle each), copies the small pieces at the front into
+/// `scratch`, up to [`COPY_LIMIT`] bytes, so that one write carries them all; otherwise the
+/// first piece as it is. Returns how many slices it filled.
+fn copy_small<'a>(
+    pieces: impl Iterator<Item = &'a [u8]>,
+    scratch: &'a mut Vec<u8>,
+    slices: &mut [IoSlice<'a>],
+) -> usize {
+    let is_small = |piece: &[u8]| piece.len() < COPY_BELOW;
+    let mut pieces = pieces.peekable();
+    let Some(first) = pieces.next() else {
+        return 0;
+    };
+    if !is_small(first) || !pieces.peek().is_some_and(|next| is_small(next)) {
+        return fill(std::iter::once(first), slices);
+    }
+    scratch.clear();
+    scratch.extend_from_slice(first);
+    while let Some(&piece) = pieces.peek() {
+        if !is_small(piece) || scratch.len() + piece.len() > COPY_LIMIT {
+            break;
+        }
+        scratch.extend_from_slice(piece);
+        pieces.next();
+    }
+    fill(std::iter::once(scratch.as_slice()), slices)
 }
 
 /// Runs one step of writing, failing with [`io::ErrorKind::TimedOut`] if it makes no progress
