@@ -89,9 +89,11 @@ def test_native_server_dispatches_batches_in_order_and_sends():
         ]
         assert [c[0] for c in server.connections()] == [conn_id]
         server.send(conn_id, 7, b"to you")
-        assert server.broadcast(8, b"to all") == 1
+        assert server.broadcast(8, b"to all") == (1, [])
+        assert server.broadcast(9, b"to some", [conn_id + 1000, conn_id]) == (1, [])
         assert recv_frame(sock) == (7, b"to you")
         assert recv_frame(sock) == (8, b"to all")
+        assert recv_frame(sock) == (9, b"to some")
         with pytest.raises(EncodeError):
             server.send(conn_id, 256, b"")
         with pytest.raises(EncodeError):

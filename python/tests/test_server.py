@@ -256,3 +256,29 @@ def test_a_full_outbox_raises_outbox_full_and_never_blocks(reactor_thread):
     assert total == sent
     sock.close()
     reactor_thread.call(server.stop)
+
+
+def test_broadcast_follows_the_connections_list_as_the_ancestors_did(reactor_thread):
+    # The ancestor's send wrote to whatever `connections` held: a program that takes a
+    # connection out of it (the ancestor's bench does, to broadcast to everyone else) must
+    # see that connection left out.
+    recorder = Recorder()
+    server, port = start_server(reactor_thread, recorder)
+    a, b = connect_raw(port), connect_raw(port)
+    conn_a = by_port(recorder.wait_count("new", 2), a)
+
+    def broadcast_without_a():
+        server.connections.remove(conn_a)
+        try:
+            return server.send(NumMsg(5))
+        finally:
+            server.connections.append(conn_a)
+
+    assert reactor_thread.call(broadcast_without_a) == 1
+    assert reactor_thread.call(server.send, StrMsg("all")) == 2
+    assert recv_frame(b) == (1, struct.pack(">I", 5))
+    assert recv_frame(b) == (2, b"all")
+    assert recv_frame(a) == (2, b"all")
+    a.close()
+    b.close()
+    reactor_thread.call(server.stop)
