@@ -92,9 +92,10 @@ impl Client {
             max_attempts,
             reset_after,
         )?;
-        let queue = Arc::new(EventQueue::new(max_events, max_bytes).map_err(|err| {
-            PyOSError::new_err(format!("cannot make the wake-up socket: {err}"))
-        })?);
+        let queue =
+            Arc::new(EventQueue::new(max_events, max_bytes).map_err(|err| {
+                PyOSError::new_err(format!("cannot make the wake-up socket: {err}"))
+            })?);
         let connections = Arc::new(Connections::default());
         let handler = Forward::new(queue.clone(), connections.clone());
         // The client's task is spawned on the module's runtime.
@@ -130,9 +131,10 @@ impl Client {
     ///
     /// Raises `OutboxFull`, `ConnectionClosed` or `EncodeError`.
     fn send(&self, conn_id: u64, message_type: i128, body: &[u8]) -> PyResult<()> {
-        let conn = self.connections.get(conn_id).ok_or_else(|| {
-            ConnectionClosed::new_err(format!("connection #{conn_id} is closed"))
-        })?;
+        let conn = self
+            .connections
+            .get(conn_id)
+            .ok_or_else(|| ConnectionClosed::new_err(format!("connection #{conn_id} is closed")))?;
         conn.try_send(&RawMessage { message_type, body })
             .map_err(|err| send_error(&err))
     }

@@ -240,7 +240,13 @@ fn deliver(
                 Err(err) => {
                     callbacks.report(py, None, err);
                     let object = None;
-                    known.insert(id, Known { object, failed: true });
+                    known.insert(
+                        id,
+                        Known {
+                            object,
+                            failed: true,
+                        },
+                    );
                     close(id);
                     return;
                 }

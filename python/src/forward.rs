@@ -11,7 +11,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ltprotocol::{ConnectionHandle, DisconnectReason, HeaderFields, Handler, Unknown};
+use ltprotocol::{ConnectionHandle, DisconnectReason, Handler, HeaderFields, Unknown};
 
 use crate::queue::{Event, EventQueue};
 

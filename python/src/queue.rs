@@ -169,8 +169,7 @@ impl EventQueue {
         let was_empty = {
             let mut state = self.state();
             let full = !state.events.is_empty()
-                && (state.events.len() >= self.max_events
-                    || state.bytes + weight > self.max_bytes);
+                && (state.events.len() >= self.max_events || state.bytes + weight > self.max_bytes);
             if full {
                 if !state.draining {
                     return Err(event);
@@ -251,9 +250,10 @@ mod tests {
         }
     }
 
+    /// Whether a wake-up byte is waiting (it is consumed).
     fn readable(queue: &EventQueue) -> bool {
         let mut byte = [0u8; 1];
-        matches!((&queue.reader).peek(&mut byte), Ok(1))
+        matches!((&queue.reader).read(&mut byte), Ok(1))
     }
 
     #[test]

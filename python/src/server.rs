@@ -50,10 +50,10 @@ impl Server {
     #[new]
     #[pyo3(signature = (layout, *, max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES))]
     fn new(layout: &Layout, max_events: usize, max_bytes: usize) -> PyResult<Self> {
-        let queue = Arc::new(
-            EventQueue::new(max_events, max_bytes)
-                .map_err(|err| PyOSError::new_err(format!("cannot make the wake-up socket: {err}")))?,
-        );
+        let queue =
+            Arc::new(EventQueue::new(max_events, max_bytes).map_err(|err| {
+                PyOSError::new_err(format!("cannot make the wake-up socket: {err}"))
+            })?);
         Ok(Self {
             layout: layout.inner.clone(),
             dispatcher: Dispatcher::new(queue.clone()),
@@ -110,7 +110,10 @@ impl Server {
     /// Raises `OutboxFull` when its outbox is full, `ConnectionClosed` when it has ended,
     /// `EncodeError` when the message cannot be framed.
     fn send(&self, conn_id: u64, message_type: i128, body: &[u8]) -> PyResult<()> {
-        let conn = self.connections.get(conn_id).ok_or_else(|| closed(conn_id))?;
+        let conn = self
+            .connections
+            .get(conn_id)
+            .ok_or_else(|| closed(conn_id))?;
         conn.try_send(&RawMessage { message_type, body })
             .map_err(|err| send_error(&err))
     }
@@ -129,9 +132,8 @@ impl Server {
     ) -> PyResult<(usize, Vec<u64>)> {
         let server = self.serving()?;
         let msg = RawMessage { message_type, body };
-        let encode_error = |err: ltprotocol::EncodeError| {
-            EncodeError::new_err(ltprotocol::error_chain(&err))
-        };
+        let encode_error =
+            |err: ltprotocol::EncodeError| EncodeError::new_err(ltprotocol::error_chain(&err));
         let Some(conn_ids) = conn_ids else {
             return Ok((server.broadcast(&msg).map_err(encode_error)?, Vec::new()));
         };
