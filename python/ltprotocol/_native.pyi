@@ -1,0 +1,149 @@
+"""The native core of ltprotocol-rs: servers and reconnecting clients of the Rust library
+``ltprotocol``, run on one tokio runtime owned by this module, handing what happens to Python in
+batches. NATIVE.md (in the source tree) describes the threading and wake-up contract."""
+
+from typing import Any, Callable, Mapping, Optional, Protocol
+
+DEFAULT_MAX_EVENTS: int
+"""Default bound of an event queue, in events (16,384)."""
+DEFAULT_MAX_BYTES: int
+"""Default bound of an event queue, in body bytes (16 MiB)."""
+
+class ConnectionClosed(ConnectionError):
+    """The connection (or client, or server) is closed: nothing more can be sent on it."""
+
+class OutboxFull(BlockingIOError):
+    """The connection's outbox (1 MiB) is full: the peer reads slower than the program sends.
+    Nothing was queued; send again later."""
+
+class EncodeError(ValueError):
+    """The message cannot be framed in this layout (too long for the length field, a type
+    number the type field cannot hold); nothing was sent."""
+
+class LayoutError(ValueError):
+    """A header layout that cannot be built (an unknown struct code, a bad TOML file)."""
+
+class Layout:
+    """Where a protocol's header keeps its length and type. Immutable."""
+
+    @staticmethod
+    def struct_codes(len_type: str = "H", type_type: str = "B") -> "Layout":
+        """The ancestor's layout for ``LTProtocol(msgs, len_type, type_type)``: big-endian, the
+        length (of the whole frame) at offset 0, the type right after it. Codes ``b B h H i I
+        l L q Q`` (``l``/``L`` are 4 bytes; lower case is signed). Raises ``LayoutError``."""
+    @staticmethod
+    def load(spec: str) -> "Layout":
+        """A preset (``"ltprotocol"``, ``"openflow"``) or the path of a TOML layout file, read
+        as ``ltp --layout`` reads it. Raises ``LayoutError`` naming file and line."""
+    @property
+    def header_len(self) -> int:
+        """The header's size in bytes: the smallest legal frame."""
+    @property
+    def max_frame_len(self) -> int:
+        """The largest frame the length field can describe."""
+    @property
+    def preset(self) -> Optional[str]:
+        """The preset's name, or ``None``."""
+
+class Handler(Protocol):
+    """What ``dispatch`` calls (for type checkers only: any object with these attributes).
+    Its attributes are read once per batch."""
+
+    decoders: Optional[Mapping[int, Callable[[bytes], Any]]]
+    """Type number -> decoder of the body; a type without one gives ``None``. ``None`` here
+    means: call ``decode`` for every message."""
+    def decode(self, message_type: int, body: bytes) -> Any:
+        """Used only when ``decoders`` is ``None``."""
+    def connection(self, conn_id: int, peer: str) -> Any:
+        """Makes the object standing for connection ``conn_id`` in the other callbacks."""
+    def connected(self, conn: Any) -> None:
+        """The connection is made."""
+    def message(self, conn: Any, msg: Any) -> None:
+        """A message arrived on ``conn`` (decoded, or ``None`` for a type without a decoder)."""
+    def disconnected(self, conn: Any, reason: str) -> None:
+        """The connection ended; ``reason`` is one line."""
+    def error(self, conn: Any, exc: BaseException) -> None:
+        """A callback raised ``exc`` (``conn`` is ``None`` if ``connection`` raised); its
+        connection is closed and its later messages are not delivered."""
+
+class Server:
+    """A server: listens, accepts any number of clients, hands events to Python in batches."""
+
+    def __init__(
+        self, layout: Layout, *, max_events: int = ..., max_bytes: int = ...
+    ) -> None:
+        """Not yet listening. The event queue holds at most ``max_events`` events and about
+        ``max_bytes`` bytes of bodies; past that, connections stop reading (back-pressure)."""
+    def listen(self, host: str, port: int) -> int:
+        """Binds ``host:port`` (0: a free port), starts accepting; returns the port. Once."""
+    @property
+    def local_address(self) -> Optional[tuple[str, int]]:
+        """The bound ``(host, port)``, or ``None`` before ``listen``."""
+    def fileno(self) -> int:
+        """The descriptor to watch for readability; when readable, call ``dispatch``."""
+    def dispatch(self, handler: Handler) -> int:
+        """Takes every queued event and calls ``handler`` with each, in order; returns how many.
+        Never blocks. Must not be called from inside one of its callbacks."""
+    def send(self, conn_id: int, message_type: int, body: bytes) -> None:
+        """Queues one message on a connection; never waits. Raises ``OutboxFull``,
+        ``ConnectionClosed`` or ``EncodeError``."""
+    def broadcast(
+        self, message_type: int, body: bytes, conn_ids: Optional[list[int]] = None
+    ) -> tuple[int, list[int]]:
+        """Sends one message, encoded once, to every live connection or to ``conn_ids``; never
+        waits. Returns ``(reached, slow)``: slow readers (outbox full) are closed."""
+    def close(self, conn_id: int) -> None:
+        """Closes a connection once what it queued is written."""
+    def is_connected(self, conn_id: int) -> bool:
+        """Whether the connection is live."""
+    def connections(self) -> list[tuple[int, str]]:
+        """The live connections as ``(conn_id, peer)``, by id."""
+    def shutdown_start(self, timeout: float) -> None:
+        """Starts a graceful shutdown (stop accepting, write what is queued, close) and returns
+        at once; keep dispatching: the disconnections follow, then ``closed()``."""
+    def shutdown(self, timeout: float) -> tuple[int, int, int, int]:
+        """Shuts down and waits (GIL released), for a caller that dispatches no more. Returns
+        ``(connections, forced, unsent_frames, dropped_messages)``."""
+
+class Client:
+    """A client that connects in the background and reconnects with backoff."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        host: str,
+        port: int,
+        *,
+        initial_delay: Optional[float] = None,
+        factor: Optional[float] = None,
+        max_delay: Optional[float] = None,
+        jitter: Optional[float] = None,
+        max_attempts: Optional[int] = None,
+        reset_after: Optional[float] = None,
+        max_events: int = ...,
+        max_bytes: int = ...,
+    ) -> None:
+        """Starts connecting at once. Backoff defaults: 0.5 s, ×2, 30 s, ±20 %, unlimited
+        attempts, reset after a connection that lasted 2 s."""
+    def fileno(self) -> int:
+        """The descriptor to watch for readability; when readable, call ``dispatch``."""
+    def dispatch(self, handler: Handler) -> int:
+        """As ``Server.dispatch``; also calls the handler's optional ``connecting(attempt)``,
+        ``connect_failed(attempt, error, retry_in)`` and ``closed()``."""
+    def send(self, conn_id: int, message_type: int, body: bytes) -> None:
+        """Queues one message on that very connection; never waits."""
+    def send_queued(self, message_type: int, body: bytes) -> None:
+        """Queues one message on the client: kept across reconnections (up to 1 MiB)."""
+    def close_connection(self, conn_id: int) -> None:
+        """Closes a connection gracefully (the client then reconnects)."""
+    def is_connected(self, conn_id: int) -> bool:
+        """Whether the connection is live."""
+    @property
+    def connection_id(self) -> Optional[int]:
+        """The current connection's id, or ``None``."""
+    def close_start(self, timeout: float) -> None:
+        """Starts closing (no more sends; what is queued is written) and returns at once; keep
+        dispatching until ``closed()``."""
+    def close(self, timeout: float) -> tuple[int, bool, int]:
+        """Closes and waits (GIL released). Returns ``(unsent_frames, graceful,
+        dropped_messages)``."""

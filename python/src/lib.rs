@@ -1,0 +1,44 @@
+//! `ltprotocol._native`: the native core of the Python package `ltprotocol-rs`.
+//!
+//! Servers and reconnecting clients of the Rust library `ltprotocol`, run on one tokio
+//! runtime owned by this module, and handed to Python in batches. The pure-Python parts of
+//! the package (the ancestor's Twisted API in `ltprotocol.ltprotocol`) sit on top; NATIVE.md
+//! describes this module's classes and its threading contract.
+//!
+//! * [`runtime`]: the module's multi-threaded runtime; waiting on it releases the GIL;
+//! * [`queue`]: the bounded queue of events and its wake-up socket (no GIL on the workers);
+//! * [`forward`]: the library `Handler` that turns callbacks into queued events;
+//! * [`dispatch`]: on the Python thread, a batch walked in Rust, calling Python's callables;
+//! * [`layout`]: `Layout`, from struct codes, presets and TOML layout files;
+//! * [`raw`]: a message as Python hands it over (type number, body bytes);
+//! * [`server`], [`client`]: the `Server` and `Client` classes;
+//! * [`errors`]: the module's exceptions.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
+mod client;
+mod dispatch;
+mod errors;
+mod forward;
+mod layout;
+mod queue;
+mod raw;
+mod runtime;
+mod server;
+
+use pyo3::prelude::*;
+
+/// The module: `Layout`, `Server`, `Client` and the exceptions.
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<layout::Layout>()?;
+    module.add_class::<server::Server>()?;
+    module.add_class::<client::Client>()?;
+    errors::register(module)?;
+    module.add("DEFAULT_MAX_EVENTS", queue::DEFAULT_MAX_EVENTS)?;
+    module.add("DEFAULT_MAX_BYTES", queue::DEFAULT_MAX_BYTES)?;
+    Ok(())
+}
