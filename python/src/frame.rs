@@ -130,6 +130,20 @@ impl Frame {
     }
 }
 
+#[pymethods]
+impl Layout {
+    /// The names of the extra header fields, in layout order (`["version", "xid"]` for
+    /// OpenFlow; `[]` for the ltprotocol preset).
+    #[getter]
+    fn extra_fields(&self) -> Vec<String> {
+        self.inner
+            .extra_fields()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect()
+    }
+}
+
 /// A frame's header fields as a dict, by the names `layout` gives them.
 pub(crate) fn header_dict<'py>(
     py: Python<'py>,
