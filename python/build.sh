@@ -82,6 +82,6 @@ if [ "$TEST" = 1 ]; then
     # From the tests' directory, so that `import ltprotocol` finds the installed wheel, never
     # the source tree's package (which has no native module).
     cd "$HERE/tests"
-    "$TEST_VENV/bin/python" -m pytest -p no:cacheprovider "${PYTEST_ARGS[@]}" . \
+    "$TEST_VENV/bin/python" -m pytest -p no:cacheprovider "${PYTEST_ARGS[@]}" \
         || die "pytest"
 fi

@@ -1,11 +1,15 @@
-"""Type stubs of ``ltprotocol._native``, the package's native core (python/src/*.rs)."""
+"""The native core of ltprotocol-rs: servers and reconnecting clients of the Rust library
+``ltprotocol``, run on one tokio runtime owned by this module, handing what happens to Python in
+batches. NATIVE.md (in the source tree) describes the threading and wake-up contract."""
 
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 DEFAULT_MAX_EVENTS: int
+"""Default bound of an event queue, in events (16,384)."""
 DEFAULT_MAX_BYTES: int
-#: The Rust library's defaults of ``Options``, by keyword (seconds; ``None`` is off).
+"""Default bound of an event queue, in body bytes (16 MiB)."""
 DEFAULTS: Dict[str, Optional[Union[int, float]]]
+"""The Rust library's defaults of ``Options``, by keyword (seconds; ``None`` is off)."""
 
 class Error(Exception):
     """The base of every exception the package raises."""
@@ -50,21 +54,29 @@ class SchemaError(ConfigError):
     """A schema that cannot be loaded (file and line for TOML files)."""
 
 class Layout:
-    """A header layout (the Rust library's HeaderLayout). Immutable."""
+    """Where a protocol's header keeps its length and type. Immutable."""
 
     @staticmethod
-    def struct_codes(len_type: str = "H", type_type: str = "B") -> Layout: ...
+    def struct_codes(len_type: str = "H", type_type: str = "B") -> "Layout":
+        """The ancestor's layout for ``LTProtocol(msgs, len_type, type_type)``: big-endian, the
+        length (of the whole frame) at offset 0, the type right after it. Codes ``b B h H i I
+        l L q Q`` (``l``/``L`` are 4 bytes; lower case is signed). Raises ``LayoutError``."""
     @staticmethod
-    def load(spec: str) -> Layout: ...
+    def load(spec: str) -> "Layout":
+        """A preset (``"ltprotocol"``, ``"openflow"``) or the path of a TOML layout file, read
+        as ``ltp --layout`` reads it. Raises ``LayoutError`` naming file and line."""
     @property
-    def header_len(self) -> int: ...
+    def header_len(self) -> int:
+        """The header's size in bytes: the smallest legal frame."""
     @property
-    def max_frame_len(self) -> int: ...
+    def max_frame_len(self) -> int:
+        """The largest frame the length field can describe."""
     @property
-    def preset(self) -> Optional[str]: ...
+    def preset(self) -> Optional[str]:
+        """The preset's name, or ``None``."""
     @property
-    def extra_fields(self) -> List[str]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def extra_fields(self) -> List[str]:
+        """The extra header fields' names, in layout order (``["version", "xid"]``)."""
 
 class Frame:
     """A raw frame: type number, body, extra header fields. Immutable."""
@@ -137,8 +149,37 @@ class Options:
     @property
     def tls(self) -> bool: ...
 
+
+class Handler(Protocol):
+    """What ``dispatch`` calls (for type checkers only: any object with these attributes).
+    Its attributes are read once per batch."""
+
+    decoders: Optional[Mapping[int, Callable[[bytes], Any]]]
+    """Type number -> decoder of the body; a type without one gives ``None``. ``None`` here
+    means: call ``decode`` for every message."""
+    def decode(self, message_type: int, body: bytes) -> Any:
+        """Used only when ``decoders`` is ``None``."""
+    def connection(self, conn_id: int, peer: str) -> Any:
+        """Makes the object standing for connection ``conn_id`` in the other callbacks."""
+    def connected(self, conn: Any) -> None:
+        """The connection is made."""
+    def message(self, conn: Any, msg: Any) -> None:
+        """A message arrived on ``conn`` (decoded, or ``None`` for a type without a decoder)."""
+    def disconnected(self, conn: Any, reason: str) -> None:
+        """The connection ended; ``reason`` is one line."""
+    def error(self, conn: Any, exc: BaseException) -> None:
+        """A callback raised ``exc`` (``conn`` is ``None`` if ``connection`` raised); its
+        connection is closed and its later messages are not delivered."""
+    # Optional, for the asyncio API:
+    frames: Optional[Layout]
+    """Set: ``message`` gets a ``Frame`` (header fields named by this layout); no decoding."""
+    typed_reasons: bool
+    """True: ``disconnected`` gets the exception saying why (a ``ConnectionClosed``)."""
+    def sent(self, token: int, exc: Optional[BaseException]) -> None:
+        """A ``*_later`` send finished; ``exc`` is ``None`` or why it was not queued."""
+
 class Server:
-    """A server whose events reach Python in batches through fileno()/dispatch()."""
+    """A server: listens, accepts any number of clients, hands events to Python in batches."""
 
     def __init__(
         self,
@@ -147,13 +188,27 @@ class Server:
         max_events: int = ...,
         max_bytes: int = ...,
         options: Optional[Options] = None,
-    ) -> None: ...
-    def listen(self, host: str, port: int) -> int: ...
+    ) -> None:
+        """Not yet listening. The event queue holds at most ``max_events`` events and about
+        ``max_bytes`` bytes of bodies; past that, connections stop reading (back-pressure)."""
+    def listen(self, host: str, port: int) -> int:
+        """Binds ``host:port`` (0: a free port), starts accepting; returns the port. Once."""
     @property
-    def local_address(self) -> Optional[Tuple[str, int]]: ...
-    def fileno(self) -> int: ...
-    def dispatch(self, handler: Any) -> int: ...
-    def send(self, conn_id: int, message_type: int, body: bytes) -> None: ...
+    def local_address(self) -> Optional[tuple[str, int]]:
+        """The bound ``(host, port)``, or ``None`` before ``listen``."""
+    def fileno(self) -> int:
+        """The descriptor to watch for readability; when readable, call ``dispatch``."""
+    def dispatch(self, handler: Handler) -> int:
+        """Takes every queued event and calls ``handler`` with each, in order; returns how many.
+        Never blocks. Must not be called from inside one of its callbacks."""
+    def send(self, conn_id: int, message_type: int, body: bytes) -> None:
+        """Queues one message on a connection; never waits. Raises ``OutboxFull``,
+        ``ConnectionClosed`` or ``EncodeError``."""
+    def broadcast(
+        self, message_type: int, body: bytes, conn_ids: Optional[list[int]] = None
+    ) -> tuple[int, list[int]]:
+        """Sends one message, encoded once, to every live connection or to ``conn_ids``; never
+        waits. Returns ``(reached, slow)``: slow readers (outbox full) are closed."""
     def try_send_frame(
         self, conn_id: int, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
     ) -> None: ...
@@ -165,19 +220,25 @@ class Server:
         body: bytes,
         header: Optional[Dict[str, int]] = None,
     ) -> None: ...
-    def broadcast(self, message_type: int, body: bytes) -> int: ...
     def broadcast_frame(
         self, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
     ) -> int: ...
     def outbox_capacity(self, conn_id: int) -> Optional[int]: ...
-    def close(self, conn_id: int) -> None: ...
-    def is_connected(self, conn_id: int) -> bool: ...
-    def connections(self) -> List[Tuple[int, str]]: ...
-    def shutdown_start(self, timeout: float) -> None: ...
-    def shutdown(self, timeout: float) -> Tuple[int, int, int, int]: ...
+    def close(self, conn_id: int) -> None:
+        """Closes a connection once what it queued is written."""
+    def is_connected(self, conn_id: int) -> bool:
+        """Whether the connection is live."""
+    def connections(self) -> list[tuple[int, str]]:
+        """The live connections as ``(conn_id, peer)``, by id."""
+    def shutdown_start(self, timeout: float) -> None:
+        """Starts a graceful shutdown (stop accepting, write what is queued, close) and returns
+        at once; keep dispatching: the disconnections follow, then ``closed()``."""
+    def shutdown(self, timeout: float) -> tuple[int, int, int, int]:
+        """Shuts down and waits (GIL released), for a caller that dispatches no more. Returns
+        ``(connections, forced, unsent_frames, dropped_messages)``."""
 
 class Client:
-    """A reconnecting client whose events reach Python through fileno()/dispatch()."""
+    """A client that connects in the background and reconnects with backoff."""
 
     def __init__(
         self,
@@ -194,11 +255,18 @@ class Client:
         max_events: int = ...,
         max_bytes: int = ...,
         options: Optional[Options] = None,
-    ) -> None: ...
-    def fileno(self) -> int: ...
-    def dispatch(self, handler: Any) -> int: ...
-    def send(self, conn_id: int, message_type: int, body: bytes) -> None: ...
-    def send_queued(self, message_type: int, body: bytes) -> None: ...
+    ) -> None:
+        """Starts connecting at once. Backoff defaults: 0.5 s, ×2, 30 s, ±20 %, unlimited
+        attempts, reset after a connection that lasted 2 s."""
+    def fileno(self) -> int:
+        """The descriptor to watch for readability; when readable, call ``dispatch``."""
+    def dispatch(self, handler: Handler) -> int:
+        """As ``Server.dispatch``; also calls the handler's optional ``connecting(attempt)``,
+        ``connect_failed(attempt, error, retry_in)`` and ``closed()``."""
+    def send(self, conn_id: int, message_type: int, body: bytes) -> None:
+        """Queues one message on that very connection; never waits."""
+    def send_queued(self, message_type: int, body: bytes) -> None:
+        """Queues one message on the client: kept across reconnections (up to 1 MiB)."""
     def try_send_queued_frame(
         self, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
     ) -> None: ...
@@ -216,9 +284,16 @@ class Client:
         body: bytes,
         header: Optional[Dict[str, int]] = None,
     ) -> None: ...
-    def close_connection(self, conn_id: int) -> None: ...
-    def is_connected(self, conn_id: int) -> bool: ...
+    def close_connection(self, conn_id: int) -> None:
+        """Closes a connection gracefully (the client then reconnects)."""
+    def is_connected(self, conn_id: int) -> bool:
+        """Whether the connection is live."""
     @property
-    def connection_id(self) -> Optional[int]: ...
-    def close_start(self, timeout: float) -> None: ...
-    def close(self, timeout: float) -> Tuple[int, bool, int]: ...
+    def connection_id(self) -> Optional[int]:
+        """The current connection's id, or ``None``."""
+    def close_start(self, timeout: float) -> None:
+        """Starts closing (no more sends; what is queued is written) and returns at once; keep
+        dispatching until ``closed()``."""
+    def close(self, timeout: float) -> tuple[int, bool, int]:
+        """Closes and waits (GIL released). Returns ``(unsent_frames, graceful,
+        dropped_messages)``."""

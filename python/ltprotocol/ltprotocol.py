@@ -140,7 +140,7 @@ class LTTwistedProtocol:
     (the peer, as Twisted prints addresses), ``factory`` (its server or client), ``close()``.
     """
 
-    __slots__ = ("factory", "conn_id", "peer", "_native", "_address", "_open", "__weakref__")
+    # No __slots__: programs written for the ancestor keep their own state on connections.
 
     def __init__(self, factory, native, conn_id, peer):
         #: The ``LTTwistedServer`` or ``LTTwistedClient`` this connection belongs to.
@@ -319,6 +319,33 @@ class _Endpoint:
         pass
 
 
+class _ConnectionList(list):
+    """The server's ``connections``: a list, as the ancestor's, that remembers whether it
+    changed, so that a broadcast reaches exactly its members without rebuilding their ids for
+    every message. Programs may change it (the ancestor's broadcast wrote to whatever it held)."""
+
+    def __init__(self, *args):
+        list.__init__(self, *args)
+        self.dirty = True
+
+    def _changing(name):  # noqa: N805 - a helper run while the class body is made
+        method = getattr(list, name)
+
+        def changed(self, *args):
+            self.dirty = True
+            return method(self, *args)
+
+        changed.__name__ = name
+        return changed
+
+    for _name in (
+        "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+        "__setitem__", "__delitem__", "__iadd__", "__imul__",
+    ):
+        locals()[_name] = _changing(_name)
+    del _name, _changing
+
+
 class LTTwistedServer(_Endpoint):
     """A server for a length-type protocol (the ancestor's Twisted server factory).
 
@@ -336,7 +363,9 @@ class LTTwistedServer(_Endpoint):
             self, lt_protocol, recv_callback, new_conn_callback, lost_conn_callback, verbose
         )
         #: The live connections, in the order they were made.
-        self.connections = []
+        self.connections = _ConnectionList()
+        self._broadcast_list = None
+        self._broadcast_ids = []
         #: How many connections are live.
         self.numProtocols = 0
         #: The port listened on (known after ``listen``; useful with port 0).
@@ -353,16 +382,34 @@ class LTTwistedServer(_Endpoint):
         return self.port
 
     def send(self, ltm):
-        """Sends ``ltm`` to every live connection: packed once, queued to each. A connection
-        whose outbox is full is disconnected as a slow reader (logged, and its
-        ``lost_conn_callback`` called) rather than stalling the others or losing the message.
-        Returns how many connections it was queued for."""
+        """Sends ``ltm`` to every connection in ``connections``: packed once, queued to each.
+        A connection whose outbox is full is closed as a slow reader (and logged) rather than
+        stalling the others or silently missing the message. Returns how many connections it
+        was queued for."""
         if self._native is None:
             return 0
-        reached = self._native.broadcast(ltm.get_type(), ltm.pack())
+        reached, slow = self._native.broadcast(ltm.get_type(), ltm.pack(), self._member_ids())
+        for conn_id in slow:
+            _logger.warning(
+                "LTProtocol server: closing connection #%d, a slow reader: its outbox is full",
+                conn_id,
+            )
         if self.verbose and _logger.isEnabledFor(logging.DEBUG):
             _logger.debug("  sent %s to %d connections", ltm, reached)
         return reached
+
+    def _member_ids(self):
+        conns = self.connections
+        if (
+            conns is not self._broadcast_list
+            or type(conns) is not _ConnectionList
+            or conns.dirty
+        ):
+            self._broadcast_ids = [conn.conn_id for conn in conns]
+            self._broadcast_list = conns
+            if type(conns) is _ConnectionList:
+                conns.dirty = False
+        return self._broadcast_ids
 
     def send_msg_to_client(self, conn, ltm):
         """Sends ``ltm`` to the connection ``conn`` only (see ``LTTwistedProtocol.send``)."""

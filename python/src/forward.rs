@@ -31,6 +31,12 @@ impl Connections {
     pub(crate) fn get(&self, id: u64) -> Option<ConnectionHandle> {
         self.map().get(&id).cloned()
     }
+
+    /// The live connections among `ids`, in that order (the lock taken once).
+    pub(crate) fn get_many(&self, ids: &[u64]) -> Vec<ConnectionHandle> {
+        let map = self.map();
+        ids.iter().filter_map(|id| map.get(id).cloned()).collect()
+    }
 }
 
 /// Forwards every callback into an [`EventQueue`]; see the module's documentation.

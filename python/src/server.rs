@@ -132,13 +132,41 @@ impl Server {
             .map_err(|err| send_error(&err))
     }
 
-    /// Sends one message to every live connection, encoded once; returns how many it was
-    /// queued for. A connection whose outbox is full is disconnected (slow reader) rather
-    /// than stalling the others or losing the frame. Never waits.
-    fn broadcast(&self, message_type: i128, body: &[u8]) -> PyResult<usize> {
-        self.serving()?
-            .broadcast(&RawMessage { message_type, body })
-            .map_err(|err| EncodeError::new_err(ltprotocol::error_chain(&err)))
+    /// Sends one message, encoded once, to every live connection, or to those of `conn_ids`
+    /// (ids of connections that ended are skipped). Never waits. Returns `(reached, slow)`:
+    /// how many connections it was queued for, and the ids of those whose outbox was full:
+    /// they are closed (a slow reader, which must neither stall the others nor silently miss
+    /// a message), gracefully with `conn_ids`, at once without.
+    #[pyo3(signature = (message_type, body, conn_ids = None))]
+    fn broadcast(
+        &self,
+        message_type: i128,
+        body: &[u8],
+        conn_ids: Option<Vec<u64>>,
+    ) -> PyResult<(usize, Vec<u64>)> {
+        let server = self.serving()?;
+        let msg = RawMessage { message_type, body };
+        let encode_error = |err: ltprotocol::EncodeError| {
+            EncodeError::new_err(ltprotocol::error_chain(&err))
+        };
+        let Some(conn_ids) = conn_ids else {
+            return Ok((server.broadcast(&msg).map_err(encode_error)?, Vec::new()));
+        };
+        let frame = server.encode(&msg).map_err(encode_error)?;
+        let mut reached = 0;
+        let mut slow = Vec::new();
+        for conn in self.connections.get_many(&conn_ids) {
+            match conn.try_send_encoded(&frame) {
+                Ok(()) => reached += 1,
+                Err(ltprotocol::SendError::QueueFull { .. }) => {
+                    conn.close();
+                    slow.push(conn.id().get());
+                }
+                // Closed meanwhile: it is no longer live.
+                Err(_) => {}
+            }
+        }
+        Ok((reached, slow))
     }
 
     /// Closes connection `conn_id` gracefully: what it queued is written first. Closing a
