@@ -2,26 +2,56 @@
 ``ltprotocol``, run on one tokio runtime owned by this module, handing what happens to Python in
 batches. NATIVE.md (in the source tree) describes the threading and wake-up contract."""
 
-from typing import Any, Callable, Mapping, Optional, Protocol
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 DEFAULT_MAX_EVENTS: int
 """Default bound of an event queue, in events (16,384)."""
 DEFAULT_MAX_BYTES: int
 """Default bound of an event queue, in body bytes (16 MiB)."""
+DEFAULTS: Dict[str, Optional[Union[int, float]]]
+"""The Rust library's defaults of ``Options``, by keyword (seconds; ``None`` is off)."""
 
-class ConnectionClosed(ConnectionError):
-    """The connection (or client, or server) is closed: nothing more can be sent on it."""
+class Error(Exception):
+    """The base of every exception the package raises."""
 
-class OutboxFull(BlockingIOError):
-    """The connection's outbox (1 MiB) is full: the peer reads slower than the program sends.
-    Nothing was queued; send again later."""
+class ConnectionClosed(Error, ConnectionError):
+    """The connection is closed; also the base of the reasons a connection ended."""
 
-class EncodeError(ValueError):
-    """The message cannot be framed in this layout (too long for the length field, a type
-    number the type field cannot hold); nothing was sent."""
+class ProtocolError(ConnectionClosed):
+    """The peer broke the protocol."""
 
-class LayoutError(ValueError):
-    """A header layout that cannot be built (an unknown struct code, a bad TOML file)."""
+class FrameTooLarge(ProtocolError):
+    """The peer declared a frame longer than max_inbound."""
+
+class BadLength(ProtocolError):
+    """The peer declared a length shorter than the header, or negative."""
+
+class DecodeError(ProtocolError):
+    """A body its message class or schema cannot be made from."""
+
+class SlowReader(ConnectionClosed):
+    """A broadcast found the connection's outbox full."""
+
+class TimedOut(ConnectionClosed, TimeoutError):
+    """A frame read, idle, write or handshake timeout."""
+
+class TlsError(ConnectionClosed):
+    """The TLS handshake failed."""
+
+class OutboxFull(Error, BlockingIOError):
+    """try_send on a full outbox; nothing was queued."""
+
+class EncodeError(Error, ValueError):
+    """A message that cannot be framed; nothing was sent."""
+
+class ConfigError(Error, ValueError):
+    """An option that cannot be used."""
+
+class LayoutError(ConfigError):
+    """A header layout that cannot be built (file and line for TOML files)."""
+
+class SchemaError(ConfigError):
+    """A schema that cannot be loaded (file and line for TOML files)."""
 
 class Layout:
     """Where a protocol's header keeps its length and type. Immutable."""
@@ -44,6 +74,81 @@ class Layout:
     @property
     def preset(self) -> Optional[str]:
         """The preset's name, or ``None``."""
+    @property
+    def extra_fields(self) -> List[str]:
+        """The extra header fields' names, in layout order (``["version", "xid"]``)."""
+
+class Frame:
+    """A raw frame: type number, body, extra header fields. Immutable."""
+
+    def __init__(
+        self,
+        message_type: int,
+        body: Optional[bytes] = None,
+        header: Optional[Dict[str, int]] = None,
+    ) -> None: ...
+    @property
+    def message_type(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def header(self) -> Dict[str, int]: ...
+    def get_type(self) -> int: ...
+    def pack(self) -> bytes: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class Schema:
+    """ltp's schema (demo, openflow, none, or a TOML file), in a layout's byte order."""
+
+    def __init__(self, spec: str, layout: Layout) -> None: ...
+    @property
+    def names(self) -> List[str]: ...
+    def type_of(self, name: str) -> Optional[int]: ...
+    def name_of(self, message_type: int) -> Optional[str]: ...
+    def decode(self, message_type: int, body: bytes) -> Optional[Tuple[str, Dict[str, Any]]]: ...
+    def encode(self, name: str, fields: Dict[str, Any]) -> Tuple[int, bytes]: ...
+
+class ServerTls:
+    """A server's TLS from PEM files; client_ca asks for client certificates."""
+
+    def __init__(
+        self, cert: str, key: str, *, client_ca: Optional[str] = None, client_auth: str = "required"
+    ) -> None: ...
+
+class ClientTls:
+    """A client's TLS: trusted CAs (default: the system's), server name, client certificate."""
+
+    def __init__(
+        self,
+        *,
+        ca: Optional[str] = None,
+        server_name: Optional[str] = None,
+        cert: Optional[str] = None,
+        key: Optional[str] = None,
+    ) -> None: ...
+
+class Options:
+    """Limits, timeouts and TLS, each defaulting to the Rust library's (DEFAULTS)."""
+
+    def __init__(
+        self,
+        *,
+        max_inbound: Optional[int] = None,
+        max_outbound: Optional[int] = None,
+        outbox_capacity: int = ...,
+        frame_read_timeout: Optional[float] = ...,
+        idle_timeout: Optional[float] = None,
+        write_timeout: Optional[float] = ...,
+        linger: float = ...,
+        tls_timeout: float = ...,
+        max_connections: int = ...,
+        max_connections_per_ip: Optional[int] = None,
+        connect_timeout: float = ...,
+        tls: Optional[Union[ServerTls, ClientTls]] = None,
+    ) -> None: ...
+    @property
+    def tls(self) -> bool: ...
+
 
 class Handler(Protocol):
     """What ``dispatch`` calls (for type checkers only: any object with these attributes).
@@ -65,12 +170,24 @@ class Handler(Protocol):
     def error(self, conn: Any, exc: BaseException) -> None:
         """A callback raised ``exc`` (``conn`` is ``None`` if ``connection`` raised); its
         connection is closed and its later messages are not delivered."""
+    # Optional, for the asyncio API:
+    frames: Optional[Layout]
+    """Set: ``message`` gets a ``Frame`` (header fields named by this layout); no decoding."""
+    typed_reasons: bool
+    """True: ``disconnected`` gets the exception saying why (a ``ConnectionClosed``)."""
+    def sent(self, token: int, exc: Optional[BaseException]) -> None:
+        """A ``*_later`` send finished; ``exc`` is ``None`` or why it was not queued."""
 
 class Server:
     """A server: listens, accepts any number of clients, hands events to Python in batches."""
 
     def __init__(
-        self, layout: Layout, *, max_events: int = ..., max_bytes: int = ...
+        self,
+        layout: Layout,
+        *,
+        max_events: int = ...,
+        max_bytes: int = ...,
+        options: Optional[Options] = None,
     ) -> None:
         """Not yet listening. The event queue holds at most ``max_events`` events and about
         ``max_bytes`` bytes of bodies; past that, connections stop reading (back-pressure)."""
@@ -92,6 +209,21 @@ class Server:
     ) -> tuple[int, list[int]]:
         """Sends one message, encoded once, to every live connection or to ``conn_ids``; never
         waits. Returns ``(reached, slow)``: slow readers (outbox full) are closed."""
+    def try_send_frame(
+        self, conn_id: int, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
+    ) -> None: ...
+    def send_frame_later(
+        self,
+        conn_id: int,
+        token: int,
+        message_type: int,
+        body: bytes,
+        header: Optional[Dict[str, int]] = None,
+    ) -> None: ...
+    def broadcast_frame(
+        self, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
+    ) -> int: ...
+    def outbox_capacity(self, conn_id: int) -> Optional[int]: ...
     def close(self, conn_id: int) -> None:
         """Closes a connection once what it queued is written."""
     def is_connected(self, conn_id: int) -> bool:
@@ -122,6 +254,7 @@ class Client:
         reset_after: Optional[float] = None,
         max_events: int = ...,
         max_bytes: int = ...,
+        options: Optional[Options] = None,
     ) -> None:
         """Starts connecting at once. Backoff defaults: 0.5 s, ×2, 30 s, ±20 %, unlimited
         attempts, reset after a connection that lasted 2 s."""
@@ -134,6 +267,23 @@ class Client:
         """Queues one message on that very connection; never waits."""
     def send_queued(self, message_type: int, body: bytes) -> None:
         """Queues one message on the client: kept across reconnections (up to 1 MiB)."""
+    def try_send_queued_frame(
+        self, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
+    ) -> None: ...
+    def send_queued_later(
+        self, token: int, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
+    ) -> None: ...
+    def try_send_frame(
+        self, conn_id: int, message_type: int, body: bytes, header: Optional[Dict[str, int]] = None
+    ) -> None: ...
+    def send_frame_later(
+        self,
+        conn_id: int,
+        token: int,
+        message_type: int,
+        body: bytes,
+        header: Optional[Dict[str, int]] = None,
+    ) -> None: ...
     def close_connection(self, conn_id: int) -> None:
         """Closes a connection gracefully (the client then reconnects)."""
     def is_connected(self, conn_id: int) -> bool:

@@ -14,6 +14,7 @@ use crate::dispatch::Dispatcher;
 use crate::errors::{ConnectionClosed, send_error};
 use crate::forward::{Connections, Forward};
 use crate::layout::Layout;
+use crate::options::Options;
 use crate::queue::{DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, Event, EventQueue};
 use crate::raw::RawMessage;
 use crate::runtime::{block_on, runtime};
@@ -23,10 +24,12 @@ use crate::server::duration;
 #[pyclass(frozen, module = "ltprotocol._native")]
 #[derive(Debug)]
 pub(crate) struct Client {
-    client: ReconnectingClient<Unknown>,
-    queue: Arc<EventQueue>,
+    pub(crate) client: ReconnectingClient<Unknown>,
+    pub(crate) queue: Arc<EventQueue>,
     dispatcher: Dispatcher,
-    connections: Arc<Connections>,
+    pub(crate) connections: Arc<Connections>,
+    /// The header layout, for the header fields of sends.
+    pub(crate) layout: ltprotocol::HeaderLayout,
 }
 
 /// The backoff from the keywords given, each missing one at the library's default.
@@ -68,7 +71,7 @@ impl Client {
         layout, host, port, *,
         initial_delay = None, factor = None, max_delay = None, jitter = None,
         max_attempts = None, reset_after = None,
-        max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES,
+        max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES, options = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -83,6 +86,7 @@ impl Client {
         reset_after: Option<f64>,
         max_events: usize,
         max_bytes: usize,
+        options: Option<&Bound<'_, Options>>,
     ) -> PyResult<Self> {
         let backoff = backoff(
             initial_delay,
@@ -100,11 +104,15 @@ impl Client {
         let handler = Forward::new(queue.clone(), connections.clone());
         // The client's task is spawned on the module's runtime.
         let _entered = runtime()?.enter();
-        let client = ReconnectingClient::<Unknown>::builder(layout.inner.clone())
-            .backoff(backoff)
-            .connect_with_handler(format!("{host}:{port}"), handler);
+        let mut builder = ReconnectingClient::<Unknown>::builder(layout.inner.clone());
+        builder.backoff(backoff);
+        if let Some(options) = options {
+            options.get().apply_client(&mut builder)?;
+        }
+        let client = builder.connect_with_handler(format!("{host}:{port}"), handler);
         Ok(Self {
             client,
+            layout: layout.inner.clone(),
             dispatcher: Dispatcher::new(queue.clone()),
             queue,
             connections,

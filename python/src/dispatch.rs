@@ -19,7 +19,12 @@
 //! * `disconnected(conn, reason)`: `reason` is one line of text;
 //! * `error(conn, exc)`: a callback raised `exc` (`conn` is `None` when `connected` raised);
 //! * optional: `connecting(attempt)`, `connect_failed(attempt, error, retry_in)` (clients),
-//!   `closed()` (the server or client finished shutting down).
+//!   `closed()` (the server or client finished shutting down);
+//! * optional, for the asyncio API: `frames`, a `Layout`: when set, `message(conn, frame)`
+//!   gets a `Frame` (type, body and header fields named by that layout) and neither
+//!   `decoders` nor `decode` is read; `typed_reasons`, when true, makes `disconnected`'s
+//!   `reason` the exception saying why (a `ConnectionClosed` subclass) instead of text;
+//!   `sent(token, exc)`: a send that waited for room finished (`exc` is `None` or why not).
 //!
 //! A callback that raises ends its connection as Twisted does: `error` is called, the
 //! connection is closed (gracefully: what it queued is still written), its later messages are
@@ -34,6 +39,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::errors::send_error;
+use crate::exceptions::disconnect_error;
+use crate::frame::Frame;
+use crate::layout::Layout;
 use crate::queue::{Event, EventQueue};
 
 /// What Python knows of one connection.
@@ -71,21 +80,36 @@ struct Callbacks<'py> {
     disconnected: Bound<'py, PyAny>,
     error: Bound<'py, PyAny>,
     handler: Bound<'py, PyAny>,
+    /// Set: messages are handed over as `Frame`s with header fields named by this layout.
+    frames: Option<Py<Layout>>,
+    /// Whether `disconnected` gets an exception rather than text.
+    typed_reasons: bool,
 }
 
 impl<'py> Callbacks<'py> {
     fn of(handler: &Bound<'py, PyAny>) -> PyResult<Self> {
-        let table = handler.getattr("decoders")?;
+        let frames = match handler.getattr("frames") {
+            Ok(layout) if !layout.is_none() => Some(layout.extract::<Py<Layout>>()?),
+            _ => None,
+        };
+        let typed_reasons = match handler.getattr("typed_reasons") {
+            Ok(flag) => flag.is_truthy()?,
+            Err(_) => false,
+        };
         let mut decoders = Vec::new();
         let mut decode = None;
-        if table.is_none() {
-            decode = Some(handler.getattr("decode")?);
-        } else {
-            let table = table.cast_into::<PyDict>().map_err(PyErr::from)?;
-            for (key, decoder) in table.iter() {
-                // A key that is no integer names no type that can arrive.
-                if let Ok(message_type) = key.extract::<i128>() {
-                    decoders.push((message_type, decoder));
+        // Frames need no decoder.
+        if frames.is_none() {
+            let table = handler.getattr("decoders")?;
+            if table.is_none() {
+                decode = Some(handler.getattr("decode")?);
+            } else {
+                let table = table.cast_into::<PyDict>().map_err(PyErr::from)?;
+                for (key, decoder) in table.iter() {
+                    // A key that is no integer names no type that can arrive.
+                    if let Ok(message_type) = key.extract::<i128>() {
+                        decoders.push((message_type, decoder));
+                    }
                 }
             }
         }
@@ -98,7 +122,26 @@ impl<'py> Callbacks<'py> {
             disconnected: handler.getattr("disconnected")?,
             error: handler.getattr("error")?,
             handler: handler.clone(),
+            frames,
+            typed_reasons,
         })
+    }
+
+    /// The message for a received frame: a `Frame` in frames mode, else as [`decode`](Self::decode).
+    fn message_of(
+        &self,
+        py: Python<'py>,
+        message_type: i128,
+        body: &[u8],
+        fields: ltprotocol::HeaderFields,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match &self.frames {
+            Some(layout) => {
+                let frame = Frame::received(py, message_type, body, fields, layout);
+                Ok(Bound::new(py, frame)?.into_any())
+            }
+            None => self.decode(py, message_type, body),
+        }
     }
 
     /// The message for a frame: its decoder's result, or `None` for a type without one.
@@ -215,6 +258,7 @@ fn deliver(
             id,
             message_type,
             body,
+            fields,
         } => {
             let Some(conn) = known.get_mut(&id) else {
                 return;
@@ -226,7 +270,7 @@ fn deliver(
                 return;
             };
             let delivered = callbacks
-                .decode(py, message_type, &body)
+                .message_of(py, message_type, &body, fields)
                 .and_then(|msg| callbacks.message.call1((object, msg)));
             if let Err(err) = delivered {
                 callbacks.report(py, Some(object), err);
@@ -262,7 +306,7 @@ fn deliver(
             let object = Some(object);
             known.insert(id, Known { object, failed });
         }
-        Event::Disconnected { id, reason } => {
+        Event::Disconnected { id, reason, cause } => {
             let Some(Known {
                 object: Some(object),
                 ..
@@ -270,8 +314,24 @@ fn deliver(
             else {
                 return;
             };
+            let reason = if callbacks.typed_reasons {
+                disconnect_error(&cause).into_value(py).into_any()
+            } else {
+                reason
+                    .into_pyobject(py)
+                    .map_or_else(|_| py.None(), |r| r.into_any().unbind())
+            };
             if let Err(err) = callbacks.disconnected.call1((&object, reason)) {
                 callbacks.report(py, Some(&object), err);
+            }
+        }
+        Event::Sent { token, result } => {
+            let exc = match result {
+                Ok(()) => py.None(),
+                Err(err) => send_error(&err).into_value(py).into_any(),
+            };
+            if let Err(err) = callbacks.optional("sent", (token, exc)) {
+                callbacks.report(py, None, err);
             }
         }
         Event::Connecting { attempt } => {

@@ -1,36 +1,11 @@
 //! The module's Python exceptions, and how the library's errors become them.
 
 use ltprotocol::SendError;
-use pyo3::create_exception;
-use pyo3::exceptions::{PyBlockingIOError, PyConnectionError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-create_exception!(
-    _native,
-    ConnectionClosed,
-    PyConnectionError,
-    "The connection (or client, or server) is closed: nothing more can be sent on it."
-);
-create_exception!(
-    _native,
-    OutboxFull,
-    PyBlockingIOError,
-    "The connection's outbox is full: the peer does not read as fast as the program sends. \
-     Nothing was queued; send again later (the outbox empties as the peer reads)."
-);
-create_exception!(
-    _native,
-    EncodeError,
-    PyValueError,
-    "The message cannot be framed in this header layout (too long for the length field, a \
-     type number the type field cannot hold); nothing was sent."
-);
-create_exception!(
-    _native,
-    LayoutError,
-    PyValueError,
-    "A header layout that cannot be built (an unknown struct code, a bad TOML layout file)."
-);
+// The classes live in `exceptions`, under one base `ltprotocol.Error`; these names raise them.
+pub(crate) use crate::exceptions::{ConnectionClosed, EncodeError, LayoutError, OutboxFull};
 
 /// The Python exception for a send that was refused.
 pub(crate) fn send_error(err: &SendError) -> PyErr {
@@ -47,10 +22,5 @@ pub(crate) fn send_error(err: &SendError) -> PyErr {
 
 /// Adds the exceptions to the module.
 pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = module.py();
-    module.add("ConnectionClosed", py.get_type::<ConnectionClosed>())?;
-    module.add("OutboxFull", py.get_type::<OutboxFull>())?;
-    module.add("EncodeError", py.get_type::<EncodeError>())?;
-    module.add("LayoutError", py.get_type::<LayoutError>())?;
-    Ok(())
+    crate::exceptions::register(module)
 }

@@ -60,11 +60,12 @@ impl Handler<Unknown> for Forward {
         self.queue.push(Event::Connected { id, peer }).await;
     }
 
-    async fn message(&self, conn: &ConnectionHandle, message: Unknown, _fields: &HeaderFields) {
+    async fn message(&self, conn: &ConnectionHandle, message: Unknown, fields: &HeaderFields) {
         let event = Event::Message {
             id: conn.id().get(),
             message_type: message.message_type.value(),
             body: message.body,
+            fields: fields.clone(),
         };
         self.queue.push(event).await;
     }
@@ -72,8 +73,10 @@ impl Handler<Unknown> for Forward {
     async fn disconnected(&self, conn: &ConnectionHandle, reason: &DisconnectReason) {
         let id = conn.id().get();
         self.connections.map().remove(&id);
+        let cause = reason.clone();
         let reason = ltprotocol::error_chain(reason);
-        self.queue.push(Event::Disconnected { id, reason }).await;
+        let event = Event::Disconnected { id, reason, cause };
+        self.queue.push(event).await;
     }
 
     async fn connecting(&self, attempt: u32) {

@@ -12,7 +12,10 @@
 //! * [`layout`]: `Layout`, from struct codes, presets and TOML layout files;
 //! * [`raw`]: a message as Python hands it over (type number, body bytes);
 //! * [`server`], [`client`]: the `Server` and `Client` classes;
-//! * [`errors`]: the module's exceptions.
+//! * [`errors`]: the module's exceptions; [`exceptions`]: their classes, under one base;
+//! * for the asyncio API: [`frame`] (`Frame`, header fields by name), [`schema`] (`ltp`'s
+//!   schemas), [`options`] (limits, timeouts), [`tls`], [`sending`] (sends with header
+//!   fields, and sends that wait for room).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -22,12 +25,18 @@
 mod client;
 mod dispatch;
 mod errors;
+mod exceptions;
 mod forward;
+mod frame;
 mod layout;
+mod options;
 mod queue;
 mod raw;
 mod runtime;
+mod schema;
+mod sending;
 mod server;
+mod tls;
 
 use pyo3::prelude::*;
 
@@ -37,6 +46,12 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<layout::Layout>()?;
     module.add_class::<server::Server>()?;
     module.add_class::<client::Client>()?;
+    module.add_class::<frame::Frame>()?;
+    module.add_class::<schema::Schema>()?;
+    module.add_class::<options::Options>()?;
+    module.add_class::<tls::ServerTls>()?;
+    module.add_class::<tls::ClientTls>()?;
+    module.add("DEFAULTS", options::defaults(module.py())?)?;
     errors::register(module)?;
     module.add("DEFAULT_MAX_EVENTS", queue::DEFAULT_MAX_EVENTS)?;
     module.add("DEFAULT_MAX_BYTES", queue::DEFAULT_MAX_BYTES)?;

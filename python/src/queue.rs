@@ -25,6 +25,7 @@ use std::pin::pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use ltprotocol::{DisconnectReason, HeaderFields, SendError};
 use tokio::sync::Notify;
 
 /// Default bound of a queue in events: a batch handed to Python at once.
@@ -52,6 +53,8 @@ pub(crate) enum Event {
         message_type: i128,
         /// Its body.
         body: Bytes,
+        /// Its extra header fields (OpenFlow's `xid`).
+        fields: HeaderFields,
     },
     /// A connection ended.
     Disconnected {
@@ -59,6 +62,15 @@ pub(crate) enum Event {
         id: u64,
         /// Why, as one line.
         reason: String,
+        /// Why, as the library said it (for a typed exception).
+        cause: DisconnectReason,
+    },
+    /// A send that waited for room in an outbox finished (`token` is the caller's).
+    Sent {
+        /// What the caller passed with the send.
+        token: u64,
+        /// Whether the message was queued.
+        result: Result<(), SendError>,
     },
     /// A client is about to try to connect.
     Connecting {
@@ -247,6 +259,7 @@ mod tests {
             id,
             message_type: 1,
             body: Bytes::from(vec![0u8; len]),
+            fields: HeaderFields::new(),
         }
     }
 
@@ -294,6 +307,7 @@ mod tests {
             .try_push(Event::Disconnected {
                 id: 1,
                 reason: "closed by peer".into(),
+                cause: DisconnectReason::PeerClosed,
             })
             .unwrap();
         assert_eq!(queue.dropped(), 1);

@@ -14,6 +14,7 @@ use crate::dispatch::Dispatcher;
 use crate::errors::{ConnectionClosed, EncodeError, send_error};
 use crate::forward::{Connections, Forward};
 use crate::layout::Layout;
+use crate::options::Options;
 use crate::queue::{DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, Event, EventQueue};
 use crate::raw::RawMessage;
 use crate::runtime::{block_on, runtime};
@@ -23,11 +24,13 @@ use crate::runtime::{block_on, runtime};
 #[pyclass(frozen, module = "ltprotocol._native")]
 #[derive(Debug)]
 pub(crate) struct Server {
-    layout: HeaderLayout,
-    queue: Arc<EventQueue>,
+    pub(crate) layout: HeaderLayout,
+    pub(crate) queue: Arc<EventQueue>,
     dispatcher: Dispatcher,
-    connections: Arc<Connections>,
-    server: OnceLock<ltprotocol::Server<Unknown>>,
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) server: OnceLock<ltprotocol::Server<Unknown>>,
+    /// Limits, timeouts and TLS (the asyncio API's); `None`: the library's defaults.
+    options: Option<Options>,
 }
 
 /// Why a connection could not be found: it ended (or never was).
@@ -48,8 +51,15 @@ impl Server {
     /// A server for `layout`, not yet listening. Its queue holds at most `max_events` events
     /// and about `max_bytes` bytes of bodies before the connections stop reading.
     #[new]
-    #[pyo3(signature = (layout, *, max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES))]
-    fn new(layout: &Layout, max_events: usize, max_bytes: usize) -> PyResult<Self> {
+    #[pyo3(signature = (
+        layout, *, max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES, options = None,
+    ))]
+    fn new(
+        layout: &Layout,
+        max_events: usize,
+        max_bytes: usize,
+        options: Option<&Bound<'_, Options>>,
+    ) -> PyResult<Self> {
         let queue =
             Arc::new(EventQueue::new(max_events, max_bytes).map_err(|err| {
                 PyOSError::new_err(format!("cannot make the wake-up socket: {err}"))
@@ -60,6 +70,7 @@ impl Server {
             queue,
             connections: Arc::new(Connections::default()),
             server: OnceLock::new(),
+            options: options.map(|o| o.get().clone()),
         })
     }
 
@@ -69,7 +80,10 @@ impl Server {
         if self.server.get().is_some() {
             return Err(PyRuntimeError::new_err("the server is already listening"));
         }
-        let builder = ltprotocol::Server::<Unknown>::builder(self.layout.clone());
+        let mut builder = ltprotocol::Server::<Unknown>::builder(self.layout.clone());
+        if let Some(options) = &self.options {
+            options.apply_server(&mut builder)?;
+        }
         let addr = (host.to_owned(), port);
         let server = block_on(py, async move { builder.bind(addr).await })?
             .map_err(|err| PyOSError::new_err(format!("cannot listen on {host}:{port}: {err}")))?;
