@@ -4,6 +4,7 @@
 #   bench/compare.sh [ROUNDS]     # default 5 interleaved rounds
 #   bench/compare.sh --quick      # one short round (CI: proves it still works)
 #   bench/compare.sh --no-ancestor [...]   # without the Python ancestor (no venv, no registry)
+#   bench/compare.sh --no-python [...]     # without the Python package ltprotocol-rs
 #
 # Builds release binaries once, then for every round, every workload and every implementation
 # starts that implementation's server (`… serve --listen 127.0.0.1:0`, reading the port from
@@ -18,9 +19,13 @@
 # ReconnectingClient::send, one message at a time), handrolled and lengthdelimited
 # (bench/src/bin/*, current-thread runtimes), ancestor (the Python ltprotocol 0.2.1 on Twisted,
 # its client against its server: bench/ancestor/, set up here in a virtual environment, which
-# needs python3 with venv and the Python package registry the first time); for fan-out only,
-# ancestor-server (the ancestor's server driven by the hand-rolled client: its own Python
-# receivers, not its broadcast, limit the ancestor row there); for the two large-body one-way
+# needs python3 with venv and the Python package registry the first time); for one-way 16 B and
+# fan-out, ancestor-server (the ancestor's server driven by the hand-rolled client: its own
+# Python receivers, not its server, limit the ancestor row there) and python-server (our Python
+# package ltprotocol-rs, python/bench/ltp_bench_server.py: the ancestor's API, a Python
+# `recv_callback` per message and `server.send` broadcasts, driven by the same hand-rolled
+# client; built and installed in python/.venv-test by python/build.sh --no-pytest, which needs
+# the Rust toolchain and the Python package registry); for the two large-body one-way
 # workloads only, rawtcp (bench/src/bin/baseline-rawtcp.rs: no framing at all, 256 KiB chunks
 # into a sink that discards them and answers the byte count: the ceiling for one-way bytes).
 # The ltp processes use ltp's multi-threaded runtime (one worker per core). The ancestor runs
@@ -28,7 +33,7 @@
 # single-threaded reactor per process.
 #
 # Prints the machine and a table of medians with min–max and ratios against the hand-rolled
-# loop, the ancestor and the raw sink (where it ran); writes bench/results/latest.json (summary),
+# loop, the ancestor, its server alone and the raw sink (where they ran); writes bench/results/latest.json (summary),
 # bench/results/latest-raw.jsonl (every run) and bench/results/latest.svg (the chart).
 set -euo pipefail
 
@@ -37,11 +42,13 @@ cd "$(dirname "$0")/.."
 ROUNDS=5
 QUICK=0
 ANCESTOR=1
+PYTHON_PACKAGE=1
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1; ROUNDS=1 ;;
         --no-ancestor) ANCESTOR=0 ;;
-        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [--no-ancestor] [ROUNDS]" >&2; exit 2 ;;
+        --no-python) PYTHON_PACKAGE=0 ;;
+        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [--no-ancestor] [--no-python] [ROUNDS]" >&2; exit 2 ;;
         *) ROUNDS=$arg ;;
     esac
 done
@@ -71,6 +78,18 @@ if [ "$ANCESTOR" = 1 ]; then
 print("Python %d.%d.%d" % sys.version_info[:3], "+ Twisted", twisted.__version__)')"
 fi
 ANCESTOR_BENCH=bench/ancestor/ltp_ancestor_bench.py
+
+PACKAGE_PY=
+if [ "$PYTHON_PACKAGE" = 1 ]; then
+    echo "building and installing the Python package (python/build.sh --no-pytest)…" >&2
+    if ! bash python/build.sh --no-pytest; then
+        echo "compare.sh: building the Python package failed (see above);" \
+            "bench/compare.sh --no-python compares without it" >&2
+        exit 1
+    fi
+    PACKAGE_PY=python/.venv-test/bin/python
+fi
+PACKAGE_BENCH=python/bench/ltp_bench_server.py
 # Each conns run holds CONNS sockets in the client and as many in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -101,6 +120,7 @@ server_cmd() {
         lengthdelimited) echo "$BIN/baseline-lengthdelimited serve --listen 127.0.0.1:0 --layout $2" ;;
         rawtcp) echo "$BIN/baseline-rawtcp serve --listen 127.0.0.1:0 --layout $2" ;;
         ancestor*) echo "$ANCESTOR_PY $ANCESTOR_BENCH serve --listen 127.0.0.1:0 --layout $2" ;;
+        python-server) echo "$PACKAGE_PY $PACKAGE_BENCH --listen 127.0.0.1:0 --layout $2" ;;
     esac
 }
 
@@ -112,7 +132,7 @@ client_cmd() {
         lengthdelimited) echo "$BIN/baseline-lengthdelimited" ;;
         rawtcp) echo "$BIN/baseline-rawtcp" ;;
         ancestor) echo "$ANCESTOR_PY $ANCESTOR_BENCH" ;;
-        ancestor-server) echo "$BIN/baseline-handrolled" ;;
+        ancestor-server|python-server) echo "$BIN/baseline-handrolled" ;;
     esac
 }
 
@@ -134,12 +154,12 @@ impl_load() {
 
 # Workloads: NAME|LAYOUT|MODE ARGS|IMPLEMENTATIONS
 WORKLOADS=(
-    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-frame ltp-typed-async ltp-runtime handrolled lengthdelimited ancestor"
+    "oneway16|ltprotocol|throughput --body-size 16 --duration $DUR|ltp-codec ltp-frame ltp-typed-async ltp-runtime handrolled lengthdelimited ancestor ancestor-server python-server"
     "oneway16x8|ltprotocol|throughput --body-size 16 --connections 8 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor"
     "oneway-big65532|ltprotocol|throughput --body-size 65532 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor rawtcp"
     "oneway-1m-u32|u32|throughput --body-size 1048576 --duration $DUR|ltp-codec handrolled lengthdelimited ancestor rawtcp"
     "pingpong16|ltprotocol|pingpong --body-size 16 --duration $DUR|ltp-codec ltp-runtime handrolled lengthdelimited ancestor"
-    "fanout64x100|ltprotocol|fanout --body-size 64 --connections 100 --messages $FAN100|ltp-codec handrolled lengthdelimited ancestor ancestor-server"
+    "fanout64x100|ltprotocol|fanout --body-size 64 --connections 100 --messages $FAN100|ltp-codec handrolled lengthdelimited ancestor ancestor-server python-server"
     "fanout64x1000|ltprotocol|fanout --body-size 64 --connections 1000 --messages $FAN1000|ltp-codec handrolled lengthdelimited ancestor ancestor-server"
     "conns|ltprotocol|conns --connections $CONNS|ltp-codec handrolled lengthdelimited ancestor"
 )
@@ -201,6 +221,7 @@ for round in $(seq "$ROUNDS"); do
         IFS='|' read -r workload layout load impls <<< "$spec"
         for impl in $impls; do
             if [ "$ANCESTOR" = 0 ] && [ "${impl#ancestor}" != "$impl" ]; then continue; fi
+            if [ "$PYTHON_PACKAGE" = 0 ] && [ "${impl#python}" != "$impl" ]; then continue; fi
             run_one "$round" "$workload" "$layout" "$load" "$impl"
         done
     done

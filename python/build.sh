@@ -5,6 +5,8 @@
 #   python/build.sh               # build the wheel, then test it
 #   python/build.sh --build-only  # build the wheel only (python/dist/)
 #   python/build.sh --test-only   # test the wheel already in python/dist/
+#   python/build.sh --no-pytest   # build the wheel and install it in python/.venv-test only
+#                                 # (what bench/compare.sh runs the package's rows with)
 #   python/build.sh -- ARGS       # pass ARGS to pytest (e.g. -- -k broadcast -x)
 #
 # Steps: a build environment python/.venv (maturin, pytest, Twisted; made once, remade when
@@ -28,13 +30,15 @@ die() { say "FAILED: $*"; exit 1; }
 
 BUILD=1
 TEST=1
+PYTEST=1
 PYTEST_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --build-only) TEST=0 ;;
         --test-only) BUILD=0 ;;
+        --no-pytest) PYTEST=0 ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        *) echo "usage: python/build.sh [--build-only|--test-only] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
+        *) echo "usage: python/build.sh [--build-only|--test-only|--no-pytest] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -78,6 +82,10 @@ if [ "$TEST" = 1 ]; then
     "$PYTHON" -m venv "$TEST_VENV" || die "making $TEST_VENV"
     pip_install "$TEST_VENV" "$WHEEL[twisted]" "pytest>=8" \
         || die "pip could not install the wheel with its twisted extra and pytest"
+    if [ "$PYTEST" = 0 ]; then
+        say "installed in $TEST_VENV (no pytest: --no-pytest)"
+        exit 0
+    fi
     say "testing (pytest python/tests)"
     # From the tests' directory, so that `import ltprotocol` finds the installed wheel, never
     # the source tree's package (which has no native module).

@@ -1,5 +1,6 @@
 """What the tests share: the ancestor's demo messages, a recorder of callbacks, raw sockets."""
 
+import signal
 import socket
 import struct
 import threading
@@ -147,3 +148,11 @@ def wait_closed(sock):
         if not chunk:
             return data
         data += chunk
+
+
+def default_sigint():
+    """For `subprocess.Popen(preexec_fn=...)`: the child starts with SIGINT at its default, so
+    that Ctrl-C (a SIGINT by PID) reaches it even when the tests run where SIGINT is ignored
+    (a background job of a non-interactive shell): Python, and so Twisted and asyncio, leave an
+    ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from helpers import default_sigint
+
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "examples" / "ancestor_demo.py"
 # Generous: the machine may be loaded; nothing here is timed, only bounded.
 WAIT = 30.0
@@ -37,10 +39,6 @@ def peer(env_name):
     if os.environ.get("LTP_REQUIRE_PEERS"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-def restore_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def command(side, role):
@@ -66,9 +64,7 @@ class Half:
             stderr=subprocess.STDOUT,
             cwd=str(tmp_path),
             env=dict(os.environ, LTP_LOG="warn", PYTHONUNBUFFERED="1"),
-            # Ctrl-C must reach it even when this runs where SIGINT is ignored (a background
-            # job of a non-interactive shell): Python and Twisted leave an ignored SIGINT so.
-            preexec_fn=restore_sigint,
+            preexec_fn=default_sigint,
         )
 
     def text(self):

@@ -18,6 +18,7 @@ import textwrap
 import pytest
 
 import ltprotocol
+from helpers import default_sigint
 from ltprotocol import (
     BadLength,
     Client,
@@ -559,7 +560,10 @@ CHILD = textwrap.dedent("""\
 
 
 def test_ctrl_c_closes_a_child_running_asyncio_run_cleanly():
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
+    )
     try:
         port = int(child.stdout.readline())
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:

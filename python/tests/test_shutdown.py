@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import TIMEOUT
-from helpers import connect_raw, recv_frame, wait_closed
+from helpers import connect_raw, default_sigint, recv_frame, wait_closed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -63,7 +63,7 @@ print("stopped", flush=True)
 def spawn(program, *args):
     return subprocess.Popen(
         [sys.executable, "-c", program, HERE, *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )
 
 

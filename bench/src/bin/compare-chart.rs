@@ -50,6 +50,7 @@ fn colour(implementation: &str) -> RGBColor {
         "rawtcp" => RGBColor(140, 86, 75),
         "ancestor" => RGBColor(148, 103, 189),
         "ancestor-server" => RGBColor(197, 176, 213),
+        "python-server" => RGBColor(255, 187, 120),
         _ => RGBColor(127, 127, 127),
     }
 }

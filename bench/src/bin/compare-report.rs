@@ -19,11 +19,14 @@ const BASELINE: &str = "handrolled";
 /// The implementation the second ratio is taken against: the Python ancestor, its client
 /// against its server.
 const ANCESTOR: &str = "ancestor";
-/// The third: the raw TCP sink, no framing at all (only in the large-body one-way workloads).
+/// The third: the ancestor's server alone, driven by the hand-rolled client: what the Python
+/// package's server (`python-server`, driven alike) is measured against.
+const ANCESTOR_SERVER: &str = "ancestor-server";
+/// The fourth: the raw TCP sink, no framing at all (only in the large-body one-way workloads).
 const RAW_SINK: &str = "rawtcp";
 /// Every reference, in column order: each gives a `×NAME` column and the JSON keys
 /// `ratio_vs_NAME` (median) and `ratio_vs_NAME_per_round`; `–` and `null` where it did not run.
-const REFERENCES: [&str; 3] = [BASELINE, ANCESTOR, RAW_SINK];
+const REFERENCES: [&str; 4] = [BASELINE, ANCESTOR, ANCESTOR_SERVER, RAW_SINK];
 
 /// What a workload is judged by: a key of the result line (a JSON pointer), its unit, and
 /// whether more is better.
@@ -167,7 +170,8 @@ fn main() -> ExitCode {
         "lengthdelimited".into(),
         RAW_SINK.into(),
         ANCESTOR.into(),
-        "ancestor-server".into(),
+        ANCESTOR_SERVER.into(),
+        "python-server".into(),
     ];
     order.retain(|i| impls.contains(i));
     let rest: Vec<String> = impls
@@ -338,14 +342,14 @@ mod tests {
             &values[&key("oneway-big65532", "ltp-codec")],
         );
         let names: Vec<&str> = big.iter().map(|(name, _, _)| *name).collect();
-        assert_eq!(names, [BASELINE, ANCESTOR, RAW_SINK]);
+        assert_eq!(names, [BASELINE, ANCESTOR, ANCESTOR_SERVER, RAW_SINK]);
         assert_eq!(
-            (big[2].1.as_slice(), big[2].2),
+            (big[3].1.as_slice(), big[3].2),
             ([0.75, 0.5].as_slice(), Some(0.625))
         );
         assert_eq!(big[0].2, None);
         let small = reference_ratios(&values, "oneway16", &values[&key("oneway16", "ltp-codec")]);
         assert_eq!(small[0].2, Some(0.5));
-        assert!(small[2].1.is_empty() && small[2].2.is_none());
+        assert!(small[3].1.is_empty() && small[3].2.is_none());
     }
 }
