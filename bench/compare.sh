@@ -5,6 +5,7 @@
 #   bench/compare.sh --quick      # one short round (CI: proves it still works)
 #   bench/compare.sh --no-ancestor [...]   # without the Python ancestor (no venv, no registry)
 #   bench/compare.sh --no-python [...]     # without the Python package ltprotocol-rs
+#   bench/compare.sh --only oneway16,fanout64x100 [...]   # only these workloads (names below)
 #
 # Builds release binaries once, then for every round, every workload and every implementation
 # starts that implementation's server (`… serve --listen 127.0.0.1:0`, reading the port from
@@ -43,12 +44,16 @@ ROUNDS=5
 QUICK=0
 ANCESTOR=1
 PYTHON_PACKAGE=1
-for arg in "$@"; do
+ONLY=
+while [ $# -gt 0 ]; do
+    arg=$1
+    shift
     case "$arg" in
+        --only) ONLY=,${1:?--only takes a comma-separated list of workloads},; shift ;;
         --quick) QUICK=1; ROUNDS=1 ;;
         --no-ancestor) ANCESTOR=0 ;;
         --no-python) PYTHON_PACKAGE=0 ;;
-        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [--no-ancestor] [--no-python] [ROUNDS]" >&2; exit 2 ;;
+        ''|*[!0-9]*) echo "usage: bench/compare.sh [--quick] [--no-ancestor] [--no-python] [--only W1,W2] [ROUNDS]" >&2; exit 2 ;;
         *) ROUNDS=$arg ;;
     esac
 done
@@ -219,6 +224,7 @@ echo "$MACHINE" >&2
 for round in $(seq "$ROUNDS"); do
     for spec in "${WORKLOADS[@]}"; do
         IFS='|' read -r workload layout load impls <<< "$spec"
+        if [ -n "$ONLY" ] && [ "${ONLY#*,"$workload",}" = "$ONLY" ]; then continue; fi
         for impl in $impls; do
             if [ "$ANCESTOR" = 0 ] && [ "${impl#ancestor}" != "$impl" ]; then continue; fi
             if [ "$PYTHON_PACKAGE" = 0 ] && [ "${impl#python}" != "$impl" ]; then continue; fi
