@@ -12,6 +12,7 @@ use super::outbox::{NotQueued, Outbox};
 use super::reason::{ConnectionId, DisconnectReason, SendError};
 use crate::codec::{EncodedFrame, FrameCodec};
 use crate::frame::{Frame, HeaderFields};
+use crate::layout::HeaderLayout;
 use crate::protocol::Encode;
 use crate::request::{Correlation, RequestTable};
 use crate::transport::Addr;
@@ -121,6 +122,11 @@ impl ConnectionHandle {
 
     /// The outbox this connection's writer drains.
     #[inline]
+    /// The header layout this connection's frames are encoded with.
+    pub(crate) fn layout(&self) -> &HeaderLayout {
+        self.inner.codec.layout()
+    }
+
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.inner.outbox
     }
