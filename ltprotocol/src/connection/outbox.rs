@@ -260,14 +260,17 @@ impl Outbox {
     }
 
     /// Encodes `msg` and queues it, waiting for room: straight into the queue when there is
-    /// room, else into a buffer of its own that waits.
+    /// room, else into a buffer of its own that waits. `open` is the sender's own check, made
+    /// first: the one future a handle's `send` returns, with no async layer of its own.
     pub(crate) async fn send<M: Encode + ?Sized>(
         &self,
+        open: impl FnOnce() -> Result<(), SendError>,
         codec: &FrameCodec,
         msg: &M,
         fields: &HeaderFields,
         id: ConnectionId,
     ) -> Result<(), SendError> {
+        open()?;
         match self.try_encode(codec, msg, fields, id) {
             Ok(()) => Ok(()),
             Err(NotQueued::Failed(err)) => Err(err),
