@@ -1,5 +1,7 @@
 //! `ConnectionHandle::send` against a full outbox: it waits until the peer reads, and a send
-//! dropped while waiting queues nothing. Every frame accepted is delivered, in order.
+//! dropped while waiting queues nothing. Every frame accepted is delivered, in order; senders
+//! that wait are served in the order they began waiting, nothing jumps the line, and a waiter
+//! that gives up leaves no room behind.
 
 mod common;
 
@@ -17,6 +19,10 @@ const PAD: usize = 8 * 1024 - 7;
 /// The type of the frame sent by the waiting send, and of the one whose send is dropped.
 const WAITED: u8 = 9;
 const DROPPED: u8 = 10;
+/// The types of three senders waiting in line, the second of which gives up.
+const FIRST: u8 = 11;
+const GIVES_UP: u8 = 12;
+const THIRD: u8 = 13;
 
 fn marker(message_type: u8) -> Unknown {
     Unknown {
@@ -25,15 +31,9 @@ fn marker(message_type: u8) -> Unknown {
     }
 }
 
-#[tokio::test]
-async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
-    let (handler, mut seen) = Recorder::silent();
-    let server = start_server(demo_server().outbox_capacity(OUTBOX), handler).await;
-    let mut peer = connect(server.local_addr().as_tcp().unwrap()).await;
-    let conn = connection_of(&mut seen, peer.local_addr().unwrap()).await;
-
-    // The peer does not read: queue until the outbox stays full (the kernel's buffers fill
-    // first, then the outbox).
+/// Queues numbered frames with `try_send` until the outbox stays full while the peer does not
+/// read (the kernel's buffers fill first, then the outbox); returns how many were queued.
+async fn fill(conn: &ltprotocol::ConnectionHandle) -> u32 {
     let mut queued = 0u32;
     let mut full_in_a_row = 0;
     within(async {
@@ -54,6 +54,38 @@ async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
     })
     .await;
     assert!(queued > 0);
+    queued
+}
+
+/// Reads frames until the end of the stream: numbered ones must come in order; returns how
+/// many of them came, and the types of the others in the order they came.
+async fn read_all(mut peer: tokio::net::TcpStream) -> (u32, Vec<u8>) {
+    let mut next = 0u32;
+    let mut frames = Vec::new();
+    loop {
+        let mut head = [0u8; 1];
+        // End of stream ends the reading.
+        if within(peer.peek(&mut head)).await.is_ok_and(|n| n == 0) {
+            return (next, frames);
+        }
+        let (message_type, body) = read_frame(&mut peer).await;
+        if message_type == SEQ_TYPE {
+            let seq = u32::from_be_bytes(body[..4].try_into().unwrap());
+            assert_eq!(seq, next, "frames out of order or lost");
+            next += 1;
+        } else {
+            frames.push(message_type);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
+    let (handler, mut seen) = Recorder::silent();
+    let server = start_server(demo_server().outbox_capacity(OUTBOX), handler).await;
+    let peer = connect(server.local_addr().as_tcp().unwrap()).await;
+    let conn = connection_of(&mut seen, peer.local_addr().unwrap()).await;
+    let queued = fill(&conn).await;
 
     // A send that must wait: still waiting while nobody reads.
     let waiting = tokio::spawn({
@@ -69,25 +101,7 @@ async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
 
     // The peer reads everything: every queued frame in order, then the waited one, and
     // never the dropped one. Closing after the waited send ends the stream.
-    let reading = tokio::spawn(async move {
-        let mut next = 0u32;
-        let mut frames = Vec::new();
-        loop {
-            let mut head = [0u8; 1];
-            // End of stream ends the reading.
-            if within(peer.peek(&mut head)).await.is_ok_and(|n| n == 0) {
-                return (next, frames);
-            }
-            let (message_type, body) = read_frame(&mut peer).await;
-            if message_type == SEQ_TYPE {
-                let seq = u32::from_be_bytes(body[..4].try_into().unwrap());
-                assert_eq!(seq, next, "frames out of order or lost");
-                next += 1;
-            } else {
-                frames.push(message_type);
-            }
-        }
-    });
+    let reading = tokio::spawn(read_all(peer));
     within(waiting)
         .await
         .expect("the waiting send's task")
@@ -96,4 +110,58 @@ async fn a_send_waits_for_room_and_a_dropped_one_queues_nothing() {
     let (seqs, others) = within(reading).await.expect("the reader");
     assert_eq!(seqs, queued, "every frame accepted was delivered");
     assert_eq!(others, vec![WAITED], "the dropped send queued nothing");
+}
+
+#[tokio::test]
+async fn waiting_senders_are_served_in_order_and_one_that_gives_up_leaves_its_room() {
+    let (handler, mut seen) = Recorder::silent();
+    let server = start_server(demo_server().outbox_capacity(OUTBOX), handler).await;
+    let peer = connect(server.local_addr().as_tcp().unwrap()).await;
+    let conn = connection_of(&mut seen, peer.local_addr().unwrap()).await;
+    let queued = fill(&conn).await;
+
+    // Three senders join the line in turn (each polled once: it found no room and waits).
+    let (first, gives_up, third) = (marker(FIRST), marker(GIVES_UP), marker(THIRD));
+    let mut first = Box::pin(conn.send(&first));
+    let mut gives_up = Box::pin(conn.send(&gives_up));
+    let mut third = Box::pin(conn.send(&third));
+    for waiter in [first.as_mut(), gives_up.as_mut(), third.as_mut()] {
+        assert!(
+            futures::poll!(waiter).is_pending(),
+            "a send did not wait for room"
+        );
+    }
+    // While they wait, a sender that does not wait finds no room, even for a small frame.
+    assert!(matches!(
+        conn.try_send(&seq_msg(u32::MAX, 0)),
+        Err(SendError::QueueFull { .. })
+    ));
+    drop(gives_up);
+
+    // The peer reads: the numbered frames, then the waiters' in the order they joined.
+    let reading = tokio::spawn(read_all(peer));
+    within(first).await.expect("the first waiter is served");
+    within(third).await.expect("the third waiter is served");
+    // Once everything is written, the whole budget is free again: a frame as large as the
+    // outbox is accepted (the one that gave up left nothing held).
+    let whole = seq_msg(queued, OUTBOX - 7);
+    within(async {
+        while let Err(err) = conn.try_send(&whole) {
+            assert!(matches!(err, SendError::QueueFull { .. }), "{err}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    conn.close();
+    let (seqs, others) = within(reading).await.expect("the reader");
+    assert_eq!(
+        seqs,
+        queued + 1,
+        "every numbered frame accepted was delivered"
+    );
+    assert_eq!(
+        others,
+        vec![FIRST, THIRD],
+        "served in order, the one that gave up never"
+    );
 }

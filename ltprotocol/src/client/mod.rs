@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use self::backoff::Backoff;
 use self::backoff::Jitter;
-use crate::codec::FrameCodec;
+use crate::codec::{FrameCodec, NO_FIELDS};
 use crate::connection::{
     self, Builder, ConnectionHandle, ConnectionId, ConnectionOptions, DisconnectReason, Outbox,
     OutboxReceiver, SendError,
@@ -302,8 +302,11 @@ impl<P: Protocol> ReconnectingClient<P> {
     /// # Cancel safety
     ///
     /// Cancel safe: if the future is dropped before it completes, the message was not queued.
-    pub async fn send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
-        self.send_with(msg, &HeaderFields::new()).await
+    pub fn send<'a, M: Encode + ?Sized>(
+        &'a self,
+        msg: &'a M,
+    ) -> impl Future<Output = Result<(), SendError>> + 'a {
+        self.send_with(msg, &NO_FIELDS)
     }
 
     /// Like [`send`](Self::send), with extra header fields.
@@ -311,17 +314,17 @@ impl<P: Protocol> ReconnectingClient<P> {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_with<M: Encode + ?Sized>(
-        &self,
-        msg: &M,
-        fields: &HeaderFields,
-    ) -> Result<(), SendError> {
-        self.check_open()?;
+    pub fn send_with<'a, M: Encode + ?Sized>(
+        &'a self,
+        msg: &'a M,
+        fields: &'a HeaderFields,
+    ) -> impl Future<Output = Result<(), SendError>> + 'a {
+        // The outbox's future itself, not one wrapping it: a ready send moves its result once.
         let shared = &*self.shared;
+        let open = || self.check_open();
         shared
             .outbox
-            .send(&shared.codec, msg, fields, CLIENT_ID)
-            .await
+            .send(open, &shared.codec, msg, fields, CLIENT_ID)
     }
 
     /// Queues a raw frame with its own header fields, waiting while the queue is full.
@@ -329,8 +332,11 @@ impl<P: Protocol> ReconnectingClient<P> {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_frame(&self, frame: &Frame) -> Result<(), SendError> {
-        self.send_with(frame, &frame.fields).await
+    pub fn send_frame<'a>(
+        &'a self,
+        frame: &'a Frame,
+    ) -> impl Future<Output = Result<(), SendError>> + 'a {
+        self.send_with(frame, &frame.fields)
     }
 
     /// Queues `msg` if the queue has room now; never waits.

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::outbox::{NotQueued, Outbox};
 use super::reason::{ConnectionId, DisconnectReason, SendError};
-use crate::codec::{EncodedFrame, FrameCodec};
+use crate::codec::{EncodedFrame, FrameCodec, NO_FIELDS};
 use crate::frame::{Frame, HeaderFields};
+use crate::layout::HeaderLayout;
 use crate::protocol::Encode;
 use crate::request::{Correlation, RequestTable};
 use crate::transport::Addr;
@@ -121,6 +122,11 @@ impl ConnectionHandle {
 
     /// The outbox this connection's writer drains.
     #[inline]
+    /// The header layout this connection's frames are encoded with.
+    pub(crate) fn layout(&self) -> &HeaderLayout {
+        self.inner.codec.layout()
+    }
+
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.inner.outbox
     }
@@ -202,8 +208,11 @@ impl ConnectionHandle {
     /// # Cancel safety
     ///
     /// Cancel safe: if the future is dropped before it completes, the message was not queued.
-    pub async fn send<M: Encode + ?Sized>(&self, msg: &M) -> Result<(), SendError> {
-        self.send_with(msg, &HeaderFields::new()).await
+    pub fn send<'a, M: Encode + ?Sized>(
+        &'a self,
+        msg: &'a M,
+    ) -> impl Future<Output = Result<(), SendError>> + 'a {
+        self.send_with(msg, &NO_FIELDS)
     }
 
     /// Like [`send`](Self::send), with extra header fields (OpenFlow's `xid`, say).
@@ -211,14 +220,15 @@ impl ConnectionHandle {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_with<M: Encode + ?Sized>(
-        &self,
-        msg: &M,
-        fields: &HeaderFields,
-    ) -> Result<(), SendError> {
-        self.check_open()?;
+    pub fn send_with<'a, M: Encode + ?Sized>(
+        &'a self,
+        msg: &'a M,
+        fields: &'a HeaderFields,
+    ) -> impl Future<Output = Result<(), SendError>> + 'a {
+        // The outbox's future itself, not one wrapping it: a ready send moves its result once.
         let inner = &*self.inner;
-        inner.outbox.send(&inner.codec, msg, fields, inner.id).await
+        let open = || self.check_open();
+        inner.outbox.send(open, &inner.codec, msg, fields, inner.id)
     }
 
     /// Queues a raw frame with its own header fields, waiting while the outbox is full.
@@ -226,8 +236,11 @@ impl ConnectionHandle {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    pub async fn send_frame(&self, frame: &Frame) -> Result<(), SendError> {
-        self.send_with(frame, &frame.fields).await
+    pub fn send_frame<'a>(
+        &'a self,
+        frame: &'a Frame,
+    ) -> impl Future<Output = Result<(), SendError>> + 'a {
+        self.send_with(frame, &frame.fields)
     }
 
     /// Queues `msg` if the outbox has room now; never waits.

@@ -11,9 +11,17 @@
 //! The writer takes everything queued at once; only the first frame queued after a take wakes
 //! it.
 //!
-//! Room is a byte budget (a semaphore, so that waiting senders are served in order): a frame
-//! holds its size in it, but never more than the whole budget (a frame larger than the outbox
-//! is accepted when the outbox is empty), until the writer confirms it written.
+//! Room is a byte budget: a frame holds its size in it, but never more than the whole budget
+//! (a frame larger than the outbox is accepted when the outbox is empty), until the writer
+//! confirms it written. While no sender waits, the budget is counted under the queue's lock,
+//! in the same critical section that queues the frame. A sender that finds no room joins a
+//! semaphore, the wait queue that serves waiting senders in order: while any waits, the room
+//! the writer gives back is handed to the semaphore, and a new sender queues behind them
+//! instead of taking it; the last one to leave takes what the semaphore still holds back.
+//!
+//! No frame boundary is recorded per frame: where the writer needs one (a write the kernel took
+//! in part, to confirm the frames it took whole), it reads the frame's length from its header.
+//! A frame never straddles two segments.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,11 +29,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::task::AtomicWaker;
-use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::sync::Semaphore;
 
 use super::reason::{ConnectionId, SendError};
 use crate::codec::FrameCodec;
 use crate::frame::HeaderFields;
+use crate::layout::HeaderLayout;
 use crate::protocol::Encode;
 
 /// The sending end of a connection's queue: shared by every handle of the connection (or of
@@ -37,28 +46,40 @@ pub(crate) struct Outbox {
 
 #[derive(Debug)]
 struct Shared {
-    /// The frames queued: boxed, and only while there are any (an idle connection's outbox
-    /// holds a null pointer).
-    queue: Mutex<Option<Box<Queue>>>,
-    budget: Semaphore,
+    /// The frames queued and the room left: what a sender with room touches, under one lock.
+    state: Mutex<State>,
+    /// The wait queue of senders that found no room, served in order. It holds no permit
+    /// while no sender waits.
+    waiting: Semaphore,
     capacity: usize,
     /// Wakes the task that drains this outbox (one task: a connection's, or a client's):
     /// the first frame after a take, a close, an abort. A registered waker, not a `Notify`:
     /// waiting costs the task no future of its own.
     ready: AtomicWaker,
-    /// Set (under the queue's lock) once the receiving end is closed: nothing is queued after.
+    /// Set (under the state's lock) once the receiving end is closed: nothing is queued after.
     closed: AtomicBool,
     /// Set when the senders are done (a client closing): nothing more is accepted, and the
     /// connection draining this outbox writes what is queued and closes.
     draining: AtomicBool,
 }
 
+/// What the lock guards.
+#[derive(Debug)]
+struct State {
+    /// The frames queued: boxed, and only while there are any (an idle connection's outbox
+    /// holds a null pointer).
+    queue: Option<Box<Queue>>,
+    /// The room (bytes) not held by frames, nor handed to the wait queue.
+    room: usize,
+    /// Senders in the wait queue, from joining it until they queue their frame or give up:
+    /// while there are any, room goes to them, in order.
+    waiters: usize,
+}
+
 /// The frames queued and not yet taken by the writer.
 #[derive(Debug, Default)]
 struct Queue {
-    /// Each frame's length, in order.
-    frames: VecDeque<usize>,
-    /// Their bytes and the room they hold, in all.
+    /// How many frames, and their bytes and room, in all.
     totals: Totals,
     /// Their bytes, in order: the segments (each a closed batch or one shared frame), then
     /// `open`.
@@ -67,9 +88,10 @@ struct Queue {
     open: BytesMut,
 }
 
-/// The bytes of a run of frames, and the room (permits) they hold in the outbox.
+/// A run of frames: how many, their bytes, and the room (permits) they hold in the outbox.
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
+    frames: usize,
     bytes: usize,
     permits: usize,
 }
@@ -89,18 +111,36 @@ impl From<SendError> for NotQueued {
     }
 }
 
-/// The permits a frame of `len` bytes holds: its size, but never more than the whole budget.
-fn permits_for(len: usize, capacity: usize) -> u32 {
-    // `capacity` was clamped to u32::MAX in `outbox`.
-    u32::try_from(len.min(capacity)).unwrap_or(u32::MAX)
+/// The room a frame of `len` bytes holds: its size, but never more than the whole budget.
+#[inline]
+fn permits_for(len: usize, capacity: usize) -> usize {
+    len.min(capacity)
+}
+
+/// The length of the frame at the front of `bytes`, read from its header, within `bytes`;
+/// the whole of `bytes` if the header cannot say (never so for a frame we encoded: a segment
+/// ends where a frame does, so this errs on the side of confirming later).
+fn frame_len(layout: &HeaderLayout, bytes: &[u8]) -> usize {
+    let field = layout.length_field();
+    bytes
+        .get(field.offset()..)
+        .and_then(|at| field.int().read(at, layout.byte_order()))
+        .and_then(|raw| usize::try_from(layout.frame_len_of(raw)).ok())
+        .filter(|&len| len > 0 && len <= bytes.len())
+        .unwrap_or(bytes.len())
 }
 
 /// A new outbox of `capacity` bytes, and its receiving end.
 pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
+    // A waiting sender asks the semaphore for a u32 of permits.
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let shared = Arc::new(Shared {
-        queue: Mutex::new(None),
-        budget: Semaphore::new(capacity),
+        state: Mutex::new(State {
+            queue: None,
+            room: capacity,
+            waiters: 0,
+        }),
+        waiting: Semaphore::new(0),
         capacity,
         ready: AtomicWaker::new(),
         closed: AtomicBool::new(false),
@@ -111,10 +151,10 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
 
 impl Outbox {
     #[inline]
-    fn lock(&self) -> MutexGuard<'_, Option<Box<Queue>>> {
-        // Every critical section leaves the queue whole: usable after a panic elsewhere.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state whole: usable after a panic elsewhere.
         self.shared
-            .queue
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -144,8 +184,9 @@ impl Outbox {
     /// Whether no frame is queued (frames taken by the writer are not counted).
     pub(crate) fn is_empty(&self) -> bool {
         self.lock()
+            .queue
             .as_ref()
-            .is_none_or(|queue| queue.frames.is_empty())
+            .is_none_or(|queue| queue.totals.frames == 0)
     }
 
     /// Wakes the connection that drains this outbox, idle or writing, to look at its close and
@@ -173,17 +214,20 @@ impl Outbox {
         if self.is_closed() {
             return Err(SendError::Closed { id }.into());
         }
-        let queue = guard.get_or_insert_default();
+        let state = &mut *guard;
+        let queue = state.queue.get_or_insert_default();
         let start = queue.open.len();
         codec
             .encode_message_with(msg, fields, &mut queue.open)
             .map_err(SendError::from)?;
         let len = queue.open.len() - start;
-        if let Err(err) = self.take_room(len, id) {
+        let permits = permits_for(len, self.shared.capacity);
+        if state.waiters > 0 || state.room < permits {
             queue.open.truncate(start);
-            return Err(err);
+            return Err(NotQueued::Full(len));
         }
-        let first = queue.count(len, self.shared.capacity);
+        state.room -= permits;
+        let first = queue.count(len, permits);
         drop(guard);
         self.wake_if(first);
         Ok(())
@@ -191,15 +235,17 @@ impl Outbox {
 
     /// Queues an encoded frame if there is room now.
     pub(crate) fn try_queue(&self, frame: &Bytes, id: ConnectionId) -> Result<(), NotQueued> {
-        let mut guard = self.lock();
+        let mut state = self.lock();
         if self.is_closed() {
             return Err(SendError::Closed { id }.into());
         }
-        self.take_room(frame.len(), id)?;
-        let first = guard
-            .get_or_insert_default()
-            .push(frame, self.shared.capacity);
-        drop(guard);
+        let permits = permits_for(frame.len(), self.shared.capacity);
+        if state.waiters > 0 || state.room < permits {
+            return Err(NotQueued::Full(frame.len()));
+        }
+        state.room -= permits;
+        let first = state.queue.get_or_insert_default().push(frame, permits);
+        drop(state);
         self.wake_if(first);
         Ok(())
     }
@@ -214,14 +260,17 @@ impl Outbox {
     }
 
     /// Encodes `msg` and queues it, waiting for room: straight into the queue when there is
-    /// room, else into a buffer of its own that waits.
+    /// room, else into a buffer of its own that waits. `open` is the sender's own check, made
+    /// first: the one future a handle's `send` returns, with no async layer of its own.
     pub(crate) async fn send<M: Encode + ?Sized>(
         &self,
+        open: impl FnOnce() -> Result<(), SendError>,
         codec: &FrameCodec,
         msg: &M,
         fields: &HeaderFields,
         id: ConnectionId,
     ) -> Result<(), SendError> {
+        open()?;
         match self.try_encode(codec, msg, fields, id) {
             Ok(()) => Ok(()),
             Err(NotQueued::Failed(err)) => Err(err),
@@ -234,7 +283,7 @@ impl Outbox {
         }
     }
 
-    /// Waits for the room a frame of `len` bytes takes, then queues it.
+    /// Waits in line for the room a frame of `len` bytes takes, then queues it.
     async fn queue_when_room(
         &self,
         frame: &Bytes,
@@ -242,40 +291,44 @@ impl Outbox {
         id: ConnectionId,
     ) -> Result<(), SendError> {
         let permits = permits_for(len, self.shared.capacity);
-        let permit = self
-            .shared
-            .budget
+        // `capacity` was clamped to u32::MAX in `outbox`, and `permits` is at most that.
+        let permits = u32::try_from(permits).unwrap_or(u32::MAX);
+        let mut waiter = Waiter::join(self, id)?;
+        let permit = waiter
+            .semaphore()
             .acquire_many(permits)
             .await
             .map_err(|_| SendError::Closed { id })?;
-        let mut guard = self.lock();
+        let mut state = self.lock();
         if self.is_closed() {
             return Err(SendError::Closed { id });
         }
         permit.forget();
-        let first = guard
+        let first = state
+            .queue
             .get_or_insert_default()
-            .push(frame, self.shared.capacity);
-        drop(guard);
+            .push(frame, permits as usize);
+        waiter.leave(&mut state);
+        drop(state);
         self.wake_if(first);
         Ok(())
     }
 
-    /// Takes the room a frame of `len` bytes holds, if there is room now.
-    #[inline]
-    fn take_room(&self, len: usize, id: ConnectionId) -> Result<(), NotQueued> {
-        let permits = permits_for(len, self.shared.capacity);
-        match self.shared.budget.try_acquire_many(permits) {
-            Ok(permit) => {
-                permit.forget();
-                Ok(())
-            }
-            Err(TryAcquireError::Closed) => Err(SendError::Closed { id }.into()),
-            Err(TryAcquireError::NoPermits) => Err(NotQueued::Full(len)),
+    /// Gives back the room of frames written: to the senders waiting in line, if any.
+    fn give_back(&self, permits: usize) {
+        if permits == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.waiters > 0 {
+            self.shared.waiting.add_permits(permits);
+        } else {
+            state.room += permits;
         }
     }
 
     /// Wakes the writer for the first frame since it last took: it takes all it finds.
+    #[inline]
     fn wake_if(&self, first: bool) {
         if first {
             self.shared.ready.wake();
@@ -283,24 +336,73 @@ impl Outbox {
     }
 }
 
+/// A sender in the wait queue. Joining hands the room left to the semaphore; leaving (with
+/// its frame queued, or dropped) as the last one takes back what the semaphore still holds.
+struct Waiter<'a> {
+    outbox: &'a Outbox,
+    joined: bool,
+}
+
+impl<'a> Waiter<'a> {
+    fn join(outbox: &'a Outbox, id: ConnectionId) -> Result<Self, SendError> {
+        let mut state = outbox.lock();
+        if outbox.is_closed() {
+            return Err(SendError::Closed { id });
+        }
+        state.waiters += 1;
+        let room = std::mem::take(&mut state.room);
+        outbox.shared.waiting.add_permits(room);
+        Ok(Self {
+            outbox,
+            joined: true,
+        })
+    }
+
+    /// The wait queue, borrowed from this waiter: the wait cannot outlive it, so a wait
+    /// dropped half-served has given its permits back before the waiter leaves.
+    fn semaphore(&self) -> &Semaphore {
+        &self.outbox.shared.waiting
+    }
+
+    fn leave(&mut self, state: &mut State) {
+        if !std::mem::replace(&mut self.joined, false) {
+            return;
+        }
+        state.waiters -= 1;
+        if state.waiters == 0 {
+            state.room += self.outbox.shared.waiting.forget_permits(usize::MAX);
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.joined {
+            let mut state = self.outbox.lock();
+            self.leave(&mut state);
+        }
+    }
+}
+
 impl Queue {
-    /// Appends an encoded frame whose room is taken; says whether it is the first since the
-    /// writer last took.
-    fn push(&mut self, frame: &Bytes, capacity: usize) -> bool {
+    /// Appends an encoded frame whose room (`permits`) is taken; says whether it is the first
+    /// since the writer last took.
+    fn push(&mut self, frame: &Bytes, permits: usize) -> bool {
         if !self.open.is_empty() {
             self.segments.push_back(self.open.split().freeze());
         }
         self.segments.push_back(frame.clone());
-        self.count(frame.len(), capacity)
+        self.count(frame.len(), permits)
     }
 
-    /// Counts a frame of `len` bytes just appended (the outbox's `capacity` bounds the room
-    /// it holds); says whether it is the first since the writer last took.
-    fn count(&mut self, len: usize, capacity: usize) -> bool {
-        self.frames.push_back(len);
+    /// Counts a frame of `len` bytes just appended, holding `permits` of room; says whether
+    /// it is the first since the writer last took.
+    #[inline]
+    fn count(&mut self, len: usize, permits: usize) -> bool {
+        self.totals.frames += 1;
         self.totals.bytes += len;
-        self.totals.permits += permits_for(len, capacity) as usize;
-        self.frames.len() == 1
+        self.totals.permits += permits;
+        self.totals.frames == 1
     }
 }
 
@@ -316,35 +418,34 @@ pub(crate) struct OutboxReceiver {
 /// Frames taken from the queue and not yet confirmed written.
 #[derive(Debug, Default)]
 struct Taken {
-    /// The lengths of the frames, in order.
-    frames: VecDeque<usize>,
     /// Their bytes; the first segment starts with the first unconfirmed frame.
     segments: VecDeque<Bytes>,
     /// Bytes of the first unconfirmed frame written on this connection.
     written: usize,
-    /// The frames' bytes and room, in all.
+    /// How many frames, and their bytes and room, in all.
     totals: Totals,
 }
 
 impl OutboxReceiver {
     /// Frames queued or taken, not yet confirmed written.
     pub(crate) fn unsent(&self, outbox: &Outbox) -> usize {
-        let taken = self.taken.as_ref().map_or(0, |taken| taken.frames.len());
-        taken + outbox.lock().as_ref().map_or(0, |queue| queue.frames.len())
+        let taken = self.taken.as_ref().map_or(0, |taken| taken.totals.frames);
+        let queued = outbox.lock().queue.as_ref().map_or(0, |q| q.totals.frames);
+        taken + queued
     }
 
     /// Whether frames are taken and not yet confirmed.
     pub(crate) fn has_taken(&self) -> bool {
         self.taken
             .as_ref()
-            .is_some_and(|taken| !taken.frames.is_empty())
+            .is_some_and(|taken| taken.totals.frames > 0)
     }
 
     /// Refuses further frames; those already queued can still be drained.
     pub(crate) fn close(&mut self, outbox: &Outbox) {
-        let _queue = outbox.lock();
+        let _state = outbox.lock();
         outbox.shared.closed.store(true, Ordering::Release);
-        outbox.shared.budget.close();
+        outbox.shared.waiting.close();
     }
 
     /// Starts a new connection: the first frame not confirmed is written again whole (the
@@ -357,22 +458,18 @@ impl OutboxReceiver {
 
     /// Moves every queued frame behind those taken; false when nothing was queued.
     pub(crate) fn take(&mut self, outbox: &Outbox) -> bool {
-        let mut guard = outbox.lock();
-        let Some(queue) = guard.as_mut().filter(|queue| !queue.frames.is_empty()) else {
+        let mut state = outbox.lock();
+        let Some(queue) = state.queue.as_mut().filter(|queue| queue.totals.frames > 0) else {
             return false;
         };
         let taken = self.taken.get_or_insert_default();
-        if taken.frames.is_empty() {
-            // The emptied deque becomes the queue's: no allocation per batch.
-            std::mem::swap(&mut queue.frames, &mut taken.frames);
-        } else {
-            taken.frames.append(&mut queue.frames);
-        }
         if taken.segments.is_empty() {
+            // The emptied deque becomes the queue's: no allocation per batch.
             std::mem::swap(&mut queue.segments, &mut taken.segments);
         } else {
             taken.segments.append(&mut queue.segments);
         }
+        taken.totals.frames += queue.totals.frames;
         taken.totals.bytes += queue.totals.bytes;
         taken.totals.permits += queue.totals.permits;
         queue.totals = Totals::default();
@@ -396,43 +493,42 @@ impl OutboxReceiver {
     }
 
     /// Counts `count` more bytes written, and confirms the frames now written whole: their
-    /// room is given back.
-    pub(crate) fn written(&mut self, outbox: &Outbox, count: usize) {
+    /// room is given back. Frames of `layout`: where the kernel took only part of what was
+    /// taken, the frames it took whole are found by their headers.
+    pub(crate) fn written(&mut self, outbox: &Outbox, layout: &HeaderLayout, count: usize) {
         let Some(taken) = &mut self.taken else {
             return;
         };
         taken.written += count;
         if taken.written >= taken.totals.bytes {
             // Everything taken is written (the usual case): confirmed at once.
-            outbox.shared.budget.add_permits(taken.totals.permits);
-            taken.frames.clear();
+            let permits = taken.totals.permits;
             taken.segments.clear();
             taken.written = 0;
             taken.totals = Totals::default();
+            outbox.give_back(permits);
             return;
         }
+        let capacity = outbox.shared.capacity;
         let mut released = 0usize;
-        while let Some(&len) = taken.frames.front() {
+        while let Some(segment) = taken.segments.front_mut() {
+            // A frame lies within one segment, which starts with the first unconfirmed one.
+            let len = frame_len(layout, segment);
             if len > taken.written {
                 break;
             }
-            taken.frames.pop_front();
+            segment.advance(len);
+            if segment.is_empty() {
+                taken.segments.pop_front();
+            }
             taken.written -= len;
-            let permits = permits_for(len, outbox.shared.capacity) as usize;
+            let permits = permits_for(len, capacity);
             released += permits;
+            taken.totals.frames -= 1;
             taken.totals.bytes -= len;
             taken.totals.permits -= permits;
-            // A frame lies within one segment: drop its bytes, and the segment once empty.
-            if let Some(segment) = taken.segments.front_mut() {
-                segment.advance(len.min(segment.len()));
-                if segment.is_empty() {
-                    taken.segments.pop_front();
-                }
-            }
         }
-        if released > 0 {
-            outbox.shared.budget.add_permits(released);
-        }
+        outbox.give_back(released);
     }
 
     /// Waits until frames are queued and takes them (`false`), or until `closed` says so
@@ -458,9 +554,13 @@ impl OutboxReceiver {
         if !self.has_taken() {
             self.taken = None;
         }
-        let mut queue = outbox.lock();
-        if queue.as_ref().is_some_and(|queue| queue.frames.is_empty()) {
-            *queue = None;
+        let mut state = outbox.lock();
+        if state
+            .queue
+            .as_ref()
+            .is_some_and(|queue| queue.totals.frames == 0)
+        {
+            state.queue = None;
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::handle::ConnectionHandle;
 use super::outbox::{Outbox, OutboxReceiver};
+use crate::layout::HeaderLayout;
 
 /// The most slices one vectored write gathers: Linux's `IOV_MAX`, as many as one `writev`
 /// takes (a broadcast's frames are one slice each; 16 KiB of stack while a write is polled).
@@ -63,7 +64,7 @@ where
         } else {
             queue.take(outbox);
         }
-        write_taken(writer, queue, outbox, limit).await?;
+        write_taken(writer, queue, outbox, handle.layout(), limit).await?;
     }
     timed(limit, writer.flush()).await?;
     // TLS sends its close_notify here: a peer that stopped reading must not hold it.
@@ -75,6 +76,7 @@ async fn write_taken<W>(
     writer: &mut W,
     queue: &mut OutboxReceiver,
     outbox: &Outbox,
+    layout: &HeaderLayout,
     limit: Option<Duration>,
 ) -> io::Result<()>
 where
@@ -107,7 +109,7 @@ where
         // A stream that buffers (TLS) has taken the bytes, not the kernel: only after a flush
         // may they count as sent. A no-op on plain sockets.
         timed(limit, writer.flush()).await?;
-        queue.written(outbox, written);
+        queue.written(outbox, layout, written);
     }
     Ok(())
 }
