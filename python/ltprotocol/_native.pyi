@@ -144,8 +144,12 @@ class Options:
         max_connections: int = ...,
         max_connections_per_ip: Optional[int] = None,
         connect_timeout: float = ...,
+        inbox_messages: int = ...,
+        inbox_capacity: int = ...,
         tls: Optional[Union[ServerTls, ClientTls]] = None,
-    ) -> None: ...
+    ) -> None:
+        """``inbox_messages`` (1,024) and ``inbox_capacity`` (1 MiB of bodies) bound each
+        connection's inbox when the server or client has ``flow_control``."""
     @property
     def tls(self) -> bool: ...
 
@@ -188,9 +192,12 @@ class Server:
         max_events: int = ...,
         max_bytes: int = ...,
         options: Optional[Options] = None,
+        flow_control: bool = False,
     ) -> None:
         """Not yet listening. The event queue holds at most ``max_events`` events and about
-        ``max_bytes`` bytes of bodies; past that, connections stop reading (back-pressure)."""
+        ``max_bytes`` bytes of bodies; past that, connections stop reading (back-pressure).
+        With ``flow_control``, each connection also stops reading while it holds more than
+        ``options``' ``inbox_messages`` / ``inbox_capacity`` that were not ``release``\ d."""
     def listen(self, host: str, port: int) -> int:
         """Binds ``host:port`` (0: a free port), starts accepting; returns the port. Once."""
     @property
@@ -225,7 +232,15 @@ class Server:
     ) -> int: ...
     def outbox_capacity(self, conn_id: int) -> Optional[int]: ...
     def close(self, conn_id: int) -> None:
-        """Closes a connection once what it queued is written."""
+        """Closes a connection once what it queued is written (with flow control: it waits
+        for the program no more; messages past its inbox's bound are dropped)."""
+    def release(self, conn_id: int, messages: int) -> None:
+        """With flow control: the program took ``messages`` more messages of the connection
+        (call it in batches); it is read again once it holds half of each bound. Never
+        blocks; nothing happens for a connection that ended."""
+    def inbox(self, conn_id: int) -> Optional[Tuple[int, int, bool]]:
+        """With flow control: ``(messages, bytes, paused)`` the connection holds that were not
+        released; ``None`` without flow control or for a connection that ended."""
     def is_connected(self, conn_id: int) -> bool:
         """Whether the connection is live."""
     def connections(self) -> list[tuple[int, str]]:
@@ -255,8 +270,9 @@ class Client:
         max_events: int = ...,
         max_bytes: int = ...,
         options: Optional[Options] = None,
+        flow_control: bool = False,
     ) -> None:
-        """Starts connecting at once. Backoff defaults: 0.5 s, ×2, 30 s, ±20 %, unlimited
+        """Starts connecting at once (``flow_control``: as for ``Server``). Backoff defaults: 0.5 s, ×2, 30 s, ±20 %, unlimited
         attempts, reset after a connection that lasted 2 s."""
     def fileno(self) -> int:
         """The descriptor to watch for readability; when readable, call ``dispatch``."""
@@ -286,6 +302,10 @@ class Client:
     ) -> None: ...
     def close_connection(self, conn_id: int) -> None:
         """Closes a connection gracefully (the client then reconnects)."""
+    def release(self, conn_id: int, messages: int) -> None:
+        """As ``Server.release``."""
+    def inbox(self, conn_id: int) -> Optional[Tuple[int, int, bool]]:
+        """As ``Server.inbox``."""
     def is_connected(self, conn_id: int) -> bool:
         """Whether the connection is live."""
     @property

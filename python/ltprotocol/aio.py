@@ -88,6 +88,8 @@ _OPTION_NAMES = (
     "max_connections",
     "max_connections_per_ip",
     "connect_timeout",
+    "inbox_messages",
+    "inbox_capacity",
 )
 
 
@@ -319,14 +321,22 @@ class _Sends:
 
 
 class _Inbox:
-    """Received messages waiting for the application, and one waiter."""
+    """Items waiting for the application, and one waiter.
 
-    __slots__ = ("items", "waiter", "ended")
+    With ``release`` (a connection's messages, under flow control), taking items gives their
+    credit back to the runtime (``release(n)``), in batches: every ``step`` items, and
+    whenever the inbox runs empty, so that a paused connection always resumes once the
+    application has taken what it holds (see python/src/flow.rs)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("items", "waiter", "ended", "_release", "_step", "_taken")
+
+    def __init__(self, release: Optional[Any] = None, step: int = 1) -> None:
         self.items: Deque[Any] = collections.deque()
         self.waiter: Optional[asyncio.Future] = None
         self.ended = False
+        self._release = release
+        self._step = max(1, step)
+        self._taken = 0
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -344,6 +354,16 @@ class _Inbox:
         self.ended = True
         self.wake()
 
+    def take(self) -> Any:
+        """The next item, which must be there."""
+        item = self.items.popleft()
+        if self._release is not None:
+            self._taken += 1
+            if self._taken >= self._step or not self.items:
+                taken, self._taken = self._taken, 0
+                self._release(taken)
+        return item
+
     async def get(self, loop: asyncio.AbstractEventLoop) -> Any:
         """The next item; ``StopAsyncIteration`` once ended and empty."""
         while not self.items:
@@ -352,7 +372,7 @@ class _Inbox:
             if self.waiter is None or self.waiter.done():
                 self.waiter = loop.create_future()
             await self.waiter
-        return self.items.popleft()
+        return self.take()
 
 
 class Connection:
@@ -374,7 +394,8 @@ class Connection:
         #: ``FrameTooLarge``, ``BadLength``, ``DecodeError``, ``SlowReader``, ``TimedOut``,
         #: ``TlsError``...), or ``None`` while it is live.
         self.close_reason: Optional[ConnectionClosed] = None
-        self._inbox = _Inbox()
+        native = owner._native
+        self._inbox = _Inbox(lambda n: native.release(conn_id, n), owner._release_step)
         self._failure: Optional[BaseException] = None
         self._closed = owner._loop.create_future()
         self._sends = _Sends(
@@ -393,6 +414,20 @@ class Connection:
     def connected(self) -> bool:
         """Whether the connection is live (until its end has reached the event loop)."""
         return self.close_reason is None
+
+    @property
+    def pending(self) -> int:
+        """How many received messages wait for the program to take them (at most
+        ``inbox_messages``: past that, the connection is paused)."""
+        return len(self._inbox.items)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the connection is not being read because the program has not taken its
+        messages (it holds ``inbox_messages`` or ``inbox_capacity``); it is read again once
+        the program has taken it down to half of each. False once it has ended."""
+        state = self._owner._native.inbox(self.id)
+        return bool(state is not None and state[2])
 
     async def send(self, msg: Sendable, **header: int) -> None:
         """Queues ``msg`` (with extra header fields, e.g. ``xid=7``), waiting while the
@@ -527,6 +562,10 @@ class _Endpoint:
             messages = layout.msg_types.values()
         self._codec = _Codec(self._layout, messages or (), schema)
         self._options = _native.Options(tls=tls, **options)
+        inbox_messages = options.get("inbox_messages", _native.DEFAULTS["inbox_messages"])
+        #: Received messages are given back to the runtime's flow control this many at a
+        #: time (and whenever an inbox runs empty).
+        self._release_step = max(1, int(inbox_messages) // 8)
         self._native: Any = None
         self._loop: Any = None
         self._fd: Optional[int] = None
@@ -598,6 +637,12 @@ class Server(_Endpoint):
     ``ltprotocol.DEFAULTS`` and ``Options``): ``max_inbound``, ``max_outbound``,
     ``outbox_capacity``, ``frame_read_timeout``, ``idle_timeout``, ``write_timeout``,
     ``linger``, ``tls_timeout``, ``max_connections``, ``max_connections_per_ip``.
+
+    Flow control, per connection: ``inbox_messages`` (1,024) and ``inbox_capacity`` (1 MiB
+    of bodies) bound what a connection holds that the program has not taken; past either,
+    the runtime stops reading that connection (TCP slows that peer only; the others go on)
+    until the program has taken it down to half of each. ``conn.pending`` and
+    ``conn.paused`` show it.
     """
 
     def __init__(
@@ -631,7 +676,7 @@ class Server(_Endpoint):
             raise RuntimeError("the server is already listening")
         if self._closing:
             raise ConnectionClosed("the server is closed")
-        native = _native.Server(self._layout, options=self._options)
+        native = _native.Server(self._layout, options=self._options, flow_control=True)
         native.listen(host, port)
         self._address = native.local_address
         self._start(native)
@@ -729,8 +774,10 @@ class Client(_Endpoint):
     kept while disconnected and written first thing after the next connection (nothing is
     lost across reconnects; it waits while the queue of ``outbox_capacity`` bytes is full).
     ``async for msg in client`` yields the messages of every connection in turn, until the
-    client is closed. ``layout``, ``messages``, ``schema`` and the limits are as for
-    ``Server``; ``tls`` is a ``ClientTls``; ``connect_timeout`` (10 s).
+    client is closed. ``layout``, ``messages``, ``schema``, the limits and the flow control
+    (``inbox_messages``, ``inbox_capacity``: a connection whose messages the program does
+    not take stops being read) are as for ``Server``; ``tls`` is a ``ClientTls``;
+    ``connect_timeout`` (10 s).
     """
 
     def __init__(
@@ -781,7 +828,12 @@ class Client(_Endpoint):
         if self._native is not None:
             return
         native = _native.Client(
-            self._layout, self.host, self.port, options=self._options, **self._backoff
+            self._layout,
+            self.host,
+            self.port,
+            options=self._options,
+            flow_control=True,
+            **self._backoff,
         )
         self._sends = _Sends(
             self,
@@ -794,6 +846,13 @@ class Client(_Endpoint):
     def connected(self) -> bool:
         """Whether a connection is live."""
         return self.connection is not None
+
+    @property
+    def pending(self) -> int:
+        """How many received messages wait for the program to take them, over the
+        connections not yet read to their end (each holds at most ``inbox_messages``: past
+        that, it is paused)."""
+        return sum(len(conn._inbox.items) for conn in self._connections)
 
     async def wait_connected(self, timeout: Optional[float] = None) -> Connection:
         """The live connection, waiting for one if need be. Raises ``asyncio.TimeoutError``
@@ -841,7 +900,7 @@ class Client(_Endpoint):
             while self._connections:
                 inbox = self._connections[0]._inbox
                 if inbox.items:
-                    return inbox.items.popleft()
+                    return inbox.take()
                 if not inbox.ended:
                     break
                 self._connections.popleft()

@@ -18,7 +18,7 @@ use crate::options::Options;
 use crate::queue::{DEFAULT_MAX_BYTES, DEFAULT_MAX_EVENTS, Event, EventQueue};
 use crate::raw::RawMessage;
 use crate::runtime::{block_on, runtime};
-use crate::server::duration;
+use crate::server::{duration, inbox_limits};
 
 /// A reconnecting client. See NATIVE.md.
 #[pyclass(frozen, module = "ltprotocol._native")]
@@ -72,6 +72,7 @@ impl Client {
         initial_delay = None, factor = None, max_delay = None, jitter = None,
         max_attempts = None, reset_after = None,
         max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES, options = None,
+        flow_control = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -87,6 +88,7 @@ impl Client {
         max_events: usize,
         max_bytes: usize,
         options: Option<&Bound<'_, Options>>,
+        flow_control: bool,
     ) -> PyResult<Self> {
         let backoff = backoff(
             initial_delay,
@@ -100,7 +102,7 @@ impl Client {
             Arc::new(EventQueue::new(max_events, max_bytes).map_err(|err| {
                 PyOSError::new_err(format!("cannot make the wake-up socket: {err}"))
             })?);
-        let connections = Arc::new(Connections::default());
+        let connections = Arc::new(Connections::new(inbox_limits(flow_control, options)));
         let handler = Forward::new(queue.clone(), connections.clone());
         // The client's task is spawned on the module's runtime.
         let _entered = runtime()?.enter();
@@ -127,11 +129,10 @@ impl Client {
     /// Takes every queued event and calls `handler` with each (see NATIVE.md); returns how
     /// many there were. Never blocks.
     fn dispatch(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> PyResult<usize> {
-        self.dispatcher.dispatch(py, handler, |id| {
-            if let Some(conn) = self.connections.get(id) {
-                conn.close();
-            }
-        })
+        // A connection whose callback failed: its later messages are skipped, so its inbox
+        // is closed too (it waits for nobody).
+        self.dispatcher
+            .dispatch(py, handler, |id| self.connections.close(id))
     }
 
     /// Queues one message on connection `conn_id` (this very connection: a message sent
@@ -161,9 +162,7 @@ impl Client {
     /// Closes connection `conn_id` gracefully (the client then reconnects, as after any
     /// lost connection). Closing a connection that has ended does nothing.
     fn close_connection(&self, conn_id: u64) {
-        if let Some(conn) = self.connections.get(conn_id) {
-            conn.close();
-        }
+        self.connections.close(conn_id);
     }
 
     /// Whether connection `conn_id` is live.
@@ -181,11 +180,15 @@ impl Client {
 
     /// Starts closing and returns at once: no more sends; what is queued is written
     /// (connecting again if need be) until `timeout` seconds, then the client stops. Events go
-    /// on arriving, then a last `closed()`.
+    /// on arriving, then a last `closed()`. With flow control, connections no longer wait for
+    /// the program to take messages: those past a connection's inbox bound are dropped.
     fn close_start(&self, timeout: f64) -> PyResult<()> {
         let deadline = duration(timeout)?;
         let client = self.client.clone();
         let queue = self.queue.clone();
+        // Nobody waits for the program to read any more: what is past the inboxes' bound is
+        // dropped, so that every connection reads on to its end.
+        self.connections.close_inboxes();
         runtime()?.spawn(async move {
             client.close(deadline).await;
             queue.push_always(Event::Closed);
@@ -199,6 +202,7 @@ impl Client {
     fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<(usize, bool, u64)> {
         let deadline = duration(timeout)?;
         self.queue.drain_mode();
+        self.connections.close_inboxes();
         let client = self.client.clone();
         let report = block_on(py, async move { client.close(deadline).await })?;
         self.queue.push_always(Event::Closed);

@@ -9,6 +9,7 @@
 //! * [`queue`]: the bounded queue of events and its wake-up socket (no GIL on the workers);
 //! * [`forward`]: the library `Handler` that turns callbacks into queued events;
 //! * [`dispatch`]: on the Python thread, a batch walked in Rust, calling Python's callables;
+//! * [`flow`]: per-connection flow control (the asyncio API's bounded inboxes);
 //! * [`layout`]: `Layout`, from struct codes, presets and TOML layout files;
 //! * [`raw`]: a message as Python hands it over (type number, body bytes);
 //! * [`server`], [`client`]: the `Server` and `Client` classes;
@@ -26,6 +27,7 @@ mod client;
 mod dispatch;
 mod errors;
 mod exceptions;
+mod flow;
 mod forward;
 mod frame;
 mod layout;

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::exceptions::ConfigError;
+use crate::flow::{DEFAULT_INBOX_BYTES, DEFAULT_INBOX_MESSAGES, InboxLimits};
 use crate::tls::{ClientTls, ServerTls};
 
 /// Connection settings for `Server(..., options=)` and `Client(..., options=)`. Immutable.
@@ -28,6 +29,7 @@ pub(crate) struct Options {
     max_connections: usize,
     max_connections_per_ip: Option<usize>,
     connect_timeout: Duration,
+    inbox: InboxLimits,
     server_tls: Option<ServerTls>,
     client_tls: Option<ClientTls>,
 }
@@ -63,6 +65,10 @@ impl Options {
     /// * servers: `max_connections` (100,000), `max_connections_per_ip` (none), `tls`
     ///   (a `ServerTls`);
     /// * clients: `connect_timeout` (10 s), `tls` (a `ClientTls`).
+    /// * with flow control (`Server(..., flow_control=True)`, as the asyncio API runs):
+    ///   `inbox_messages` (1,024) and `inbox_capacity` (1 MiB of bodies): what a connection
+    ///   may hold that the program has not taken before it stops being read; it is read again
+    ///   once the program has taken it down to half of each.
     #[new]
     #[pyo3(signature = (
         *, max_inbound = None, max_outbound = None, outbox_capacity = DEFAULT_OUTBOX_BYTES,
@@ -71,7 +77,8 @@ impl Options {
         write_timeout = default_seconds(Timeouts::default().write),
         linger = DEFAULT_LINGER.as_secs_f64(), tls_timeout = DEFAULT_TLS_TIMEOUT.as_secs_f64(),
         max_connections = DEFAULT_MAX_CONNECTIONS, max_connections_per_ip = None,
-        connect_timeout = DEFAULT_CONNECT_TIMEOUT.as_secs_f64(), tls = None,
+        connect_timeout = DEFAULT_CONNECT_TIMEOUT.as_secs_f64(),
+        inbox_messages = DEFAULT_INBOX_MESSAGES, inbox_capacity = DEFAULT_INBOX_BYTES, tls = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -86,8 +93,16 @@ impl Options {
         max_connections: usize,
         max_connections_per_ip: Option<usize>,
         connect_timeout: f64,
+        inbox_messages: usize,
+        inbox_capacity: usize,
         tls: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        if inbox_messages == 0 || inbox_capacity == 0 {
+            return Err(ConfigError::new_err(format!(
+                "inbox_messages ({inbox_messages}) and inbox_capacity ({inbox_capacity}) must \
+                 be at least 1"
+            )));
+        }
         let (server_tls, client_tls) = match tls {
             None => (None, None),
             Some(tls) => {
@@ -116,6 +131,10 @@ impl Options {
             max_connections,
             max_connections_per_ip,
             connect_timeout: seconds("connect_timeout", connect_timeout)?,
+            inbox: InboxLimits {
+                messages: inbox_messages,
+                bytes: inbox_capacity,
+            },
             server_tls,
             client_tls,
         })
@@ -129,6 +148,11 @@ impl Options {
 }
 
 impl Options {
+    /// The bound of each connection's inbox, for flow control.
+    pub(crate) fn inbox_limits(&self) -> InboxLimits {
+        self.inbox
+    }
+
     fn apply_common<Side>(&self, builder: &mut Builder<Side>) {
         if let Some(max) = self.max_inbound {
             builder.max_inbound(max);
@@ -193,5 +217,7 @@ pub(crate) fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("tls_timeout", DEFAULT_TLS_TIMEOUT.as_secs_f64())?;
     dict.set_item("max_connections", DEFAULT_MAX_CONNECTIONS)?;
     dict.set_item("connect_timeout", DEFAULT_CONNECT_TIMEOUT.as_secs_f64())?;
+    dict.set_item("inbox_messages", DEFAULT_INBOX_MESSAGES)?;
+    dict.set_item("inbox_capacity", DEFAULT_INBOX_BYTES)?;
     Ok(dict)
 }

@@ -244,7 +244,13 @@ impl EventQueue {
         self.room.notify_waiters();
     }
 
-    /// How many messages [`drain_mode`](Self::drain_mode) dropped.
+    /// Counts a message dropped before it was pushed (a closed connection's inbox was full).
+    pub(crate) fn count_dropped(&self) {
+        self.state().dropped += 1;
+    }
+
+    /// How many messages were dropped: by [`drain_mode`](Self::drain_mode), and counted by
+    /// [`count_dropped`](Self::count_dropped).
     pub(crate) fn dropped(&self) -> u64 {
         self.state().dropped
     }

@@ -12,6 +12,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::dispatch::Dispatcher;
 use crate::errors::{ConnectionClosed, EncodeError, send_error};
+use crate::flow::InboxLimits;
 use crate::forward::{Connections, Forward};
 use crate::layout::Layout;
 use crate::options::Options;
@@ -49,16 +50,20 @@ impl Server {
 #[pymethods]
 impl Server {
     /// A server for `layout`, not yet listening. Its queue holds at most `max_events` events
-    /// and about `max_bytes` bytes of bodies before the connections stop reading.
+    /// and about `max_bytes` bytes of bodies before the connections stop reading. With
+    /// `flow_control`, each connection also stops reading while it holds more messages than
+    /// the program took (`release`) allows: `options`' `inbox_messages` / `inbox_capacity`.
     #[new]
     #[pyo3(signature = (
         layout, *, max_events = DEFAULT_MAX_EVENTS, max_bytes = DEFAULT_MAX_BYTES, options = None,
+        flow_control = false,
     ))]
     fn new(
         layout: &Layout,
         max_events: usize,
         max_bytes: usize,
         options: Option<&Bound<'_, Options>>,
+        flow_control: bool,
     ) -> PyResult<Self> {
         let queue =
             Arc::new(EventQueue::new(max_events, max_bytes).map_err(|err| {
@@ -68,7 +73,7 @@ impl Server {
             layout: layout.inner.clone(),
             dispatcher: Dispatcher::new(queue.clone()),
             queue,
-            connections: Arc::new(Connections::default()),
+            connections: Arc::new(Connections::new(inbox_limits(flow_control, options))),
             server: OnceLock::new(),
             options: options.map(|o| o.get().clone()),
         })
@@ -112,11 +117,10 @@ impl Server {
     /// Takes every queued event and calls `handler` with each (see NATIVE.md); returns how
     /// many there were. Never blocks.
     fn dispatch(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> PyResult<usize> {
-        self.dispatcher.dispatch(py, handler, |id| {
-            if let Some(conn) = self.connections.get(id) {
-                conn.close();
-            }
-        })
+        // A connection whose callback failed: its later messages are skipped, so its inbox
+        // is closed too (it waits for nobody).
+        self.dispatcher
+            .dispatch(py, handler, |id| self.connections.close(id))
     }
 
     /// Queues one message on connection `conn_id`. Never waits.
@@ -171,9 +175,7 @@ impl Server {
     /// Closes connection `conn_id` gracefully: what it queued is written first. Closing a
     /// connection that has ended does nothing.
     fn close(&self, conn_id: u64) {
-        if let Some(conn) = self.connections.get(conn_id) {
-            conn.close();
-        }
+        self.connections.close(conn_id);
     }
 
     /// Whether connection `conn_id` is live.
@@ -196,10 +198,15 @@ impl Server {
     /// Starts a graceful shutdown and returns at once: stops accepting, lets every
     /// connection write what it queued, closes them; at `timeout` seconds what is left is
     /// closed at once. Events go on arriving (the disconnections), then a last `closed()`.
+    /// With flow control, connections no longer wait for the program to take messages:
+    /// those past a connection's inbox bound are dropped.
     fn shutdown_start(&self, timeout: f64) -> PyResult<()> {
         let deadline = duration(timeout)?;
         let queue = self.queue.clone();
         let server = self.server.get().cloned();
+        // Nobody waits for the program to read any more: what is past the inboxes' bound is
+        // dropped, so that every connection reads on to its end.
+        self.connections.close_inboxes();
         runtime()?.spawn(async move {
             if let Some(server) = server {
                 server.shutdown(deadline).await;
@@ -216,6 +223,7 @@ impl Server {
     fn shutdown(&self, py: Python<'_>, timeout: f64) -> PyResult<(usize, usize, usize, u64)> {
         let deadline = duration(timeout)?;
         self.queue.drain_mode();
+        self.connections.close_inboxes();
         let Some(server) = self.server.get().cloned() else {
             return Ok((0, 0, 0, 0));
         };
@@ -236,6 +244,15 @@ impl Server {
     fn __clear__(&self) {
         self.dispatcher.clear();
     }
+}
+
+/// The bound of each connection's inbox when `flow_control` is on: the options', else the
+/// defaults.
+pub(crate) fn inbox_limits(
+    flow_control: bool,
+    options: Option<&Bound<'_, Options>>,
+) -> Option<InboxLimits> {
+    flow_control.then(|| options.map_or_else(InboxLimits::default, |o| o.get().inbox_limits()))
 }
 
 /// A timeout in seconds as a `Duration`.
