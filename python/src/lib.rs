@@ -18,6 +18,9 @@
 //!   schemas), [`options`] (limits, timeouts), [`tls`], [`sending`] (sends with header
 //!   fields, and sends that wait for room).
 #![forbid(unsafe_code)]
+// A Python extension has no public Rust API: its documentation is the private items', built
+// with `cargo doc --document-private-items` (as CI does), where these links resolve.
+#![allow(rustdoc::private_intra_doc_links)]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
