@@ -23,7 +23,7 @@
 # needs python3 with venv and the Python package registry the first time); for one-way 16 B and
 # fan-out, ancestor-server (the ancestor's server driven by the hand-rolled client: its own
 # Python receivers, not its server, limit the ancestor row there) and python-server (our Python
-# package ltprotocol-rs, python/bench/ltp_bench_server.py: the ancestor's API, a Python
+# package ltprotocol-rs running the ancestor's bench server, unchanged but for listening: a Python
 # `recv_callback` per message and `server.send` broadcasts, driven by the same hand-rolled
 # client; built and installed in python/.venv-test by python/build.sh --no-pytest, which needs
 # the Rust toolchain and the Python package registry); for the two large-body one-way
@@ -94,7 +94,6 @@ if [ "$PYTHON_PACKAGE" = 1 ]; then
     fi
     PACKAGE_PY=python/.venv-test/bin/python
 fi
-PACKAGE_BENCH=python/bench/ltp_bench_server.py
 # Each conns run holds CONNS sockets in the client and as many in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -125,7 +124,7 @@ server_cmd() {
         lengthdelimited) echo "$BIN/baseline-lengthdelimited serve --listen 127.0.0.1:0 --layout $2" ;;
         rawtcp) echo "$BIN/baseline-rawtcp serve --listen 127.0.0.1:0 --layout $2" ;;
         ancestor*) echo "$ANCESTOR_PY $ANCESTOR_BENCH serve --listen 127.0.0.1:0 --layout $2" ;;
-        python-server) echo "$PACKAGE_PY $PACKAGE_BENCH --listen 127.0.0.1:0 --layout $2" ;;
+        python-server) echo "$PACKAGE_PY $ANCESTOR_BENCH serve --listen 127.0.0.1:0 --layout $2" ;;
     esac
 }
 

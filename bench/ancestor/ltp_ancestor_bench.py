@@ -21,6 +21,10 @@ pull producer on the connection's transport, sending a batch of about 19 KB per 
 its own and a plain loop would buffer the whole run in memory. `verbose=False` everywhere
 (its default, True, formats a log line per broadcast write).
 
+`serve` runs as it is on ltprotocol-rs too (python/: the ancestor's API on our Rust runtime),
+but for how it listens (`server.listen(port, interface=HOST)`: that server is not a Twisted
+factory): bench/compare.sh's `python-server` rows run it with python/.venv-test's interpreter.
+
 The wire protocol, modes and the result line are those of `ltp bench` (see
 ltp/src/cmd/bench/mod.rs): DATA 1, END 2, REPORT 3 (u64 count, u64 body bytes), FANOUT 4
 (u64 count, u32 size), ECHO 5, big-endian; `--layout ltprotocol` ([length u16][type u8], the
@@ -162,7 +166,7 @@ def pattern_body(size, seq):
 
 
 def start_server(host, port, layout):
-    """An LTTwistedServer answering the bench protocol; returns Twisted's listening port."""
+    """An LTTwistedServer answering the bench protocol; returns the address it listens on."""
     max_body = LAYOUTS[layout][2] - LAYOUTS[layout][1]
     server = None
 
@@ -202,20 +206,24 @@ def start_server(host, port, layout):
             conn.send(Report(delivered, delivered * msg.size))
 
     server = LTTwistedServer(bench_protocol(layout), recv, new_conn, verbose=False)
+    if not hasattr(server, "buildProtocol"):
+        # ltprotocol-rs (python/): the same API on a Rust runtime, whose server is not a
+        # Twisted factory; it binds itself (backlog 1024) and says which port it got.
+        return host, server.listen(port, interface=host)
     # Backlog 1024, as tokio's `TcpListener::bind`: Twisted's default of 50 makes a chunk of
     # simultaneous connects wait out SYN retransmits (setup time only, nothing measured).
-    return reactor.listenTCP(port, server, interface=host, backlog=1024)
+    addr = reactor.listenTCP(port, server, interface=host, backlog=1024).getHost()
+    return addr.host, addr.port
 
 
 def serve(args):
     host, _, port = args.listen.rpartition(":")
     try:
-        listening = start_server(host.strip("[]") or "127.0.0.1", int(port), args.layout)
+        host, port = start_server(host.strip("[]") or "127.0.0.1", int(port), args.layout)
     except Exception as err:  # noqa: BLE001 - reported and exit code 1
         print(f"ancestor: cannot listen on {args.listen}: {err}", file=sys.stderr)
         return 1
-    addr = listening.getHost()
-    print(json.dumps({"event": "listening", "addr": f"{addr.host}:{addr.port}"},
+    print(json.dumps({"event": "listening", "addr": f"{host}:{port}"},
                      separators=(",", ":")), flush=True)
     reactor.run()
     return 0
