@@ -11,20 +11,38 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ltprotocol::{ConnectionHandle, HeaderFields, SendError};
+use ltprotocol::{ConnectionHandle, HeaderFields, HeaderLayout, SendError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::client::Client;
 use crate::errors::{ConnectionClosed, EncodeError, send_error};
+use crate::forward::Connections;
 use crate::frame::header_fields;
 use crate::queue::{Event, EventQueue};
 use crate::raw::RawMessage;
 use crate::runtime::runtime;
 use crate::server::Server;
 
-fn closed(id: u64) -> PyErr {
-    ConnectionClosed::new_err(format!("connection #{id} is closed"))
+/// Connection `conn_id`'s handle while it is live; else `ConnectionClosed`.
+fn live(connections: &Connections, conn_id: u64) -> PyResult<ConnectionHandle> {
+    connections
+        .get(conn_id)
+        .ok_or_else(|| ConnectionClosed::new_err(format!("connection #{conn_id} is closed")))
+}
+
+/// Queues one message with extra header fields by name on `conn` now, for the
+/// `try_send_frame` of `Server` and `Client`.
+fn try_send_frame(
+    layout: &HeaderLayout,
+    conn: &ConnectionHandle,
+    message_type: i128,
+    body: &[u8],
+    header: Option<&Bound<'_, PyDict>>,
+) -> PyResult<()> {
+    let fields = header_fields(layout, header)?;
+    conn.try_send_with(&RawMessage { message_type, body }, &fields)
+        .map_err(|err| send_error(&err))
 }
 
 /// Waits for room on `conn`, queues the message, and reports with `token`.
@@ -61,13 +79,8 @@ impl Server {
         body: &[u8],
         header: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let fields = header_fields(&self.layout, header)?;
-        let conn = self
-            .connections
-            .get(conn_id)
-            .ok_or_else(|| closed(conn_id))?;
-        conn.try_send_with(&RawMessage { message_type, body }, &fields)
-            .map_err(|err| send_error(&err))
+        let conn = live(&self.connections, conn_id)?;
+        try_send_frame(&self.layout, &conn, message_type, body, header)
     }
 
     /// Queues one message on connection `conn_id` once its outbox has room, and reports
@@ -84,10 +97,7 @@ impl Server {
         header: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
         let fields = header_fields(&self.layout, header)?;
-        let conn = self
-            .connections
-            .get(conn_id)
-            .ok_or_else(|| closed(conn_id))?;
+        let conn = live(&self.connections, conn_id)?;
         let body = Bytes::copy_from_slice(body);
         send_later(self.queue.clone(), conn, token, message_type, body, fields)
     }
@@ -170,13 +180,8 @@ impl Client {
         body: &[u8],
         header: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let fields = header_fields(&self.layout, header)?;
-        let conn = self
-            .connections
-            .get(conn_id)
-            .ok_or_else(|| closed(conn_id))?;
-        conn.try_send_with(&RawMessage { message_type, body }, &fields)
-            .map_err(|err| send_error(&err))
+        let conn = live(&self.connections, conn_id)?;
+        try_send_frame(&self.layout, &conn, message_type, body, header)
     }
 
     /// As `Server.send_frame_later`, on connection `conn_id` of the client.
@@ -190,10 +195,7 @@ impl Client {
         header: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
         let fields = header_fields(&self.layout, header)?;
-        let conn = self
-            .connections
-            .get(conn_id)
-            .ok_or_else(|| closed(conn_id))?;
+        let conn = live(&self.connections, conn_id)?;
         let body = Bytes::copy_from_slice(body);
         send_later(self.queue.clone(), conn, token, message_type, body, fields)
     }
