@@ -26,6 +26,12 @@ class NumMsg(LTMessage):
     def unpack(body):
         return NumMsg(struct.unpack(">I", body)[0])
 
+    def __eq__(self, other):
+        return isinstance(other, NumMsg) and other.num == self.num
+
+    def __hash__(self):
+        return hash((NumMsg, self.num))
+
     def __repr__(self):
         return "NumMsg(%d)" % self.num
 
@@ -46,6 +52,12 @@ class StrMsg(LTMessage):
     @staticmethod
     def unpack(body):
         return StrMsg(body.decode())
+
+    def __eq__(self, other):
+        return isinstance(other, StrMsg) and other.text == self.text
+
+    def __hash__(self):
+        return hash((StrMsg, self.text))
 
     def __repr__(self):
         return "StrMsg(%r)" % self.text

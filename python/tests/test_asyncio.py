@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 import ltprotocol
-from helpers import default_sigint
+from helpers import NumMsg, StrMsg, default_sigint
 from ltprotocol import (
     BadLength,
     Client,
@@ -41,54 +41,6 @@ from ltprotocol import (
 TIMEOUT = 60.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
-
-
-class NumMsg:
-    """Type 1: a u32, big-endian (the ancestor's demo message, as an LTMessage would be)."""
-
-    def __init__(self, num):
-        self.num = num
-
-    @staticmethod
-    def get_type():
-        return 1
-
-    def pack(self):
-        return struct.pack(">I", self.num)
-
-    @staticmethod
-    def unpack(body):
-        return NumMsg(struct.unpack(">I", body)[0])
-
-    def __eq__(self, other):
-        return isinstance(other, NumMsg) and other.num == self.num
-
-    def __repr__(self):
-        return "NumMsg(%d)" % self.num
-
-
-class StrMsg:
-    """Type 2: the rest of the body as UTF-8."""
-
-    def __init__(self, text):
-        self.text = text
-
-    @staticmethod
-    def get_type():
-        return 2
-
-    def pack(self):
-        return self.text.encode()
-
-    @staticmethod
-    def unpack(body):
-        return StrMsg(body.decode())
-
-    def __eq__(self, other):
-        return isinstance(other, StrMsg) and other.text == self.text
-
-    def __repr__(self):
-        return "StrMsg(%r)" % self.text
 
 
 DEMO = [NumMsg, StrMsg]
