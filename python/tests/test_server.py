@@ -13,7 +13,6 @@ from helpers import (
     connect_raw,
     demo_protocol,
     frame,
-    recv_exact,
     recv_frame,
     wait_closed,
 )
