@@ -179,12 +179,14 @@ impl<'a> Body<'a> {
     }
 
     /// Whether the body is empty.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
     /// The whole body as `Bytes`: a slice of the backing, or a copy when that would pin more
     /// than [`MAX_PIN_RATIO`] times its size.
+    #[inline]
     pub fn to_bytes(&self) -> Bytes {
         self.bytes_of(self.bytes)
     }
@@ -192,6 +194,7 @@ impl<'a> Body<'a> {
     /// `sub`, a sub-slice of this body, as `Bytes`: a slice of the backing, or a copy when
     /// that would pin more than [`MAX_PIN_RATIO`] times its size. A `sub` that does not lie
     /// in the body is copied.
+    #[inline]
     pub fn bytes_of(&self, sub: &'a [u8]) -> Bytes {
         if sub.is_empty() {
             return Bytes::new();
@@ -210,6 +213,7 @@ impl<'a> Body<'a> {
     }
 
     /// The same backing over `bytes`, a sub-slice of this body.
+    #[inline]
     fn narrow(&self, bytes: &'a [u8]) -> Self {
         Self { bytes, ..*self }
     }
@@ -227,12 +231,14 @@ impl fmt::Debug for Body<'_> {
 }
 
 impl<'a> From<&'a Bytes> for Body<'a> {
+    #[inline]
     fn from(bytes: &'a Bytes) -> Self {
         Self::from_bytes(bytes)
     }
 }
 
 impl<'a> From<&'a [u8]> for Body<'a> {
+    #[inline]
     fn from(bytes: &'a [u8]) -> Self {
         Self::new(bytes)
     }
@@ -269,6 +275,7 @@ pub struct BodyReader<'a> {
 
 impl<'a> BodyReader<'a> {
     /// A reader over `body`: a [`Body`], a `&Bytes` or a `&[u8]`.
+    #[inline]
     pub fn new(body: impl Into<Body<'a>>, order: ByteOrder) -> Self {
         Self {
             body: body.into(),
@@ -277,6 +284,7 @@ impl<'a> BodyReader<'a> {
     }
 
     /// The byte order integers are read in.
+    #[inline]
     pub fn order(&self) -> ByteOrder {
         self.order
     }
@@ -304,6 +312,7 @@ impl<'a> BodyReader<'a> {
     /// # Errors
     ///
     /// [`BodyErrorKind::TooShort`] when fewer than `n` bytes are left.
+    #[inline]
     pub fn take_slice(&mut self, n: usize) -> Result<&'a [u8], BodyError> {
         match self.body.as_slice().split_at_checked(n) {
             Some((head, tail)) => {
@@ -319,6 +328,7 @@ impl<'a> BodyReader<'a> {
     /// # Errors
     ///
     /// [`BodyErrorKind::TooShort`] when fewer than `n` bytes are left.
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<Bytes, BodyError> {
         let body = self.body;
         self.take_slice(n).map(|head| body.bytes_of(head))
@@ -329,6 +339,7 @@ impl<'a> BodyReader<'a> {
     /// # Errors
     ///
     /// [`BodyErrorKind::TooShort`] when fewer than `N` bytes are left.
+    #[inline]
     pub fn take_array<const N: usize>(&mut self) -> Result<[u8; N], BodyError> {
         match self.body.as_slice().split_first_chunk::<N>() {
             Some((head, tail)) => {
@@ -340,6 +351,7 @@ impl<'a> BodyReader<'a> {
     }
 
     /// Everything that is left as `Bytes`, by the [`Body`]'s pinning rule.
+    #[inline]
     pub fn take_rest(&mut self) -> Bytes {
         let body = self.body;
         body.bytes_of(self.take_rest_slice())
@@ -350,6 +362,7 @@ impl<'a> BodyReader<'a> {
     /// # Errors
     ///
     /// [`BodyErrorKind::TrailingBytes`] when bytes are left.
+    #[inline]
     pub fn finish(&self) -> Result<(), BodyError> {
         if self.body.is_empty() {
             Ok(())
@@ -362,6 +375,7 @@ impl<'a> BodyReader<'a> {
     }
 
     /// Everything that is left, borrowed.
+    #[inline]
     fn take_rest_slice(&mut self) -> &'a [u8] {
         let rest = self.body.as_slice();
         self.body = self.body.narrow(&[]);
@@ -531,6 +545,7 @@ macro_rules! wire_int {
                 }
             }
 
+            #[inline]
             fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
                 let bytes = r.take_array::<{ std::mem::size_of::<$t>() }>()?;
                 Ok(match r.order() {
@@ -552,6 +567,7 @@ impl Wire for bool {
         w.put_slice(&[u8::from(*self)]);
     }
 
+    #[inline]
     fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         match r.take_array::<1>()? {
             [0] => Ok(false),
@@ -570,6 +586,7 @@ impl<const N: usize> Wire for [u8; N] {
         w.put_slice(self);
     }
 
+    #[inline]
     fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         r.take_array::<N>()
     }
@@ -586,6 +603,7 @@ impl Wire for Bytes {
         w.put_slice(self);
     }
 
+    #[inline]
     fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         Ok(r.take_rest())
     }
@@ -601,6 +619,7 @@ impl Wire for Vec<u8> {
         w.put_slice(self);
     }
 
+    #[inline]
     fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         Ok(r.take_rest_slice().to_vec())
     }
@@ -616,6 +635,7 @@ impl Wire for String {
         w.put_slice(self.as_bytes());
     }
 
+    #[inline]
     fn read(r: &mut BodyReader<'_>) -> Result<Self, BodyError> {
         match std::str::from_utf8(r.take_rest_slice()) {
             Ok(s) => Ok(s.to_owned()),

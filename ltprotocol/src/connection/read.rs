@@ -191,8 +191,9 @@ enum Next {
     /// The auto-reply rule answers it with this frame (boxed: a rare path, and the common
     /// one moves nothing large).
     Answer(Box<Frame>),
-    /// Decode the frame that starts at this offset of the chunk, and hand it to the handler.
-    Deliver(usize),
+    /// Decode the frame of this type that starts at this offset of the chunk (it ends where
+    /// the frames gone through end), and hand it to the handler.
+    Deliver(usize, MessageType),
 }
 
 /// What becomes of a received frame before it is decoded.
@@ -289,25 +290,15 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
     ) -> Result<(), DisconnectReason> {
         let codec = self.codec();
         loop {
-            let start = match self.next_to_await(chunk, delivered, share)? {
+            let (start, message_type) = match self.next_to_await(chunk, delivered, share)? {
                 None => return Ok(()),
                 Some(Next::Answer(reply)) => {
                     self.answer(&reply).await;
                     continue;
                 }
-                Some(Next::Deliver(start)) => start,
+                Some(Next::Deliver(start, message_type)) => (start, message_type),
             };
-            // The frame was read and checked already: read again here, its header is a few
-            // loads, and the loop above returns one offset rather than a frame.
             let frame = chunk.get(start..*delivered).unwrap_or_default();
-            let message_type = match codec.peek_usual(frame) {
-                Some((_, message_type)) => message_type,
-                None => match codec.peek(frame) {
-                    Ok(Some((_, message_type))) => message_type,
-                    Ok(None) => return Ok(()),
-                    Err(err) => return Err(protocol_error(err)),
-                },
-            };
             let fields = if codec.has_extra_fields() {
                 codec.fields_of(frame).map_err(protocol_error)?
             } else {
@@ -383,7 +374,7 @@ impl<P: Protocol, H: Handler<P>> Delivery<'_, P, H> {
             match before {
                 Before::Taken => {}
                 Before::Answer(reply) => break Some(Next::Answer(Box::new(reply))),
-                Before::Deliver => break Some(Next::Deliver(start)),
+                Before::Deliver => break Some(Next::Deliver(start, message_type)),
             }
         };
         *delivered = at;
