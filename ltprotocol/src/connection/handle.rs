@@ -48,9 +48,14 @@ struct HandleInner {
     /// connection holds).
     extras: OnceLock<Box<Extras>>,
     /// The connection's `tracing` span (its id and peer): every log line of the connection's
-    /// task is in it. Kept here, not in the task, which every idle connection pays for.
-    span: tracing::Span,
+    /// task is in it. Kept here, not in the task, which every idle connection pays for; and
+    /// boxed, only while it is enabled (a subscriber that logs at info or finer for the
+    /// library): a server logging warnings only keeps a null pointer.
+    span: Option<Box<tracing::Span>>,
 }
+
+/// The span of every connection whose own span is disabled.
+static NO_SPAN: tracing::Span = tracing::Span::none();
 
 /// The parts of a connection's handle that only some connections use.
 #[derive(Debug, Default)]
@@ -117,7 +122,7 @@ impl ConnectionHandle {
                 unsent: AtomicUsize::new(0),
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
                 extras: OnceLock::new(),
-                span,
+                span: (!span.is_disabled()).then(|| Box::new(span)),
             }),
         }
     }
@@ -140,8 +145,10 @@ impl ConnectionHandle {
 
     /// The connection's `tracing` span, `connection` with its `id` and `peer`: the
     /// connection's own log lines are in it; enter it to put the application's there too.
+    /// [`Span::none`](tracing::Span::none) when no subscriber enabled it as the connection
+    /// opened.
     pub fn span(&self) -> &tracing::Span {
-        &self.inner.span
+        self.inner.span.as_deref().unwrap_or(&NO_SPAN)
     }
 
     /// The connection's id.
