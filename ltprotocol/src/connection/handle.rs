@@ -587,3 +587,20 @@ impl fmt::Display for ConnectionHandle {
         fmt::Display::fmt(&self.inner.peer, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HandleInner;
+
+    /// Every connection, idle or not, holds its handle (see `connection`'s docs on what an
+    /// idle connection holds): what only some connections use belongs in `Extras`.
+    #[test]
+    fn a_handle_holds_only_what_every_connection_uses() {
+        let size = size_of::<HandleInner>();
+        eprintln!("a connection's handle: {size} bytes");
+        assert!(
+            size <= 144,
+            "a connection's handle is {size} bytes: over 144, every idle connection pays more"
+        );
+    }
+}
