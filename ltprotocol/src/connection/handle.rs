@@ -43,17 +43,33 @@ struct HandleInner {
     /// Frames accepted for sending that were not written when the connection ended.
     unsent: AtomicUsize,
     requests: Option<Arc<RequestTable>>,
+    /// What only some connections use, made when first set or asked for: a connection that
+    /// uses none of it holds a null pointer (see `connection`'s docs on what an idle
+    /// connection holds).
+    extras: OnceLock<Box<Extras>>,
+    /// The connection's `tracing` span (its id and peer): every log line of the connection's
+    /// task is in it. Kept here, not in the task, which every idle connection pays for; and
+    /// boxed, only while it is enabled (a subscriber that logs at info or finer for the
+    /// library): a server logging warnings only keeps a null pointer.
+    span: Option<Box<tracing::Span>>,
+}
+
+/// The span of every connection whose own span is disabled.
+static NO_SPAN: tracing::Span = tracing::Span::none();
+
+/// The parts of a connection's handle that only some connections use.
+#[derive(Debug, Default)]
+struct Extras {
+    /// What the handshake returned, on a connection that ran one.
     handshake: OnceLock<Arc<dyn Any + Send + Sync>>,
     /// The application's per-connection state ([`ConnectionHandle::state`]), one value per
-    /// type; nothing is allocated until it is first asked for.
+    /// type.
     state: Mutex<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>,
+    /// The reason the connection was closed or aborted with, by whoever did it.
     reason: Mutex<Option<DisconnectReason>>,
     /// Set once a TLS handshake succeeded: the peer's verified certificate, if it sent one.
     #[cfg(feature = "tls")]
     tls: OnceLock<Option<Box<crate::tls::PeerIdentity>>>,
-    /// The connection's `tracing` span (its id and peer): every log line of the connection's
-    /// task is in it. Kept here, not in the task, which every idle connection pays for.
-    span: tracing::Span,
 }
 
 /// The application's handle on one connection: cheap to clone, usable from any task.
@@ -105,12 +121,8 @@ impl ConnectionHandle {
                 received: AtomicU64::new(0),
                 unsent: AtomicUsize::new(0),
                 requests: correlation.map(|c| RequestTable::new(c.clone())),
-                handshake: OnceLock::new(),
-                state: Mutex::new(Vec::new()),
-                reason: Mutex::new(None),
-                #[cfg(feature = "tls")]
-                tls: OnceLock::new(),
-                span,
+                extras: OnceLock::new(),
+                span: (!span.is_disabled()).then(|| Box::new(span)),
             }),
         }
     }
@@ -120,21 +132,23 @@ impl ConnectionHandle {
         !self.inner.released.swap(true, Ordering::Relaxed)
     }
 
-    /// The outbox this connection's writer drains.
-    #[inline]
     /// The header layout this connection's frames are encoded with.
     pub(crate) fn layout(&self) -> &HeaderLayout {
         self.inner.codec.layout()
     }
 
+    /// The outbox this connection's writer drains.
+    #[inline]
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.inner.outbox
     }
 
     /// The connection's `tracing` span, `connection` with its `id` and `peer`: the
     /// connection's own log lines are in it; enter it to put the application's there too.
+    /// [`Span::none`](tracing::Span::none) when no subscriber enabled it as the connection
+    /// opened.
     pub fn span(&self) -> &tracing::Span {
-        &self.inner.span
+        self.inner.span.as_deref().unwrap_or(&NO_SPAN)
     }
 
     /// The connection's id.
@@ -386,9 +400,14 @@ impl ConnectionHandle {
         .await;
     }
 
+    /// The parts only some connections use, made now if they were not.
+    fn extras(&self) -> &Extras {
+        self.inner.extras.get_or_init(Box::default)
+    }
+
     fn set_reason(&self, reason: DisconnectReason) {
         let mut slot = self
-            .inner
+            .extras()
             .reason
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -396,7 +415,8 @@ impl ConnectionHandle {
     }
 
     pub(crate) fn take_reason(&self) -> Option<DisconnectReason> {
-        self.inner
+        let extras = self.inner.extras.get()?;
+        extras
             .reason
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -428,7 +448,7 @@ impl ConnectionHandle {
 
     /// Keeps what the handshake returned.
     pub(crate) fn set_handshake_output(&self, output: Arc<dyn Any + Send + Sync>) {
-        let _ = self.inner.handshake.set(output);
+        let _ = self.extras().handshake.set(output);
     }
 
     pub(crate) fn mark_disconnected(&self) {
@@ -454,7 +474,7 @@ impl ConnectionHandle {
     /// # let _ = greeting;
     /// ```
     pub fn handshake_output<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.inner.handshake.get()?.downcast_ref()
+        self.inner.extras.get()?.handshake.get()?.downcast_ref()
     }
 
     /// The application's own state of type `T` for this connection: made with
@@ -488,7 +508,7 @@ impl ConnectionHandle {
     /// ```
     pub fn state<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
         let mut states = self
-            .inner
+            .extras()
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -524,7 +544,10 @@ impl ConnectionHandle {
     /// ```
     #[cfg(feature = "tls")]
     pub fn is_tls(&self) -> bool {
-        self.inner.tls.get().is_some()
+        self.inner
+            .extras
+            .get()
+            .is_some_and(|extras| extras.tls.get().is_some())
     }
 
     /// Who the peer's verified certificate names: on a server with client authentication,
@@ -550,17 +573,34 @@ impl ConnectionHandle {
     /// ```
     #[cfg(feature = "tls")]
     pub fn peer_identity(&self) -> Option<&crate::tls::PeerIdentity> {
-        self.inner.tls.get()?.as_deref()
+        self.inner.extras.get()?.tls.get()?.as_deref()
     }
 
     #[cfg(feature = "tls")]
     pub(crate) fn set_tls(&self, identity: Option<crate::tls::PeerIdentity>) {
-        let _ = self.inner.tls.set(identity.map(Box::new));
+        let _ = self.extras().tls.set(identity.map(Box::new));
     }
 }
 
 impl fmt::Display for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.inner.peer, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HandleInner;
+
+    /// Every connection, idle or not, holds its handle (see `connection`'s docs on what an
+    /// idle connection holds): what only some connections use belongs in `Extras`.
+    #[test]
+    fn a_handle_holds_only_what_every_connection_uses() {
+        let size = size_of::<HandleInner>();
+        eprintln!("a connection's handle: {size} bytes");
+        assert!(
+            size <= 144,
+            "a connection's handle is {size} bytes: over 144, every idle connection pays more"
+        );
     }
 }

@@ -25,7 +25,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::task::AtomicWaker;
@@ -49,8 +49,9 @@ struct Shared {
     /// The frames queued and the room left: what a sender with room touches, under one lock.
     state: Mutex<State>,
     /// The wait queue of senders that found no room, served in order. It holds no permit
-    /// while no sender waits.
-    waiting: Semaphore,
+    /// while no sender waits; boxed, and made when the first sender joins it: an outbox
+    /// that never filled (every idle connection's, most of all) holds a null pointer.
+    waiting: OnceLock<Box<Semaphore>>,
     capacity: usize,
     /// Wakes the task that drains this outbox (one task: a connection's, or a client's):
     /// the first frame after a take, a close, an abort. A registered waker, not a `Notify`:
@@ -140,7 +141,7 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
             room: capacity,
             waiters: 0,
         }),
-        waiting: Semaphore::new(0),
+        waiting: OnceLock::new(),
         capacity,
         ready: AtomicWaker::new(),
         closed: AtomicBool::new(false),
@@ -161,6 +162,13 @@ impl Outbox {
 
     pub(crate) fn capacity(&self) -> usize {
         self.shared.capacity
+    }
+
+    /// The wait queue, made now if no sender has waited yet.
+    fn wait_queue(&self) -> &Semaphore {
+        self.shared
+            .waiting
+            .get_or_init(|| Box::new(Semaphore::new(0)))
     }
 
     #[inline]
@@ -321,7 +329,7 @@ impl Outbox {
         }
         let mut state = self.lock();
         if state.waiters > 0 {
-            self.shared.waiting.add_permits(permits);
+            self.wait_queue().add_permits(permits);
         } else {
             state.room += permits;
         }
@@ -351,7 +359,7 @@ impl<'a> Waiter<'a> {
         }
         state.waiters += 1;
         let room = std::mem::take(&mut state.room);
-        outbox.shared.waiting.add_permits(room);
+        outbox.wait_queue().add_permits(room);
         Ok(Self {
             outbox,
             joined: true,
@@ -361,7 +369,7 @@ impl<'a> Waiter<'a> {
     /// The wait queue, borrowed from this waiter: the wait cannot outlive it, so a wait
     /// dropped half-served has given its permits back before the waiter leaves.
     fn semaphore(&self) -> &Semaphore {
-        &self.outbox.shared.waiting
+        self.outbox.wait_queue()
     }
 
     fn leave(&mut self, state: &mut State) {
@@ -370,7 +378,7 @@ impl<'a> Waiter<'a> {
         }
         state.waiters -= 1;
         if state.waiters == 0 {
-            state.room += self.outbox.shared.waiting.forget_permits(usize::MAX);
+            state.room += self.outbox.wait_queue().forget_permits(usize::MAX);
         }
     }
 }
@@ -445,7 +453,9 @@ impl OutboxReceiver {
     pub(crate) fn close(&mut self, outbox: &Outbox) {
         let _state = outbox.lock();
         outbox.shared.closed.store(true, Ordering::Release);
-        outbox.shared.waiting.close();
+        if let Some(waiting) = outbox.shared.waiting.get() {
+            waiting.close();
+        }
     }
 
     /// Starts a new connection: the first frame not confirmed is written again whole (the
@@ -562,5 +572,22 @@ impl OutboxReceiver {
         {
             state.queue = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shared;
+
+    /// Every connection, idle or not, holds its outbox's shared part (see `connection`'s docs
+    /// on what an idle connection holds): what only a full outbox needs is boxed when needed.
+    #[test]
+    fn an_outbox_holds_only_what_every_connection_uses() {
+        let size = size_of::<Shared>();
+        eprintln!("an outbox's shared part: {size} bytes");
+        assert!(
+            size <= 88,
+            "an outbox's shared part is {size} bytes: over 88, every idle connection pays more"
+        );
     }
 }

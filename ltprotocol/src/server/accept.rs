@@ -293,7 +293,7 @@ mod tests {
     /// What an idle connection costs is mostly its task (see `connection`'s docs): tokio
     /// aligns a task's cell to 128 bytes and adds about 104 bytes of its own to the future
     /// (and the task tracker 8), so a future of up to 400 bytes keeps the cell at 512 bytes
-    /// (about 1.5 KB per idle connection in all, BENCHMARKS.md), one of 401 makes it 640.
+    /// (about 1.2 KB per idle connection in all, BENCHMARKS.md), one of 401 makes it 640.
     /// Both a shared handler and a per-connection one of 48 bytes must fit.
     #[tokio::test]
     async fn a_connection_task_fits_a_512_byte_cell() {
